@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "spool",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "spool-broker", targets: ["spool-broker"]),
+        .library(name: "SpoolCore", targets: ["SpoolCore"]),
+        .library(name: "SpoolStore", targets: ["SpoolStore"]),
+        .library(name: "SpoolBroker", targets: ["SpoolBroker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // Wire types, errors and the job state machine: no NIO, no Postgres.
+        .target(name: "SpoolCore"),
+        // The only module with SQL: migrator, one file per table, the embedded cluster.
+        .target(
+            name: "SpoolStore",
+            dependencies: [
+                "SpoolCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            resources: [.embedInCode("Migrations")]
+        ),
+        // buildApplication(config): routes, auth, error mapping.
+        .target(
+            name: "SpoolBroker",
+            dependencies: [
+                "SpoolCore", "SpoolStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        .executableTarget(
+            name: "spool-broker",
+            dependencies: [
+                "SpoolBroker", "SpoolStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore"]),
+        .testTarget(
+            name: "SpoolIntegrationTests",
+            dependencies: [
+                "SpoolCore", "SpoolStore", "SpoolBroker",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+    ]
+)

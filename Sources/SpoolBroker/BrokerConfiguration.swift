@@ -1,0 +1,62 @@
+/// Everything a broker needs to start; every field has a documented default.
+public struct BrokerConfiguration: Sendable {
+    /// Address to listen on. Defaults to `127.0.0.1`.
+    public var host: String = "127.0.0.1"
+    /// Port to listen on; 0 picks a free one. Defaults to 8080.
+    public var port: Int = 8080
+    /// A `postgres://` URL of the database. Defaults to nil: run the embedded cluster under `dataDirectory`.
+    public var databaseURL: String? = nil
+    /// Where the embedded PostgreSQL cluster lives when no `databaseURL` is given. Defaults to `./spool-data`.
+    public var dataDirectory: String = "spool-data"
+    /// Directory of PostgreSQL's `initdb` and `pg_ctl` for the embedded cluster. Defaults to nil: search PATH, then /usr/lib/postgresql.
+    public var postgresBinDirectory: String? = nil
+    /// API keys accepted in `Authorization: Bearer <key>`, besides those created with `spool-broker keys create`.
+    /// Defaults to none; with no key at all the broker is open and must listen on loopback.
+    public var apiKeys: [String] = []
+    /// Largest request body accepted, in bytes; larger ones get a 413. Defaults to 10 MiB.
+    public var maxBodyBytes: Int = 10 * 1024 * 1024
+    /// How long an `Idempotency-Key` is remembered, in seconds. Defaults to 24 hours.
+    public var idempotencyWindowSeconds: Int = 24 * 60 * 60
+    /// Connections in the database pool. Defaults to 20.
+    public var databaseConnections: Int = 20
+
+    public init() {}
+
+    /// Checks the configuration before anything starts; the error says what to change.
+    public func validate() throws(ConfigurationError) {
+        guard !host.isEmpty else { throw ConfigurationError("--host/SPOOL_HOST is empty: give an address such as 127.0.0.1 or 0.0.0.0.") }
+        guard (0...65535).contains(port) else {
+            throw ConfigurationError("--port/SPOOL_PORT must be between 0 and 65535, got \(port).")
+        }
+        if let databaseURL, databaseURL.isEmpty {
+            throw ConfigurationError("--database-url/SPOOL_DATABASE_URL is empty: give a postgres:// URL, or leave it out to use the embedded database.")
+        }
+        if databaseURL == nil, dataDirectory.isEmpty {
+            throw ConfigurationError("--data-dir/SPOOL_DATA_DIR is empty: the embedded database needs a directory.")
+        }
+        guard maxBodyBytes >= 1024 else {
+            throw ConfigurationError("The body limit must be at least 1024 bytes, got \(maxBodyBytes).")
+        }
+        guard idempotencyWindowSeconds > 0 else {
+            throw ConfigurationError("The idempotency window must be positive, got \(idempotencyWindowSeconds) seconds.")
+        }
+        guard (1...1000).contains(databaseConnections) else {
+            throw ConfigurationError("The database pool size must be between 1 and 1000, got \(databaseConnections).")
+        }
+        for key in apiKeys where key.count < 16 || key.contains(where: { $0.isWhitespace || $0 == "," }) {
+            throw ConfigurationError(
+                "API key '\(key.prefix(4))…' is too weak or malformed: keys need at least 16 characters and no spaces or commas.")
+        }
+    }
+
+    /// Whether `host` accepts connections from this machine only.
+    public var listensOnLoopbackOnly: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// A configuration a person must fix before the broker can start.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SpoolCore
+
+/// Maps every error to HTTP in one place: a status and a JSON body in the shape of Together's
+/// `QueueError`. Nothing leaves the broker as an empty or HTML error.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BrokerRequestContext
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as SpoolError {
+            return Self.response(for: error)
+        } catch is NIOTooManyBytesError {
+            return Self.response(for: .payloadTooLarge(limit: maxBodyBytes))
+        } catch let error as HTTPError {
+            return Self.response(for: Self.translate(error, request: request))
+        } catch {
+            context.logger.error(
+                "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            return Self.response(for: .internalError())
+        }
+    }
+
+    static func translate(_ error: HTTPError, request: Request) -> SpoolError {
+        switch error.status.code {
+        case 404: .notFound("No route \(request.method) \(request.uri.path) on this broker.", code: "unknown_route")
+        case 405: .notFound("\(request.method) is not allowed on \(request.uri.path).", code: "method_not_allowed")
+        case 413: .payloadTooLarge(limit: 0)
+        case 400..<500: .invalidRequest(error.body ?? "The request is not valid.")
+        default: .internalError()
+        }
+    }
+
+    static func response(for error: SpoolError) -> Response {
+        var headers = HTTPFields()
+        // Stainless-generated SDKs (together) retry 409s unless told not to; a conflict will not go away.
+        if error.httpStatus == 409 { headers[.xShouldRetry] = "false" }
+        return JSONResponse.make(error.body, status: .init(code: error.httpStatus), headers: headers)
+    }
+}
+
+/// JSON responses with compact, slash-preserving encoding.
+enum JSONResponse {
+    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,10 @@
+import HTTPTypes
+
+extension HTTPField.Name {
+    /// Names a submit so a retried one creates no second job.
+    static let idempotencyKey = Self("Idempotency-Key")!
+    /// Set on a submit answered from an earlier one with the same idempotency key.
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+    /// Tells Stainless-generated SDKs (together) whether retrying can help.
+    static let xShouldRetry = Self("x-should-retry")!
+}

@@ -1,0 +1,214 @@
+import Foundation
+
+// Request and response shapes of Together's Queue API (`together` 3.1.1, `client.beta.jig.queue`).
+// Requests are validated by hand from a parsed JSONValue, so every refusal names the field at fault.
+
+/// `POST /v1/queue/submit`.
+public struct SubmitRequest: Sendable, Equatable {
+    public var model: String
+    public var payload: [String: JSONValue]
+    public var info: [String: JSONValue]
+    public var priority: Int32
+
+    public init(model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], priority: Int32 = 0) {
+        self.model = model
+        self.payload = payload
+        self.info = info
+        self.priority = priority
+    }
+
+    /// Validates a parsed body; throws a 400 naming the field at fault.
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        self.model = try body.model()
+        self.payload = try body.requiredObject("payload")
+        self.info = try body.optionalObject("info") ?? [:]
+        self.priority = try body.optionalInt32("priority") ?? 0
+    }
+}
+
+/// The answer to a submit: `{"requestId": …}`.
+public struct SubmitResponse: Sendable, Codable, Equatable {
+    public var requestId: String
+    public init(requestId: String) { self.requestId = requestId }
+}
+
+/// `POST /v1/queue/cancel`: `{model, request_id}`.
+public struct JobReference: Sendable, Equatable {
+    public var model: String
+    public var requestID: String
+
+    public init(model: String, requestID: String) {
+        self.model = model
+        self.requestID = requestID
+    }
+
+    /// Validates a parsed body (cancel) or query (status).
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        self.model = try body.model()
+        self.requestID = try body.requiredString("request_id")
+    }
+}
+
+/// `POST /v1/queue/clear`: `{model}`; also the metrics query.
+public struct ModelReference: Sendable, Equatable {
+    public var model: String
+
+    public init(model: String) { self.model = model }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        self.model = try RequestFields(json).model()
+    }
+}
+
+/// `GET /v1/queue/status`: a job as clients see it.
+public struct JobStatusResponse: Sendable, Codable, Equatable {
+    public var model: String
+    public var request_id: String
+    public var status: JobStatus
+    public var priority: Int32
+    public var info: [String: JSONValue]
+    public var inputs: [String: JSONValue]
+    public var outputs: [String: JSONValue]?
+    /// Why a failed job failed (an extension of Together's shape).
+    public var error: String?
+    public var retries: Int32
+    public var created_at: String
+    public var claimed_at: String?
+    public var done_at: String?
+    public var warnings: [String]
+
+    public init(
+        model: String, request_id: String, status: JobStatus, priority: Int32, info: [String: JSONValue],
+        inputs: [String: JSONValue], outputs: [String: JSONValue]?, error: String?, retries: Int32,
+        created_at: Date, claimed_at: Date?, done_at: Date?, warnings: [String] = []
+    ) {
+        self.model = model
+        self.request_id = request_id
+        self.status = status
+        self.priority = priority
+        self.info = info
+        self.inputs = inputs
+        self.outputs = outputs
+        self.error = error
+        self.retries = retries
+        self.created_at = RFC3339.string(from: created_at)
+        self.claimed_at = claimed_at.map(RFC3339.string(from:))
+        self.done_at = done_at.map(RFC3339.string(from:))
+        self.warnings = warnings
+    }
+
+    // Optional members are written as null, not left out, so every field is always present.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(model, forKey: .model)
+        try container.encode(request_id, forKey: .request_id)
+        try container.encode(status, forKey: .status)
+        try container.encode(priority, forKey: .priority)
+        try container.encode(info, forKey: .info)
+        try container.encode(inputs, forKey: .inputs)
+        try container.encode(outputs, forKey: .outputs)
+        try container.encode(error, forKey: .error)
+        try container.encode(retries, forKey: .retries)
+        try container.encode(created_at, forKey: .created_at)
+        try container.encode(claimed_at, forKey: .claimed_at)
+        try container.encode(done_at, forKey: .done_at)
+        try container.encode(warnings, forKey: .warnings)
+    }
+}
+
+/// The answer to a cancel: the job's status after the attempt.
+public struct CancelResponse: Sendable, Codable, Equatable {
+    public var status: JobStatus
+    public init(status: JobStatus) { self.status = status }
+}
+
+/// The answer to a clear.
+public struct ClearResponse: Sendable, Codable, Equatable {
+    public var canceled_count: Int
+    public init(canceled_count: Int) { self.canceled_count = canceled_count }
+}
+
+/// `GET /v1/queue/metrics`: `total_jobs` is waiting + running, as Together defines it.
+public struct QueueMetricsResponse: Sendable, Codable, Equatable {
+    public var messages_waiting: Int
+    public var messages_running: Int
+    public var total_jobs: Int
+
+    public init(messages_waiting: Int, messages_running: Int) {
+        self.messages_waiting = messages_waiting
+        self.messages_running = messages_running
+        self.total_jobs = messages_waiting + messages_running
+    }
+}
+
+/// RFC 3339 timestamps in UTC with microseconds, as the SDKs parse them.
+public enum RFC3339 {
+    private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+
+    public static func string(from date: Date) -> String { date.formatted(style) }
+
+    public static func date(from string: String) -> Date? { try? style.parse(string) }
+}
+
+/// Field access over a request body that refuses anything but what the API defines.
+struct RequestFields {
+    /// Longest model name accepted: long enough for `owner/app/path` ids, short enough to index.
+    static let maxModelLength = 256
+    let members: [String: JSONValue]
+
+    init(_ json: JSONValue) throws(SpoolError) {
+        guard let members = json.objectValue else {
+            throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).", code: "invalid_body")
+        }
+        self.members = members
+    }
+
+    func model() throws(SpoolError) -> String {
+        let model = try requiredString("model")
+        guard model.utf8.count <= Self.maxModelLength else {
+            throw .invalidRequest("'model' is longer than \(Self.maxModelLength) bytes.", code: "invalid_field", param: "model")
+        }
+        return model
+    }
+
+    func requiredString(_ name: String) throws(SpoolError) -> String {
+        guard let value = members[name], value != .null else {
+            throw .invalidRequest("'\(name)' is required.", code: "missing_field", param: name)
+        }
+        guard case .string(let string) = value else {
+            throw .invalidRequest("'\(name)' must be a string, not \(value.typeName).", code: "invalid_type", param: name)
+        }
+        guard !string.isEmpty else {
+            throw .invalidRequest("'\(name)' must not be empty.", code: "invalid_field", param: name)
+        }
+        return string
+    }
+
+    func requiredObject(_ name: String) throws(SpoolError) -> [String: JSONValue] {
+        guard let value = members[name], value != .null else {
+            throw .invalidRequest("'\(name)' is required and must be a JSON object.", code: "missing_field", param: name)
+        }
+        guard let object = value.objectValue else {
+            throw .invalidRequest("'\(name)' must be a JSON object, not \(value.typeName).", code: "invalid_type", param: name)
+        }
+        return object
+    }
+
+    func optionalObject(_ name: String) throws(SpoolError) -> [String: JSONValue]? {
+        guard let value = members[name], value != .null else { return nil }
+        return try requiredObject(name)
+    }
+
+    func optionalInt32(_ name: String) throws(SpoolError) -> Int32? {
+        guard let value = members[name], value != .null else { return nil }
+        guard case .int(let int) = value else {
+            throw .invalidRequest("'\(name)' must be an integer, not \(value.typeName).", code: "invalid_type", param: name)
+        }
+        guard let small = Int32(exactly: int) else {
+            throw .invalidRequest("'\(name)' must be between \(Int32.min) and \(Int32.max).", code: "invalid_field", param: name)
+        }
+        return small
+    }
+}

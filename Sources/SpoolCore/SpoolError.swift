@@ -1,0 +1,92 @@
+/// An error a client sees: an HTTP status and a body in the shape of Together's `QueueError`.
+///
+/// A struct over a private code enum, so cases can be added without breaking users.
+public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
+    private enum Kind: Sendable, Equatable {
+        case invalidRequest, unauthorized, notFound, conflict, payloadTooLarge, internalError
+    }
+
+    private let kind: Kind
+    /// A sentence that says what went wrong and what to fix; safe to show a user.
+    public let message: String
+    /// A machine-readable code, such as `missing_field`.
+    public let code: String
+    /// The request parameter at fault, if one is.
+    public let param: String?
+    /// Extra members of the error body (for example a job's current status).
+    public let extra: [String: JSONValue]
+
+    private init(_ kind: Kind, _ message: String, code: String, param: String?, extra: [String: JSONValue] = [:]) {
+        self.kind = kind
+        self.message = message
+        self.code = code
+        self.param = param
+        self.extra = extra
+    }
+
+    /// 400: the request is malformed or a field is missing or of the wrong type.
+    public static func invalidRequest(_ message: String, code: String = "invalid_request", param: String? = nil) -> SpoolError {
+        SpoolError(.invalidRequest, message, code: code, param: param)
+    }
+
+    /// 401: no API key, or one the broker does not know.
+    public static func unauthorized(_ message: String) -> SpoolError {
+        SpoolError(.unauthorized, message, code: "invalid_api_key", param: nil)
+    }
+
+    /// 404: no such job, model or route.
+    public static func notFound(_ message: String, code: String = "not_found", param: String? = nil) -> SpoolError {
+        SpoolError(.notFound, message, code: code, param: param)
+    }
+
+    /// 409: the request conflicts with the job's current state.
+    public static func conflict(_ message: String, code: String, param: String? = nil, extra: [String: JSONValue] = [:]) -> SpoolError {
+        SpoolError(.conflict, message, code: code, param: param, extra: extra)
+    }
+
+    /// 413: the body is larger than the broker accepts.
+    public static func payloadTooLarge(limit: Int) -> SpoolError {
+        SpoolError(.payloadTooLarge, "The request body is larger than this broker's limit of \(limit) bytes.", code: "payload_too_large", param: nil)
+    }
+
+    /// 500: something failed inside the broker; the details are in its log, not here.
+    public static func internalError(_ message: String = "The broker failed to handle this request; see its log.") -> SpoolError {
+        SpoolError(.internalError, message, code: "internal_error", param: nil)
+    }
+
+    /// The HTTP status code for this error.
+    public var httpStatus: Int {
+        switch kind {
+        case .invalidRequest: 400
+        case .unauthorized: 401
+        case .notFound: 404
+        case .conflict: 409
+        case .payloadTooLarge: 413
+        case .internalError: 500
+        }
+    }
+
+    /// The category in Together's vocabulary.
+    public var type: String {
+        switch kind {
+        case .invalidRequest: "invalid_request_error"
+        case .unauthorized: "authentication_error"
+        case .notFound: "not_found_error"
+        case .conflict: "conflict_error"
+        case .payloadTooLarge: "invalid_request_error"
+        case .internalError: "internal_error"
+        }
+    }
+
+    /// The JSON body: `{"message", "type", "code", "param"}` plus any extra members.
+    public var body: JSONValue {
+        var members = extra
+        members["message"] = .string(message)
+        members["type"] = .string(type)
+        members["code"] = .string(code)
+        members["param"] = param.map(JSONValue.string) ?? .null
+        return .object(members)
+    }
+
+    public var description: String { "\(httpStatus) \(code): \(message)" }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// What an idempotency key says about a submit.
+public enum IdempotencyClaim: Sendable, Equatable {
+    /// The key is new (or its earlier use has expired): the submit goes ahead with this request id.
+    case claimed
+    /// The key was used within the window for the same request: answer with that job.
+    case replay(requestID: UUID)
+    /// The key was used within the window for a different request.
+    case reusedWithDifferentRequest
+}
+
+/// The `idempotency_keys` table: retried submits find their first job here.
+public struct IdempotencyKeysTable: Sendable {
+    public init() {}
+
+    /// Records `key` for `requestID`, unless the key is already in use within `windowSeconds`.
+    ///
+    /// Run inside the submit's transaction: a concurrent submit with the same key waits on the
+    /// row lock until this transaction ends, then sees its outcome.
+    public func claim(
+        owner: String, key: String, requestHash: String, requestID: UUID, windowSeconds: Int,
+        on connection: PostgresConnection, logger: Logger
+    ) async throws -> IdempotencyClaim {
+        // An expired row is taken over; a live one is left alone and the INSERT returns nothing.
+        let inserted = try await connection.query(
+            """
+            INSERT INTO idempotency_keys (owner, key, request_hash, request_id)
+            VALUES (\(owner), \(key), \(requestHash), \(requestID))
+            ON CONFLICT (owner, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, request_id = EXCLUDED.request_id, created_at = now()
+                WHERE idempotency_keys.created_at <= now() - make_interval(secs => \(windowSeconds))
+            RETURNING request_id
+            """, logger: logger
+        ).collect()
+        if !inserted.isEmpty { return .claimed }
+
+        let rows = try await connection.query(
+            "SELECT request_hash, request_id FROM idempotency_keys WHERE owner = \(owner) AND key = \(key)",
+            logger: logger)
+        for try await (hash, existing) in rows.decode((String, UUID).self) {
+            return hash == requestHash ? .replay(requestID: existing) : .reusedWithDifferentRequest
+        }
+        // Unreachable in practice: the conflicting row existed a statement ago and only pruning deletes.
+        throw SpoolStoreError(description: "The idempotency key '\(key)' vanished during a submit.")
+    }
+
+    /// Deletes keys older than the window; returns how many.
+    public func prune(windowSeconds: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        let rows = try await database.run(
+            """
+            WITH pruned AS (
+                DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => \(windowSeconds)) RETURNING 1
+            )
+            SELECT count(*) FROM pruned
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+}

@@ -1,0 +1,96 @@
+import Logging
+import PostgresNIO
+
+/// One numbered schema change from `migrations/`, carried in the binary.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+}
+
+/// Applies the schema in `migrations/` to a database, safely from many brokers at once.
+///
+/// Every migration runs in its own transaction while the migrator holds a session advisory
+/// lock, so brokers that start together queue up on the lock: the first applies, the rest find
+/// nothing left to do.
+public struct Migrator: Sendable {
+    /// Every migration, in order. `migrations/` is the source; a test checks this list matches it.
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "jobs", sql: String(decoding: PackageResources._001_jobs_sql, as: UTF8.self)),
+        Migration(version: 2, name: "idempotency_keys", sql: String(decoding: PackageResources._002_idempotency_keys_sql, as: UTF8.self)),
+        Migration(version: 3, name: "api_keys", sql: String(decoding: PackageResources._003_api_keys_sql, as: UTF8.self)),
+    ]
+
+    /// Key of the advisory lock that serialises migrators ("spool" in ASCII).
+    static let advisoryLockKey: Int64 = 0x73_70_6f_6f_6c
+
+    let client: PostgresClient
+    let migrations: [Migration]
+
+    public init(client: PostgresClient, migrations: [Migration] = Migrator.all) {
+        self.client = client
+        self.migrations = migrations
+    }
+
+    /// Applies the pending migrations and returns the versions it applied.
+    @discardableResult
+    public func migrate(logger: Logger) async throws -> [Int] {
+        try await client.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            do {
+                let applied = try await applyPending(on: connection, logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                return applied
+            } catch {
+                // The lock is per session: a pooled connection must not keep it after a failure.
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// The versions recorded as applied, in order; empty for a database Spool never touched.
+    public func appliedVersions(logger: Logger) async throws -> [Int] {
+        try await Self.appliedVersions(on: client, logger: logger)
+    }
+
+    private func applyPending(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        // Created under the lock: two concurrent CREATE TABLE IF NOT EXISTS can still collide.
+        try await connection.query(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    integer     PRIMARY KEY,
+                name       text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """, logger: logger)
+        let done = Set(try await Self.appliedVersions(on: connection, logger: logger))
+        var applied: [Int] = []
+        for migration in migrations where !done.contains(migration.version) {
+            try await connection.withTransaction(logger: logger) { transaction in
+                for statement in SQLStatements.split(migration.sql) {
+                    try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await transaction.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
+                    logger: logger)
+            }
+            logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            applied.append(migration.version)
+        }
+        return applied
+    }
+
+    private static func appliedVersions(on database: some PostgresQueryable, logger: Logger) async throws -> [Int] {
+        let exists = try await database.run("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+            .collect().first?.decode(Bool.self) ?? false
+        guard exists else { return [] }
+        var versions: [Int] = []
+        for try await version in try await database.run("SELECT version FROM schema_migrations ORDER BY version", logger: logger)
+            .decode(Int.self)
+        {
+            versions.append(version)
+        }
+        return versions
+    }
+}

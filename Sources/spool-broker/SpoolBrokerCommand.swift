@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SpoolBroker
+import SpoolStore
+
+/// `spool-broker`: flags first, then `SPOOL_*` environment variables, then the documented defaults.
+@main
+struct SpoolBrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spool-broker",
+        abstract: "Spool's broker: a job queue for long-running AI inference, kept in PostgreSQL.",
+        subcommands: [Serve.self, Keys.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every subcommand shares: where the database is.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "PostgreSQL URL (postgres://user:pass@host:5432/db). Env: SPOOL_DATABASE_URL. Default: the embedded cluster.")
+    var databaseURL: String?
+
+    @Option(help: "Directory of the embedded PostgreSQL cluster. Env: SPOOL_DATA_DIR. Default: ./spool-data.")
+    var dataDir: String?
+
+    @Option(help: "Directory with PostgreSQL's initdb and pg_ctl. Env: SPOOL_POSTGRES_BIN. Default: PATH, then /usr/lib/postgresql.")
+    var postgresBin: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error. Env: SPOOL_LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    func apply(to configuration: inout BrokerConfiguration) {
+        let environment = ProcessInfo.processInfo.environment
+        configuration.databaseURL = databaseURL ?? environment["SPOOL_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        if let dataDir = dataDir ?? environment["SPOOL_DATA_DIR"] { configuration.dataDirectory = dataDir }
+        configuration.postgresBinDirectory = postgresBin ?? environment["SPOOL_POSTGRES_BIN"]
+    }
+
+    func makeLogger() throws -> Logger {
+        let text = logLevel ?? ProcessInfo.processInfo.environment["SPOOL_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: text) else {
+            throw ValidationError("Unknown log level '\(text)': use trace, debug, info, notice, warning or error.")
+        }
+        var logger = Logger(label: "spool-broker")
+        logger.logLevel = level
+        return logger
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the broker (the default).")
+
+    @Option(help: "Address to listen on. Env: SPOOL_HOST. Default: 127.0.0.1.")
+    var host: String?
+
+    @Option(help: "Port to listen on. Env: SPOOL_PORT. Default: 8080.")
+    var port: Int?
+
+    @Option(name: .customLong("api-key"), help: "An accepted API key (repeatable). Env: SPOOL_API_KEYS, comma-separated.")
+    var apiKeys: [String] = []
+
+    @Option(help: "Largest request body in bytes. Env: SPOOL_MAX_BODY_BYTES. Default: 10485760 (10 MiB).")
+    var maxBodyBytes: Int?
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var configuration = BrokerConfiguration()
+        database.apply(to: &configuration)
+        if let host = host ?? environment["SPOOL_HOST"] { configuration.host = host }
+        if let port = try port ?? Self.integer(environment, "SPOOL_PORT") { configuration.port = port }
+        if let limit = try maxBodyBytes ?? Self.integer(environment, "SPOOL_MAX_BODY_BYTES") { configuration.maxBodyBytes = limit }
+        configuration.apiKeys = apiKeys.isEmpty
+            ? (environment["SPOOL_API_KEYS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : apiKeys
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
+        try await Broker.run(configuration, logger: try database.makeLogger())
+    }
+
+    static func integer(_ environment: [String: String], _ name: String) throws -> Int? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        guard let value = Int(text) else { throw ValidationError("\(name) must be a whole number, got '\(text)'.") }
+        return value
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API keys stored (as hashes) in the database.",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key and print it once; only its hash is stored.")
+        @Option(help: "A name to recognise the key by.") var name: String
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var configuration = BrokerConfiguration()
+            database.apply(to: &configuration)
+            let logger = try database.makeLogger()
+            let key = APIKeyHash.generateKey()
+            let name = self.name
+            let id = try await Broker.withStore(configuration, logger: logger) { store in
+                try await store.apiKeys.create(name: name, key: key, on: store.client, logger: logger)
+            }
+            print("id: \(id)\nkey: \(key)\nStore the key now: it cannot be shown again.")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List live keys (ids and names, never the keys).")
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var configuration = BrokerConfiguration()
+            database.apply(to: &configuration)
+            let logger = try database.makeLogger()
+            let keys = try await Broker.withStore(configuration, logger: logger) { store in
+                try await store.apiKeys.list(on: store.client, logger: logger).map { "\($0.id)\t\($0.name)\t\($0.createdAt)" }
+            }
+            keys.forEach { print($0) }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id; brokers refuse it within a minute.")
+        @Argument(help: "The key's id, as 'keys list' shows it.") var id: String
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var configuration = BrokerConfiguration()
+            database.apply(to: &configuration)
+            let logger = try database.makeLogger()
+            let id = self.id
+            let revoked = try await Broker.withStore(configuration, logger: logger) { store in
+                try await store.apiKeys.revoke(id: id, on: store.client, logger: logger)
+            }
+            guard revoked else { throw ValidationError("No live key with id '\(id)'.") }
+            print("revoked \(id)")
+        }
+    }
+}

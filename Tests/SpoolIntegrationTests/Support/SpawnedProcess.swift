@@ -1,0 +1,127 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real child process (a broker, a Python SDK script), its output captured in a file.
+final class SpawnedProcess: Sendable {
+    let pid: pid_t
+    let outputPath: String
+    let arguments: [String]
+    private let exitStatus = Mutex<Int32?>(nil)
+
+    /// Directory of the package's built executables: the test bundle sits beside them.
+    static let buildDirectory: String = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().path
+    /// The package's root, for scripts kept under Tests/.
+    static let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        outputPath = NSTemporaryDirectory() + "spool-test-\(UUID().uuidString.prefix(8)).log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var merged = ProcessInfo.processInfo.environment
+        merged.merge(environment) { _, new in new }
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
+        guard result == 0 else { throw TestFailure("cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        self.pid = pid
+        self.arguments = arguments
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` and waits for the process to end; returns its exit status.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM) async -> Int32 {
+        if reap() == nil { kill(pid, signal) }
+        return (try? await wait(timeout: nil)) ?? -1
+    }
+
+    /// Sends `signal` without waiting (SIGKILL to simulate a crash, SIGTERM to start a drain).
+    func signal(_ signal: Int32) {
+        if reap() == nil { kill(pid, signal) }
+    }
+
+    /// Waits for the process to end by itself; returns its exit status (128+n for signal n).
+    @discardableResult
+    func wait(timeout: Duration? = nil) async throws -> Int32 {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            if let status = reap() { return status }
+            if let deadline, ContinuousClock.now >= deadline {
+                throw TestFailure("\(arguments[0]) did not exit within \(timeout!); output so far:\n\(output)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The exit status once the process has ended, reaping it without blocking.
+    func reap() -> Int32? {
+        exitStatus.withLock { exitStatus in
+            if let exitStatus { return exitStatus }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = code
+            return code
+        }
+    }
+
+    /// Polls the output until `pattern` matches; returns the first capture group.
+    func waitForOutput(matching pattern: String, timeout: Duration = .seconds(30)) async throws -> String {
+        let regex = try Regex(pattern)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let match = output.firstMatch(of: regex) {
+                return match.output.count > 1 ? String(match.output[1].substring ?? "") : String(match.output[0].substring ?? "")
+            }
+            if kill(pid, 0) != 0 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("no output matching \(pattern) within \(timeout); output so far:\n\(output)")
+    }
+
+    deinit {
+        if reap() == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        unlink(outputPath)
+    }
+}
+
+/// A live `spool-broker` process.
+struct BrokerProcess {
+    let process: SpawnedProcess
+    let port: Int
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Starts a broker on a free port against `databaseURL` and waits until it listens.
+    static func start(databaseURL: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> BrokerProcess {
+        let process = try SpawnedProcess(
+            [SpawnedProcess.buildDirectory + "/spool-broker", "--database-url", databaseURL, "--port", "0"] + arguments,
+            environment: environment)
+        let port = try await process.waitForOutput(matching: #"listening on 127\.0\.0\.1:(\d+)"#)
+        return BrokerProcess(process: process, port: Int(port)!)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

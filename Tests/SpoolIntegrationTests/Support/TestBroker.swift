@@ -1,0 +1,77 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import SpoolBroker
+import SpoolCore
+
+/// An answer from the broker: status, headers and the body parsed as JSON.
+struct Answer {
+    let status: Int
+    let headers: HTTPFields
+    let json: JSONValue
+
+    subscript(_ member: String) -> JSONValue? { json.objectValue?[member] }
+}
+
+/// Runs a broker in-process on a real socket against the shared test database, or `database`.
+func withTestBroker<Result: Sendable>(
+    database: String? = nil,
+    _ configure: (inout BrokerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (BrokerClient) async throws -> Result
+) async throws -> Result {
+    var configuration = BrokerConfiguration()
+    configuration.port = 0
+    configure(&configuration)
+    let database = if let database { database } else { try await TestDatabase.migrated() }
+    let app = try buildApplication(configuration, database: TestDatabase.configuration(database: database), logger: TestDatabase.logger)
+    return try await app.test(.live) { client in try await body(BrokerClient(client: client)) }
+}
+
+/// A thin JSON client over the test framework's HTTP client.
+struct BrokerClient: Sendable {
+    let client: any TestClientProtocol
+    var apiKey: String?
+
+    init(client: any TestClientProtocol, apiKey: String? = nil) {
+        self.client = client
+        self.apiKey = apiKey
+    }
+
+    func withKey(_ key: String?) -> BrokerClient { BrokerClient(client: client, apiKey: key) }
+
+    func call(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> Answer {
+        var headers = headers
+        if let apiKey { headers[.authorization] = "Bearer \(apiKey)" }
+        if body != nil { headers[.contentType] = "application/json" }
+        let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        let json = response.body.readableBytes == 0 ? JSONValue.null : try JSONValue.parse(response.body.readableBytesView)
+        return Answer(status: Int(response.status.code), headers: response.headers, json: json)
+    }
+
+    func post(_ uri: String, _ body: JSONValue, headers: HTTPFields = [:]) async throws -> Answer {
+        try await call(.post, uri, body: body.jsonText, headers: headers)
+    }
+
+    /// Submits and returns the request id.
+    func submit(model: String, payload: JSONValue = ["prompt": "x"], priority: Int64 = 0, info: JSONValue = [:]) async throws -> String {
+        let answer = try await post("/v1/queue/submit", ["model": .string(model), "payload": payload, "priority": .int(priority), "info": info])
+        guard answer.status == 200, let id = answer["requestId"]?.stringValue else {
+            throw TestFailure("submit failed: \(answer.status) \(answer.json)")
+        }
+        return id
+    }
+
+    func status(model: String, requestID: String) async throws -> Answer {
+        try await call(.get, "/v1/queue/status?model=\(percentEncoded(model))&request_id=\(percentEncoded(requestID))")
+    }
+
+    func metrics(model: String) async throws -> Answer {
+        try await call(.get, "/v1/queue/metrics?model=\(percentEncoded(model))")
+    }
+
+    private func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+    }
+}

@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spool-broker", targets: ["spool-broker"]),
+        .executable(name: "spool-worker", targets: ["spool-worker"]),
+        .library(name: "SpoolWorker", targets: ["SpoolWorker"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
         .library(name: "SpoolStore", targets: ["SpoolStore"]),
         .library(name: "SpoolBroker", targets: ["SpoolBroker"]),
@@ -59,11 +61,40 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The worker SDK: the lease loop, heartbeats, drain; the --exec and --forward handlers.
+        .target(
+            name: "SpoolWorker",
+            dependencies: [
+                "SpoolCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "spool-worker",
+            dependencies: [
+                "SpoolWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The README's Swift worker, built with the package so it cannot rot.
+        .executableTarget(
+            name: "spool-example-worker",
+            dependencies: [
+                "SpoolWorker",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/SwiftWorker"
+        ),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore"]),
         .testTarget(
             name: "SpoolIntegrationTests",
             dependencies: [
-                "SpoolCore", "SpoolStore", "SpoolBroker",
+                "SpoolCore", "SpoolStore", "SpoolBroker", "SpoolWorker",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

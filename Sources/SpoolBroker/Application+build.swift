@@ -11,6 +11,13 @@ import SpoolStore
 public func buildApplication(
     _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger
 ) throws -> some ApplicationProtocol {
+    try buildApplication(configuration, database: database, logger: logger, waiters: LeaseWaiters())
+}
+
+/// The same, with the long-poll registry given: tests watch it to know a lease is waiting.
+func buildApplication(
+    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger, waiters: LeaseWaiters
+) throws -> some ApplicationProtocol {
     try configuration.validate()
     var database = database
     database.options.maximumConnections = configuration.databaseConnections
@@ -23,14 +30,20 @@ public func buildApplication(
     router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     QueueRoutes(store: store, configuration: configuration).register(on: authenticated)
+    WorkerRoutes(store: store, waiters: waiters, configuration: configuration).register(on: authenticated)
 
+    let schema = SchemaReadiness()
+    let listener = PendingJobListener(
+        store: store, waiters: waiters, schema: schema, pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
+    let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, logger: logger)
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spool-broker"),
-        services: [client],
+        services: [client, listener, reaper],
         logger: logger)
     app.beforeServerStarts {
         try await Migrator(client: client).migrate(logger: logger)
+        schema.markReady()
         let tableKeys = try await store.apiKeys.countLive(on: client, logger: logger)
         if authenticator.decideOpenness(liveTableKeys: tableKeys) {
             guard configuration.listensOnLoopbackOnly else {

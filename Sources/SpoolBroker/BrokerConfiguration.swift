@@ -19,6 +19,16 @@ public struct BrokerConfiguration: Sendable {
     public var idempotencyWindowSeconds: Int = 24 * 60 * 60
     /// Connections in the database pool. Defaults to 20.
     public var databaseConnections: Int = 20
+    /// Lease expiries (and retryable fails) a job may use; the one that reaches it fails the job. Defaults to 3.
+    public var retryLimit: Int = 3
+    /// Longest an attempt may run before the broker asks it to stop, in seconds. Defaults to one hour.
+    public var maxRunSeconds: Double = 3600
+    /// How long a job asked to stop keeps its lease to wind down, in seconds. Defaults to 30.
+    public var stopGraceSeconds: Double = 30
+    /// How often the requeue of expired leases runs, in seconds. Defaults to 1.
+    public var maintenanceIntervalSeconds: Double = 1
+    /// How often waiting leases check the database in case a NOTIFY was missed, in seconds. Defaults to 1.
+    public var pendingPollSeconds: Double = 1
 
     public init() {}
 
@@ -42,6 +52,18 @@ public struct BrokerConfiguration: Sendable {
         }
         guard (1...1000).contains(databaseConnections) else {
             throw ConfigurationError("The database pool size must be between 1 and 1000, got \(databaseConnections).")
+        }
+        guard (1...100).contains(retryLimit) else {
+            throw ConfigurationError("--retry-limit/SPOOL_RETRY_LIMIT must be between 1 and 100, got \(retryLimit).")
+        }
+        guard maxRunSeconds >= 1 else {
+            throw ConfigurationError("--max-run-seconds/SPOOL_MAX_RUN_SECONDS must be at least 1, got \(maxRunSeconds.formatted()).")
+        }
+        guard stopGraceSeconds >= 0 else {
+            throw ConfigurationError("The stop grace period must not be negative, got \(stopGraceSeconds.formatted()) seconds.")
+        }
+        guard maintenanceIntervalSeconds > 0, pendingPollSeconds > 0 else {
+            throw ConfigurationError("The maintenance and poll intervals must be positive.")
         }
         for key in apiKeys where key.count < 16 || key.contains(where: { $0.isWhitespace || $0 == "," }) {
             throw ConfigurationError(

@@ -25,7 +25,7 @@ struct QueueRoutes: Sendable {
     }
 
     @Sendable func submit(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let json = try await readJSON(request)
+        let json = try await request.jsonBody(limit: configuration.maxBodyBytes)
         let submit = try SubmitRequest(json: json)
         var idempotency: (key: String, requestHash: String, windowSeconds: Int)?
         if let key = request.headers[.idempotencyKey] {
@@ -53,7 +53,7 @@ struct QueueRoutes: Sendable {
     }
 
     @Sendable func status(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let reference = try JobReference(json: Self.queryObject(request))
+        let reference = try JobReference(json: try request.queryJSON())
         guard let requestID = UUID(uuidString: reference.requestID),
             let job = try await store.jobs.find(model: reference.model, requestID: requestID, on: store.client, logger: context.logger)
         else {
@@ -67,7 +67,7 @@ struct QueueRoutes: Sendable {
     }
 
     @Sendable func cancel(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let reference = try JobReference(json: try await readJSON(request))
+        let reference = try JobReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
         guard let requestID = UUID(uuidString: reference.requestID) else { throw Self.jobNotFound(reference) }
         switch try await store.jobs.cancel(model: reference.model, requestID: requestID, on: store.client, logger: context.logger) {
         case .canceled, .unchanged(.canceled):
@@ -82,40 +82,15 @@ struct QueueRoutes: Sendable {
     }
 
     @Sendable func clear(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let model = try ModelReference(json: try await readJSON(request)).model
+        let model = try ModelReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes)).model
         let count = try await store.jobs.cancelPending(model: model, on: store.client, logger: context.logger)
         return JSONResponse.make(ClearResponse(canceled_count: count))
     }
 
     @Sendable func metrics(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let model = try ModelReference(json: Self.queryObject(request)).model
+        let model = try ModelReference(json: try request.queryJSON()).model
         let depth = try await store.jobs.depth(model: model, on: store.client, logger: context.logger)
         return JSONResponse.make(QueueMetricsResponse(messages_waiting: depth.waiting, messages_running: depth.running))
-    }
-
-    /// Reads and parses the body, refusing bodies over the limit (413) and anything but JSON (400).
-    func readJSON(_ request: Request) async throws -> JSONValue {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
-            throw SpoolError.payloadTooLarge(limit: configuration.maxBodyBytes)
-        }
-        let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        guard buffer.readableBytes > 0 else {
-            throw SpoolError.invalidRequest("The request body is empty; send a JSON object.", code: "invalid_body")
-        }
-        do {
-            return try JSONValue.parse(buffer.readableBytesView)
-        } catch {
-            throw SpoolError.invalidRequest("The request body is not valid JSON.", code: "invalid_json")
-        }
-    }
-
-    /// The query string as a JSON object of strings, validated like a body.
-    static func queryObject(_ request: Request) -> JSONValue {
-        var members: [String: JSONValue] = [:]
-        for (name, value) in request.uri.queryParameters {
-            members[String(name)] = .string(String(value))
-        }
-        return .object(members)
     }
 
     static func jobNotFound(_ reference: JobReference) -> SpoolError {

@@ -22,6 +22,16 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// Whether any string or key holds U+0000, which PostgreSQL's jsonb and text cannot store.
+    public var containsNUL: Bool {
+        switch self {
+        case .null, .bool, .int, .double: false
+        case .string(let value): value.utf8.contains(0)
+        case .array(let values): values.contains { $0.containsNUL }
+        case .object(let members): members.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
+        }
+    }
+
     /// The JSON type's name, for error messages.
     public var typeName: String {
         switch self {

@@ -14,30 +14,81 @@ public enum JobStatus: String, Sendable, Codable, CaseIterable {
     }
 }
 
+/// Why the broker asked a running job to stop (`stop_reason` column); a worker hears it at its next heartbeat.
+public enum StopReason: String, Sendable, Codable, CaseIterable {
+    /// A client canceled the job while it ran.
+    case canceled
+    /// The attempt ran past the broker's maximum run time.
+    case maxRunTime = "max_run_time"
+}
+
 /// What can happen to a job; each event names the state it expects to leave.
 public enum JobEvent: Sendable, Equatable {
+    /// A worker leased the job.
     case claim
+    /// The worker finished it with outputs.
     case complete
-    case fail
+    /// The worker gave up on it; `retryable` lets it run again.
+    case fail(retryable: Bool)
+    /// A draining worker handed it back unfinished: not the job's fault, so no retry is counted.
+    case release
+    /// A client canceled it.
     case cancel
-    case leaseExpired(retriesLeft: Bool)
+    /// Its lease ran out: the worker died, hung or lost the broker.
+    case leaseExpired
+}
+
+/// The outcome of an event: the status to move to, and whether it uses up one of the job's retries.
+public struct JobTransition: Sendable, Equatable {
+    public var status: JobStatus
+    public var countsRetry: Bool
+
+    public init(_ status: JobStatus, countsRetry: Bool = false) {
+        self.status = status
+        self.countsRetry = countsRetry
+    }
 }
 
 /// The job state machine: every transition Spool makes, in one pure function.
 ///
-/// The SQL in SpoolStore mirrors it: each UPDATE names the status it leaves, so the
-/// database refuses what this function refuses.
+/// The SQL in SpoolStore follows it: each UPDATE names the status it leaves (and, for worker
+/// writes, the lease token), so the database refuses what this function refuses.
 public enum JobStateMachine {
-    /// The status a job moves to when `event` happens in `status`, or nil when the event
-    /// does not apply (the job is left unchanged).
-    public static func next(from status: JobStatus, on event: JobEvent) -> JobStatus? {
+    /// Where a job in `status` goes when `event` happens, or nil when the event does not apply
+    /// (the job is left unchanged).
+    ///
+    /// - Parameters:
+    ///   - stopReason: set when the broker asked the running job to stop; a job asked to stop is never retried.
+    ///   - retries: retries the job has used so far.
+    ///   - retryLimit: retries allowed; the retry that reaches it fails the job instead.
+    public static func next(
+        from status: JobStatus, on event: JobEvent, stopReason: StopReason? = nil, retries: Int = 0, retryLimit: Int = 3
+    ) -> JobTransition? {
+        let retryAllowed = retries + 1 < retryLimit
         switch (status, event) {
-        case (.pending, .claim): .running
-        case (.pending, .cancel): .canceled
-        case (.running, .complete): .done
-        case (.running, .fail): .failed
-        case (.running, .leaseExpired(let retriesLeft)): retriesLeft ? .pending : .failed
-        default: nil
+        case (.pending, .claim): return JobTransition(.running)
+        case (.pending, .cancel): return JobTransition(.canceled)
+        case (.running, .complete): return JobTransition(.done)
+        case (.running, .fail(let retryable)):
+            if let stopReason { return stopped(stopReason) }
+            guard retryable else { return JobTransition(.failed) }
+            return JobTransition(retryAllowed ? .pending : .failed, countsRetry: true)
+        case (.running, .release):
+            if let stopReason { return stopped(stopReason) }
+            return JobTransition(.pending)
+        case (.running, .leaseExpired):
+            if let stopReason { return stopped(stopReason) }
+            return JobTransition(retryAllowed ? .pending : .failed, countsRetry: true)
+        default:
+            return nil
+        }
+    }
+
+    /// A job asked to stop ends as what the stop was for, whatever the worker says.
+    private static func stopped(_ reason: StopReason) -> JobTransition {
+        switch reason {
+        case .canceled: JobTransition(.canceled)
+        case .maxRunTime: JobTransition(.failed)
         }
     }
 }

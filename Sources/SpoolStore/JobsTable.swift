@@ -17,19 +17,10 @@ public struct JobRecord: Sendable, Equatable {
     public var createdAt: Date
     public var claimedAt: Date?
     public var doneAt: Date?
-}
-
-/// A job handed to a worker by a claim: what it needs to run it and to fence its writes.
-public struct ClaimedJob: Sendable, Equatable {
-    public var id: Int64
-    public var requestID: UUID
-    public var model: String
-    public var priority: Int32
-    public var leaseToken: UUID
+    /// Attempts so far: 0 until the first claim.
     public var attempt: Int32
-    public var payload: [String: JSONValue]
-    public var info: [String: JSONValue]
-    public var leaseExpiresAt: Date
+    /// Set while a running job is asked to stop.
+    public var stopReason: StopReason?
 }
 
 /// What a cancel found.
@@ -46,16 +37,27 @@ public enum CancelOutcome: Sendable, Equatable {
 public struct JobsTable: Sendable {
     public init() {}
 
-    /// Inserts a pending job.
+    /// The channel that carries a model name whenever jobs of that model become pending.
+    ///
+    /// Brokers LISTEN on it to wake their waiting leases. NOTIFY is sent by the statement that
+    /// makes the job pending, so it is delivered at commit, and PostgreSQL folds repeats of one
+    /// model within a transaction into one.
+    public static let pendingChannel = "spool_pending"
+
+    /// Inserts a pending job and wakes the workers waiting for its model.
     public func insert(
         _ submit: SubmitRequest, requestID: UUID, submittedBy: String, on database: some PostgresQueryable, logger: Logger
     ) async throws {
         try await database.run(
             """
-            INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by)
-            VALUES (\(requestID), \(submit.model), \(submit.priority),
-                    \(JSONValue.object(submit.payload).jsonText)::jsonb, \(JSONValue.object(submit.info).jsonText)::jsonb,
-                    \(submittedBy))
+            WITH inserted AS (
+                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by)
+                VALUES (\(requestID), \(submit.model), \(submit.priority),
+                        \(JSONValue.object(submit.payload).jsonText)::jsonb, \(JSONValue.object(submit.info).jsonText)::jsonb,
+                        \(submittedBy))
+                RETURNING model
+            )
+            SELECT pg_notify(\(Self.pendingChannel), model) FROM inserted
             """, logger: logger)
     }
 
@@ -64,16 +66,17 @@ public struct JobsTable: Sendable {
         let rows = try await database.run(
             """
             SELECT request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
-                   created_at, claimed_at, done_at
+                   created_at, claimed_at, done_at, attempt, stop_reason
             FROM jobs WHERE request_id = \(requestID) AND model = \(model)
             """, logger: logger)
         for try await row in rows.decode(
-            (UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?).self)
+            (UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?).self)
         {
             return JobRecord(
                 requestID: row.0, model: row.1, status: try Self.status(row.2), priority: row.3,
                 payload: try Self.object(row.4), info: try Self.object(row.5), outputs: try row.6.map(Self.object),
-                error: row.7, retries: row.8, createdAt: row.9, claimedAt: row.10, doneAt: row.11)
+                error: row.7, retries: row.8, createdAt: row.9, claimedAt: row.10, doneAt: row.11, attempt: row.12,
+                stopReason: row.13.flatMap(StopReason.init(rawValue:)))
         }
         return nil
     }
@@ -124,53 +127,14 @@ public struct JobsTable: Sendable {
         return (row.0, row.1)
     }
 
-    /// Claims up to `limit` pending jobs of `model`, highest priority first, then in submission order.
-    ///
-    /// Each claimed job gets a fresh lease token and a lease of `leaseSeconds` from the
-    /// database's clock. Concurrent claimers skip each other's rows, so no job is handed out twice.
-    public func claim(
-        model: String, limit: Int, leaseSeconds: Double, workerID: String,
-        on database: some PostgresQueryable, logger: Logger
-    ) async throws -> [ClaimedJob] {
-        // MATERIALIZED: the locked ids are computed once, so the UPDATE cannot touch more
-        // than `limit` rows whatever plan the planner picks (Oban and pg-boss were bitten).
-        let rows = try await database.run(
-            """
-            WITH claimable AS MATERIALIZED (
-                SELECT id FROM jobs
-                WHERE status = 'pending' AND model = \(model)
-                ORDER BY priority DESC, id
-                LIMIT \(limit)
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE jobs SET status = 'running',
-                            attempt = attempt + 1,
-                            lease_token = gen_random_uuid(),
-                            lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
-                            claimed_at = now(),
-                            worker_id = \(workerID)
-            WHERE id IN (SELECT id FROM claimable) AND status = 'pending'
-            RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at
-            """, logger: logger)
-        var claimed: [ClaimedJob] = []
-        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date).self) {
-            claimed.append(
-                ClaimedJob(
-                    id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
-                    payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8))
-        }
-        // RETURNING does not keep the subquery's order; hand jobs out in claim order.
-        return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
-    }
-
-    private static func status(_ text: String) throws -> JobStatus {
+    static func status(_ text: String) throws -> JobStatus {
         guard let status = JobStatus(rawValue: text) else {
             throw SpoolStoreError(description: "The jobs table holds an unknown status '\(text)'.")
         }
         return status
     }
 
-    private static func object(_ text: String) throws -> [String: JSONValue] {
+    static func object(_ text: String) throws -> [String: JSONValue] {
         try JSONValue.parse(text).objectValue ?? [:]
     }
 }

@@ -19,6 +19,7 @@ public struct SpoolStore: Sendable {
     public let jobs = JobsTable()
     public let idempotencyKeys = IdempotencyKeysTable()
     public let apiKeys = APIKeysTable()
+    public let jobLogs = JobLogsTable()
 
     public init(client: PostgresClient) {
         self.client = client

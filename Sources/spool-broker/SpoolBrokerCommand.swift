@@ -61,6 +61,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes. Env: SPOOL_MAX_BODY_BYTES. Default: 10485760 (10 MiB).")
     var maxBodyBytes: Int?
 
+    @Option(help: "Lease expiries (or retryable fails) a job may use before it fails. Env: SPOOL_RETRY_LIMIT. Default: 3.")
+    var retryLimit: Int?
+
+    @Option(help: "Longest an attempt may run before it is asked to stop, in seconds. Env: SPOOL_MAX_RUN_SECONDS. Default: 3600.")
+    var maxRunSeconds: Double?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
@@ -70,6 +76,8 @@ struct Serve: AsyncParsableCommand {
         if let host = host ?? environment["SPOOL_HOST"] { configuration.host = host }
         if let port = try port ?? Self.integer(environment, "SPOOL_PORT") { configuration.port = port }
         if let limit = try maxBodyBytes ?? Self.integer(environment, "SPOOL_MAX_BODY_BYTES") { configuration.maxBodyBytes = limit }
+        if let limit = try retryLimit ?? Self.integer(environment, "SPOOL_RETRY_LIMIT") { configuration.retryLimit = limit }
+        if let seconds = try maxRunSeconds ?? Self.number(environment, "SPOOL_MAX_RUN_SECONDS") { configuration.maxRunSeconds = seconds }
         configuration.apiKeys = apiKeys.isEmpty
             ? (environment["SPOOL_API_KEYS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             : apiKeys
@@ -79,6 +87,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         try await Broker.run(configuration, logger: try database.makeLogger())
+    }
+
+    static func number(_ environment: [String: String], _ name: String) throws -> Double? {
+        guard let text = environment[name], !text.isEmpty else { return nil }
+        guard let value = Double(text) else { throw ValidationError("\(name) must be a number, got '\(text)'.") }
+        return value
     }
 
     static func integer(_ environment: [String: String], _ name: String) throws -> Int? {

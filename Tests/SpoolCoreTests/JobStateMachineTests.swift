@@ -2,14 +2,15 @@ import SpoolCore
 import Testing
 
 @Suite struct JobStateMachineTests {
-    /// Every (status, event) pair: the allowed transitions and nothing else.
+    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired]
+
+    /// Every (status, event) pair of a job with retries to spare and no stop request: the allowed transitions and nothing else.
     @Test func everyTransition() {
-        let events: [JobEvent] = [.claim, .complete, .fail, .cancel, .leaseExpired(retriesLeft: true), .leaseExpired(retriesLeft: false)]
         var allowed: [String] = []
         for status in JobStatus.allCases {
-            for event in events {
-                if let next = JobStateMachine.next(from: status, on: event) {
-                    allowed.append("\(status.rawValue) --\(event)--> \(next.rawValue)")
+            for event in Self.events {
+                if let next = JobStateMachine.next(from: status, on: event, retries: 0, retryLimit: 3) {
+                    allowed.append("\(status.rawValue) --\(event)--> \(next.status.rawValue)\(next.countsRetry ? " (retry)" : "")")
                 }
             }
         }
@@ -18,19 +19,40 @@ import Testing
                 "pending --claim--> running",
                 "pending --cancel--> canceled",
                 "running --complete--> done",
-                "running --fail--> failed",
-                "running --leaseExpired(retriesLeft: true)--> pending",
-                "running --leaseExpired(retriesLeft: false)--> failed",
+                "running --fail(retryable: false)--> failed",
+                "running --fail(retryable: true)--> pending (retry)",
+                "running --release--> pending",
+                "running --leaseExpired--> pending (retry)",
             ])
     }
 
     @Test func terminalStatusesNeverMove() {
-        let events: [JobEvent] = [.claim, .complete, .fail, .cancel, .leaseExpired(retriesLeft: true)]
         for status in JobStatus.allCases where status.isTerminal {
-            for event in events {
+            for event in Self.events {
                 #expect(JobStateMachine.next(from: status, on: event) == nil)
             }
         }
         #expect(JobStatus.allCases.filter(\.isTerminal) == [.done, .failed, .canceled])
+    }
+
+    /// With a limit of 3, the third expiry fails the job: retries 0 → 1 → 2 go back, the one that reaches 3 does not.
+    @Test func theRetryThatReachesTheLimitFails() {
+        for (retries, expected) in [(0, JobStatus.pending), (1, .pending), (2, .failed)] {
+            #expect(JobStateMachine.next(from: .running, on: .leaseExpired, retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
+            #expect(JobStateMachine.next(from: .running, on: .fail(retryable: true), retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
+        }
+        // A release is not the job's fault: it goes back whatever its retries.
+        #expect(JobStateMachine.next(from: .running, on: .release, retries: 2, retryLimit: 3) == .init(.pending))
+        #expect(JobStateMachine.next(from: .running, on: .leaseExpired, retries: 0, retryLimit: 1) == .init(.failed, countsRetry: true))
+    }
+
+    /// A job asked to stop ends as the stop says, whatever the worker reports, unless it completed.
+    @Test func aStoppedJobIsNeverRetried() {
+        for event: JobEvent in [.fail(retryable: true), .fail(retryable: false), .release, .leaseExpired] {
+            #expect(JobStateMachine.next(from: .running, on: event, stopReason: .canceled)?.status == .canceled)
+            #expect(JobStateMachine.next(from: .running, on: event, stopReason: .maxRunTime)?.status == .failed)
+        }
+        #expect(JobStateMachine.next(from: .running, on: .complete, stopReason: .canceled)?.status == .done)
+        #expect(JobStateMachine.next(from: .running, on: .complete, stopReason: .maxRunTime)?.status == .done)
     }
 }

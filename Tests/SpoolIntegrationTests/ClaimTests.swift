@@ -36,7 +36,7 @@ import Testing
             var claimedOrder: [Int] = []
             while true {
                 let batch = try await store.jobs.claim(
-                    model: model, limit: 250, leaseSeconds: 60, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                    models: [model], limit: 250, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
                 if batch.isEmpty { break }
                 #expect(batch.count <= 250)
                 claimedOrder += batch.map { job -> Int in
@@ -54,7 +54,7 @@ import Testing
         try await TestDatabase.withStore { store in
             let model = uniqueModel("lease")
             try await Self.insertPendingJobs(model: model, count: 3, client: store.client)
-            let jobs = try await store.jobs.claim(model: model, limit: 10, leaseSeconds: 30, workerID: "w1", on: store.client, logger: TestDatabase.logger)
+            let jobs = try await store.jobs.claim(models: [model], limit: 10, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w1", on: store.client, logger: TestDatabase.logger)
             #expect(jobs.count == 3)
             #expect(Set(jobs.map(\.leaseToken)).count == 3)
             #expect(jobs.allSatisfy { $0.attempt == 1 })
@@ -76,7 +76,7 @@ import Testing
                         var mine: [UUID] = []
                         while true {
                             let batch = try await store.jobs.claim(
-                                model: model, limit: 7, leaseSeconds: 60, workerID: "claimer-\(claimer)", on: store.client,
+                                models: [model], limit: 7, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "claimer-\(claimer)", on: store.client,
                                 logger: TestDatabase.logger)
                             if batch.isEmpty { return mine }
                             mine += batch.map(\.requestID)

@@ -9,12 +9,12 @@ import Testing
             try await TestDatabase.withClient(database: database) { client in
                 let migrator = Migrator(client: client)
                 #expect(try await migrator.appliedVersions(logger: TestDatabase.logger) == [])
-                #expect(try await migrator.migrate(logger: TestDatabase.logger) == [1, 2, 3])
+                #expect(try await migrator.migrate(logger: TestDatabase.logger) == Migrator.all.map(\.version))
                 let schema = try await schemaFingerprint(client)
                 #expect(schema.contains { $0.hasPrefix("jobs_pending_claim_order:i:") })
                 #expect(try await migrator.migrate(logger: TestDatabase.logger) == [])
                 #expect(try await schemaFingerprint(client) == schema)
-                #expect(try await migrator.appliedVersions(logger: TestDatabase.logger) == [1, 2, 3])
+                #expect(try await migrator.appliedVersions(logger: TestDatabase.logger) == Migrator.all.map(\.version))
             }
         }
     }
@@ -26,8 +26,8 @@ import Testing
                     async let a = Migrator(client: first).migrate(logger: TestDatabase.logger)
                     async let b = Migrator(client: second).migrate(logger: TestDatabase.logger)
                     let (appliedByA, appliedByB) = try await (a, b)
-                    #expect((appliedByA + appliedByB).sorted() == [1, 2, 3])
-                    #expect(try await Migrator(client: first).appliedVersions(logger: TestDatabase.logger) == [1, 2, 3])
+                    #expect((appliedByA + appliedByB).sorted() == Migrator.all.map(\.version))
+                    #expect(try await Migrator(client: first).appliedVersions(logger: TestDatabase.logger) == Migrator.all.map(\.version))
                 }
             }
         }
@@ -75,7 +75,7 @@ import Testing
             let versions = try await TestDatabase.withClient(database: database) { client in
                 try await Migrator(client: client).appliedVersions(logger: TestDatabase.logger)
             }
-            #expect(versions == [1, 2, 3])
+            #expect(versions == Migrator.all.map(\.version))
         }
     }
 

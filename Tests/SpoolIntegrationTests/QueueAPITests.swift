@@ -42,7 +42,7 @@ import Testing
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(model: model, limit: 1, leaseSeconds: 30, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             let status = try await broker.status(model: model, requestID: id)
             #expect(status["status"] == "running")
@@ -72,7 +72,7 @@ import Testing
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(model: model, limit: 1, leaseSeconds: 30, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
                 if status != .running {
                     try await store.client.query(
                         """
@@ -100,7 +100,7 @@ import Testing
             let ids = try await (0..<4).asyncMap { _ in try await broker.submit(model: model) }
             let untouched = try await broker.submit(model: other)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(model: model, limit: 1, leaseSeconds: 30, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             let answer = try await broker.post("/v1/queue/clear", ["model": .string(model)])
             #expect(answer.status == 200)
@@ -118,7 +118,7 @@ import Testing
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 0, "messages_running": 0, "total_jobs": 0])
             for _ in 0..<5 { _ = try await broker.submit(model: model) }
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(model: model, limit: 2, leaseSeconds: 30, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(models: [model], limit: 2, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 3, "messages_running": 2, "total_jobs": 5])
         }

@@ -15,10 +15,17 @@ enum HTTP {
         try await send(.POST, url, body: body.jsonText, headers: headers)
     }
 
-    static func submit(broker: BrokerProcess, model: String, headers: [(String, String)] = []) async throws -> String {
-        let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": .string(model), "payload": ["n": 1]], headers: headers)
+    static func submit(
+        broker: BrokerProcess, model: String, payload: JSONValue = ["n": 1], headers: [(String, String)] = []
+    ) async throws -> String {
+        let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": .string(model), "payload": payload], headers: headers)
         guard let id = answer["requestId"]?.stringValue else { throw TestFailure("submit failed: \(answer.status) \(answer.json)") }
         return id
+    }
+
+    static func status(broker: BrokerProcess, model: String, requestID: String) async throws -> Answer {
+        let model = model.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? model
+        return try await get(broker.baseURL + "/v1/queue/status?model=\(model)&request_id=\(requestID)")
     }
 
     static func send(_ method: HTTPMethod, _ url: String, body: String?, headers: [(String, String)]) async throws -> Answer {

@@ -111,14 +111,61 @@ struct BrokerProcess {
     let port: Int
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    /// Starts a broker on a free port against `databaseURL` and waits until it listens.
-    static func start(databaseURL: String, arguments: [String] = [], environment: [String: String] = [:]) async throws -> BrokerProcess {
+    /// Starts a broker on `port` (0: a free one) against `databaseURL` and waits until it listens.
+    static func start(
+        databaseURL: String, port: Int = 0, arguments: [String] = [], environment: [String: String] = [:]
+    ) async throws -> BrokerProcess {
         let process = try SpawnedProcess(
-            [SpawnedProcess.buildDirectory + "/spool-broker", "--database-url", databaseURL, "--port", "0"] + arguments,
+            [SpawnedProcess.buildDirectory + "/spool-broker", "--database-url", databaseURL, "--port", "\(port)"] + arguments,
             environment: environment)
         let port = try await process.waitForOutput(matching: #"listening on 127\.0\.0\.1:(\d+)"#)
         return BrokerProcess(process: process, port: Int(port)!)
     }
+}
+
+/// A live worker process: `spool-worker` or the example Swift worker.
+struct WorkerProcess {
+    let process: SpawnedProcess
+
+    /// Starts `spool-worker` with `arguments` against `brokers` and waits until it runs.
+    static func start(
+        brokers: [BrokerProcess], models: [String], arguments: [String], environment: [String: String] = [:]
+    ) async throws -> WorkerProcess {
+        let process = try SpawnedProcess(
+            [SpawnedProcess.buildDirectory + "/spool-worker"] + brokers.flatMap { ["--broker", $0.baseURL] }
+                + models.flatMap { ["--model", $0] } + arguments,
+            environment: environment)
+        _ = try await process.waitForOutput(matching: "worker started")
+        return WorkerProcess(process: process)
+    }
+
+    /// Starts the README's Swift worker (Examples/SwiftWorker), configured by environment.
+    static func startExample(brokers: [BrokerProcess], models: [String], concurrency: Int) async throws -> WorkerProcess {
+        let process = try SpawnedProcess(
+            [SpawnedProcess.buildDirectory + "/spool-example-worker"],
+            environment: [
+                "SPOOL_BROKER_URL": brokers.map(\.baseURL).joined(separator: ","), "SPOOL_MODELS": models.joined(separator: ","),
+                "SPOOL_CONCURRENCY": "\(concurrency)",
+            ])
+        _ = try await process.waitForOutput(matching: "worker started")
+        return WorkerProcess(process: process)
+    }
+}
+
+/// A TCP port nothing listens on right now (the kernel's pick, released at once).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw TestFailure("cannot find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 struct TestFailure: Error, CustomStringConvertible {

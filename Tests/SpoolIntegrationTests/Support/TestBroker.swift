@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-import SpoolBroker
+@testable import SpoolBroker
 import SpoolCore
 
 /// An answer from the broker: status, headers and the body parsed as JSON.
@@ -25,21 +25,28 @@ func withTestBroker<Result: Sendable>(
     configuration.port = 0
     configure(&configuration)
     let database = if let database { database } else { try await TestDatabase.migrated() }
-    let app = try buildApplication(configuration, database: TestDatabase.configuration(database: database), logger: TestDatabase.logger)
-    return try await app.test(.live) { client in try await body(BrokerClient(client: client)) }
+    let waiters = LeaseWaiters()
+    let app = try buildApplication(
+        configuration, database: TestDatabase.configuration(database: database), logger: TestDatabase.logger, waiters: waiters)
+    return try await app.test(.live) { client in
+        try await body(BrokerClient(client: client, waitingLeases: { waiters.count }))
+    }
 }
 
 /// A thin JSON client over the test framework's HTTP client.
 struct BrokerClient: Sendable {
     let client: any TestClientProtocol
     var apiKey: String?
+    /// Lease requests waiting in this broker right now.
+    let waitingLeases: @Sendable () -> Int
 
-    init(client: any TestClientProtocol, apiKey: String? = nil) {
+    init(client: any TestClientProtocol, apiKey: String? = nil, waitingLeases: @escaping @Sendable () -> Int) {
         self.client = client
         self.apiKey = apiKey
+        self.waitingLeases = waitingLeases
     }
 
-    func withKey(_ key: String?) -> BrokerClient { BrokerClient(client: client, apiKey: key) }
+    func withKey(_ key: String?) -> BrokerClient { BrokerClient(client: client, apiKey: key, waitingLeases: waitingLeases) }
 
     func call(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> Answer {
         var headers = headers
@@ -73,5 +80,31 @@ struct BrokerClient: Sendable {
 
     private func percentEncoded(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+    }
+}
+
+/// The worker protocol, spoken by hand.
+extension BrokerClient {
+    func lease(
+        models: [String], worker: String = "test-worker", maxJobs: Int = 1, waitSeconds: Double = 0, leaseSeconds: Double = 30
+    ) async throws -> [JSONValue] {
+        let answer = try await post(
+            "/v1/worker/lease",
+            [
+                "worker_id": .string(worker), "models": .array(models.map(JSONValue.string)), "max_jobs": .int(Int64(maxJobs)),
+                "wait_seconds": .double(waitSeconds), "lease_seconds": .double(leaseSeconds),
+            ])
+        guard answer.status == 200, case .array(let jobs)? = answer["jobs"] else {
+            throw TestFailure("lease failed: \(answer.status) \(answer.json)")
+        }
+        return jobs
+    }
+
+    /// POSTs `body` plus the job's lease token to `/v1/worker/jobs/{id}/{action}`.
+    func write(_ action: String, job: JSONValue, _ body: [String: JSONValue] = [:]) async throws -> Answer {
+        let id = job.objectValue?["request_id"]?.stringValue ?? ""
+        var members = body
+        members["lease_token"] = job.objectValue?["lease_token"] ?? .null
+        return try await post("/v1/worker/jobs/\(id)/\(action)", .object(members))
     }
 }

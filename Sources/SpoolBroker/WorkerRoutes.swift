@@ -1,0 +1,138 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SpoolCore
+import SpoolStore
+
+/// The worker protocol (docs/worker-protocol.md): lease with long-poll, heartbeat, complete, fail, release.
+struct WorkerRoutes: Sendable {
+    let store: SpoolStore
+    let waiters: LeaseWaiters
+    let configuration: BrokerConfiguration
+
+    func register(on router: some RouterMethods<BrokerRequestContext>) {
+        let worker = router.group("v1/worker")
+        worker.post("lease", use: lease)
+        worker.post("jobs/:request_id/heartbeat", use: heartbeat)
+        worker.post("jobs/:request_id/complete") { request, context in
+            let body = try CompleteRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+            return try await finish(
+                request: request, context: context, token: body.lease_token, end: .complete(outputs: body.outputs),
+                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+        }
+        worker.post("jobs/:request_id/fail") { request, context in
+            let body = try FailRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+            return try await finish(
+                request: request, context: context, token: body.lease_token, end: .fail(error: body.error, retryable: body.retryable),
+                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+        }
+        worker.post("jobs/:request_id/release") { request, context in
+            let body = try ReleaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+            return try await finish(
+                request: request, context: context, token: body.lease_token, end: .release,
+                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+        }
+    }
+
+    /// Claims jobs at once if any are pending, else waits up to `wait_seconds` for a wake-up.
+    @Sendable func lease(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let lease = try LeaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let claim = { @Sendable () async throws -> [ClaimedJob] in
+            try await store.jobs.claim(
+                models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
+                maxRunSeconds: configuration.maxRunSeconds, workerID: lease.worker_id, on: store.client, logger: context.logger)
+        }
+        var jobs: [ClaimedJob] = []
+        if lease.wait_seconds <= 0 || Task.isShuttingDownGracefully || waiters.isClosed {
+            jobs = try await claim()
+        } else {
+            // Registered before the first claim: a submit that commits during it still wakes us.
+            let ticket = waiters.register(models: lease.models)
+            defer { waiters.unregister(ticket) }
+            let deadline = ContinuousClock.now + .seconds(lease.wait_seconds)
+            while true {
+                jobs = try await claim()
+                let remaining = deadline - .now
+                guard jobs.isEmpty, remaining > .zero, !waiters.isClosed else { break }
+                // A broker shutting down answers its long-polls at once rather than holding the shutdown.
+                await withGracefulShutdownHandler {
+                    await waiters.wait(ticket, timeout: remaining)
+                } onGracefulShutdown: {
+                    waiters.close()
+                }
+            }
+            waiters.unregister(ticket)
+        }
+        // A full batch hints that more are pending: pass the wake-up on to the next waiting lease.
+        if jobs.count == lease.max_jobs {
+            for model in Set(jobs.map(\.model)) { waiters.notify(model: model) }
+        }
+        return JSONResponse.make(
+            LeaseResponse(
+                jobs: jobs.map { job in
+                    LeasedJob(
+                        request_id: job.requestID.uuidString.lowercased(), model: job.model,
+                        lease_token: job.leaseToken.uuidString.lowercased(), attempt: job.attempt, priority: job.priority,
+                        payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt)
+                }))
+    }
+
+    @Sendable func heartbeat(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let body = try HeartbeatRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let requestID = try Self.requestID(context)
+        let outcome = try await store.jobs.heartbeat(
+            requestID: requestID, leaseToken: try Self.leaseToken(body.lease_token), leaseSeconds: body.lease_seconds,
+            report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []), on: store.client, logger: context.logger)
+        switch outcome {
+        case .success(let beat):
+            return JSONResponse.make(HeartbeatResponse(lease_expires_at: beat.leaseExpiresAt, stop_reason: beat.stopReason))
+        case .failure(let refusal):
+            throw Self.error(for: refusal, requestID: requestID)
+        }
+    }
+
+    func finish(
+        request: Request, context: BrokerRequestContext, token: String, end: AttemptEnd, report: AttemptReport
+    ) async throws -> Response {
+        let requestID = try Self.requestID(context)
+        let outcome = try await store.jobs.finish(
+            requestID: requestID, leaseToken: try Self.leaseToken(token), end: end, report: report,
+            retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
+        switch outcome {
+        case .success(let finished):
+            return JSONResponse.make(
+                JobWriteResponse(request_id: requestID.uuidString.lowercased(), status: finished.status, retries: finished.retries),
+                headers: finished.replayed ? [.idempotentReplayed: "true"] : [:])
+        case .failure(let refusal):
+            throw Self.error(for: refusal, requestID: requestID)
+        }
+    }
+
+    static func requestID(_ context: BrokerRequestContext) throws -> UUID {
+        let text = context.parameters.get("request_id") ?? ""
+        guard let id = UUID(uuidString: text) else {
+            throw SpoolError.notFound("No job '\(text)': request ids are UUIDs.", code: "job_not_found", param: "request_id")
+        }
+        return id
+    }
+
+    static func leaseToken(_ text: String) throws -> UUID {
+        guard let token = UUID(uuidString: text) else {
+            throw SpoolError.invalidRequest(
+                "'lease_token' must be the token the lease answered with (a UUID).", code: "invalid_field", param: "lease_token")
+        }
+        return token
+    }
+
+    static func error(for refusal: LeaseRefusal, requestID: UUID) -> SpoolError {
+        switch refusal {
+        case .notFound:
+            .notFound("No job '\(requestID.uuidString.lowercased())'.", code: "job_not_found", param: "request_id")
+        case .leaseLost(let status, let attempt):
+            .conflict(
+                "This lease no longer holds the job: it is \(status.rawValue) (attempt \(attempt)). The lease expired or the job moved on; stop working on it and do not report it.",
+                code: "lease_lost", param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+        }
+    }
+}

@@ -1,0 +1,294 @@
+import Foundation
+
+// The worker protocol (docs/worker-protocol.md): lease, heartbeat, complete, fail, release.
+// The broker validates requests from parsed JSON so every refusal names its field; the worker SDK
+// encodes the same types with Codable.
+
+/// Limits of the worker protocol that both sides know.
+public enum WorkerProtocolLimits {
+    /// Longest long-poll a lease may ask for.
+    public static let maxWaitSeconds: Double = 30
+    /// Shortest and longest lease a worker may ask for.
+    public static let leaseSeconds: ClosedRange<Double> = 1...3600
+    /// Most jobs one lease may ask for.
+    public static let maxJobsPerLease = 100
+    /// Most models one worker may serve.
+    public static let maxModelsPerLease = 50
+    /// Most log lines one heartbeat may carry.
+    public static let maxLogLinesPerWrite = 1000
+    /// Longest log line kept; longer ones are cut.
+    public static let maxLogLineBytes = 16 * 1024
+}
+
+/// `POST /v1/worker/lease`: the models a worker serves and how many jobs it can take now.
+public struct LeaseRequest: Sendable, Codable, Equatable {
+    /// Names the worker in job records and logs; stable across its leases.
+    public var worker_id: String
+    public var models: [String]
+    /// Defaults to 1.
+    public var max_jobs: Int
+    /// How long to wait for a job when none is pending. Defaults to 0 (answer at once).
+    public var wait_seconds: Double
+    /// How long each claimed job's lease lasts without a heartbeat. Defaults to 30.
+    public var lease_seconds: Double
+    /// The host the worker runs on, for operators.
+    public var host: String?
+
+    public init(
+        worker_id: String, models: [String], max_jobs: Int = 1, wait_seconds: Double = 0, lease_seconds: Double = 30,
+        host: String? = nil
+    ) {
+        self.worker_id = worker_id
+        self.models = models
+        self.max_jobs = max_jobs
+        self.wait_seconds = wait_seconds
+        self.lease_seconds = lease_seconds
+        self.host = host
+    }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        worker_id = try body.requiredString("worker_id")
+        guard worker_id.utf8.count <= 200 else {
+            throw .invalidRequest("'worker_id' is longer than 200 bytes.", code: "invalid_field", param: "worker_id")
+        }
+        models = try body.requiredStringArray("models", maxCount: WorkerProtocolLimits.maxModelsPerLease)
+        max_jobs = try body.optionalInt("max_jobs", in: 1...WorkerProtocolLimits.maxJobsPerLease) ?? 1
+        wait_seconds = try body.optionalSeconds("wait_seconds", in: 0...WorkerProtocolLimits.maxWaitSeconds) ?? 0
+        lease_seconds = try body.optionalSeconds("lease_seconds", in: WorkerProtocolLimits.leaseSeconds) ?? 30
+        host = try body.optionalString("host", maxLength: 255)
+    }
+}
+
+/// A job handed to a worker: what to run and the lease token that fences its writes.
+public struct LeasedJob: Sendable, Codable, Equatable {
+    public var request_id: String
+    public var model: String
+    /// Names this attempt; every write about the job must carry it.
+    public var lease_token: String
+    /// 1 for the first run, 2 after one retry, and so on.
+    public var attempt: Int32
+    public var priority: Int32
+    public var payload: [String: JSONValue]
+    public var info: [String: JSONValue]
+    /// When the lease ends unless a heartbeat extends it (RFC 3339).
+    public var lease_expires_at: String
+    /// When the broker asks this attempt to stop, however often it heartbeats (RFC 3339).
+    public var run_deadline_at: String
+
+    public init(
+        request_id: String, model: String, lease_token: String, attempt: Int32, priority: Int32, payload: [String: JSONValue],
+        info: [String: JSONValue], lease_expires_at: Date, run_deadline_at: Date
+    ) {
+        self.request_id = request_id
+        self.model = model
+        self.lease_token = lease_token
+        self.attempt = attempt
+        self.priority = priority
+        self.payload = payload
+        self.info = info
+        self.lease_expires_at = RFC3339.string(from: lease_expires_at)
+        self.run_deadline_at = RFC3339.string(from: run_deadline_at)
+    }
+}
+
+/// The answer to a lease: the claimed jobs, or none when the wait ended first.
+public struct LeaseResponse: Sendable, Codable, Equatable {
+    public var jobs: [LeasedJob]
+    public init(jobs: [LeasedJob]) { self.jobs = jobs }
+}
+
+/// One line of a job's log.
+public struct JobLogLine: Sendable, Codable, Equatable {
+    public var message: String
+    /// debug, info, warning, error, stdout or stderr. Defaults to info.
+    public var level: String
+    /// Who wrote it, such as `worker` or `handler`. Defaults to worker.
+    public var source: String
+    /// When it was written (RFC 3339); defaults to when the broker received it.
+    public var timestamp: String?
+
+    public static let levels: Set<String> = ["debug", "info", "warning", "error", "stdout", "stderr"]
+
+    public init(message: String, level: String = "info", source: String = "worker", timestamp: Date? = nil) {
+        self.message = message
+        self.level = level
+        self.source = source
+        self.timestamp = timestamp.map(RFC3339.string(from:))
+    }
+
+    /// A log line given as a bare string or as an object.
+    init(json: JSONValue, field: String) throws(SpoolError) {
+        if case .string(let message) = json {
+            self.init(message: Self.truncated(message))
+            return
+        }
+        guard let members = json.objectValue else {
+            throw .invalidRequest("Each entry of '\(field)' must be a string or an object with a message.", code: "invalid_type", param: field)
+        }
+        let line = try RequestFields(json)
+        guard case .string(let message)? = members["message"] else {
+            throw .invalidRequest("Each entry of '\(field)' needs a 'message' string.", code: "invalid_field", param: field)
+        }
+        let level = try line.optionalString("level", maxLength: 16)?.lowercased() ?? "info"
+        guard Self.levels.contains(level) else {
+            throw .invalidRequest(
+                "Log level '\(level)' is not one of \(Self.levels.sorted().joined(separator: ", ")).", code: "invalid_field", param: field)
+        }
+        let source = try line.optionalString("source", maxLength: 64) ?? "worker"
+        let timestamp = try line.optionalString("timestamp", maxLength: 64)
+        if let timestamp, RFC3339.date(from: timestamp) == nil && ISO8601DateFormatter().date(from: timestamp) == nil {
+            throw .invalidRequest("Log timestamp '\(timestamp)' is not an RFC 3339 time.", code: "invalid_field", param: field)
+        }
+        self.init(message: Self.truncated(message), level: level, source: source)
+        // Kept as written: reformatting a parsed Date can move the last digit.
+        self.timestamp = timestamp
+    }
+
+    static func truncated(_ message: String) -> String {
+        guard message.utf8.count > WorkerProtocolLimits.maxLogLineBytes else { return message }
+        return String(decoding: message.utf8.prefix(WorkerProtocolLimits.maxLogLineBytes), as: UTF8.self) + "…"
+    }
+
+    static func lines(_ body: RequestFields, field: String = "logs") throws(SpoolError) -> [JobLogLine] {
+        guard let entries = try body.optionalArray(field) else { return [] }
+        guard entries.count <= WorkerProtocolLimits.maxLogLinesPerWrite else {
+            throw .invalidRequest(
+                "'\(field)' holds \(entries.count) lines; send at most \(WorkerProtocolLimits.maxLogLinesPerWrite) per request.",
+                code: "invalid_field", param: field)
+        }
+        var lines: [JobLogLine] = []
+        for entry in entries { lines.append(try JobLogLine(json: entry, field: field)) }
+        return lines
+    }
+}
+
+/// `POST /v1/worker/jobs/{request_id}/heartbeat`: keeps the lease, emits progress into `info`, adds log lines.
+public struct HeartbeatRequest: Sendable, Codable, Equatable {
+    public var lease_token: String
+    /// Merged into the job's `info` (top-level keys replace): this is `emit`.
+    public var info: [String: JSONValue]?
+    public var logs: [JobLogLine]?
+    /// The lease to keep from now; defaults to the length the lease was taken with.
+    public var lease_seconds: Double?
+
+    public init(lease_token: String, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil, lease_seconds: Double? = nil) {
+        self.lease_token = lease_token
+        self.info = info
+        self.logs = logs
+        self.lease_seconds = lease_seconds
+    }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        lease_token = try body.requiredString("lease_token")
+        info = try body.optionalObject("info")
+        logs = try JobLogLine.lines(body)
+        lease_seconds = try body.optionalSeconds("lease_seconds", in: WorkerProtocolLimits.leaseSeconds)
+    }
+}
+
+/// The answer to a heartbeat: the new lease deadline, and whether the job should stop.
+public struct HeartbeatResponse: Sendable, Codable, Equatable {
+    public var lease_expires_at: String
+    /// True once the broker asked the job to stop (canceled, or past its maximum run time).
+    public var stop: Bool
+    public var stop_reason: StopReason?
+
+    public init(lease_expires_at: Date, stop_reason: StopReason?) {
+        self.lease_expires_at = RFC3339.string(from: lease_expires_at)
+        self.stop = stop_reason != nil
+        self.stop_reason = stop_reason
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(lease_expires_at, forKey: .lease_expires_at)
+        try container.encode(stop, forKey: .stop)
+        try container.encode(stop_reason, forKey: .stop_reason)
+    }
+}
+
+/// `POST /v1/worker/jobs/{request_id}/complete`: the job's outputs.
+public struct CompleteRequest: Sendable, Codable, Equatable {
+    public var lease_token: String
+    public var outputs: [String: JSONValue]
+    /// A last emit, merged into `info` with the completion.
+    public var info: [String: JSONValue]?
+    public var logs: [JobLogLine]?
+
+    public init(lease_token: String, outputs: [String: JSONValue], info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
+        self.lease_token = lease_token
+        self.outputs = outputs
+        self.info = info
+        self.logs = logs
+    }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        lease_token = try body.requiredString("lease_token")
+        outputs = try body.optionalObject("outputs") ?? [:]
+        info = try body.optionalObject("info")
+        logs = try JobLogLine.lines(body)
+    }
+}
+
+/// `POST /v1/worker/jobs/{request_id}/fail`: why the job failed, and whether it may run again.
+public struct FailRequest: Sendable, Codable, Equatable {
+    public var lease_token: String
+    public var error: String
+    /// Defaults to false: a job a worker fails is not retried unless the worker says it may be.
+    public var retryable: Bool
+    public var info: [String: JSONValue]?
+    public var logs: [JobLogLine]?
+
+    public init(lease_token: String, error: String, retryable: Bool = false, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
+        self.lease_token = lease_token
+        self.error = error
+        self.retryable = retryable
+        self.info = info
+        self.logs = logs
+    }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        lease_token = try body.requiredString("lease_token")
+        error = JobLogLine.truncated(try body.requiredString("error"))
+        retryable = try body.optionalBool("retryable") ?? false
+        info = try body.optionalObject("info")
+        logs = try JobLogLine.lines(body)
+    }
+}
+
+/// `POST /v1/worker/jobs/{request_id}/release`: a draining worker hands an unfinished job back.
+public struct ReleaseRequest: Sendable, Codable, Equatable {
+    public var lease_token: String
+    public var info: [String: JSONValue]?
+    public var logs: [JobLogLine]?
+
+    public init(lease_token: String, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
+        self.lease_token = lease_token
+        self.info = info
+        self.logs = logs
+    }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        lease_token = try body.requiredString("lease_token")
+        info = try body.optionalObject("info")
+        logs = try JobLogLine.lines(body)
+    }
+}
+
+/// The answer to complete, fail and release: where the job went.
+public struct JobWriteResponse: Sendable, Codable, Equatable {
+    public var request_id: String
+    public var status: JobStatus
+    public var retries: Int32
+
+    public init(request_id: String, status: JobStatus, retries: Int32) {
+        self.request_id = request_id
+        self.status = status
+        self.retries = retries
+    }
+}

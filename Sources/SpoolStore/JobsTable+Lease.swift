@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SpoolCore
+
+/// What a worker write found when it did not apply.
+public enum LeaseRefusal: Error, Sendable, Equatable {
+    /// No job has that request id.
+    case notFound
+    /// The job has moved on from the writer's lease (it expired and was requeued, claimed again,
+    /// or finished): the write changed nothing. Fencing.
+    case leaseLost(status: JobStatus, attempt: Int32)
+}
+
+/// A heartbeat's answer: the lease's new end, and why the job should stop, if it should.
+public struct HeartbeatOutcome: Sendable, Equatable {
+    public var leaseExpiresAt: Date
+    public var stopReason: StopReason?
+}
+
+/// How a worker ends its attempt.
+public enum AttemptEnd: Sendable, Equatable {
+    case complete(outputs: [String: JSONValue])
+    case fail(error: String, retryable: Bool)
+    case release
+
+    var event: JobEvent {
+        switch self {
+        case .complete: .complete
+        case .fail(_, let retryable): .fail(retryable: retryable)
+        case .release: .release
+        }
+    }
+}
+
+/// Where an ended attempt left the job.
+public struct FinishOutcome: Sendable, Equatable {
+    public var status: JobStatus
+    public var retries: Int32
+    /// True when the attempt had already ended with this lease token (a retried write): nothing changed.
+    public var replayed: Bool
+}
+
+/// A job's emits and log lines that arrive with a worker write.
+public struct AttemptReport: Sendable, Equatable {
+    public var infoPatch: [String: JSONValue]
+    public var logs: [JobLogLine]
+
+    public init(infoPatch: [String: JSONValue] = [:], logs: [JobLogLine] = []) {
+        self.infoPatch = infoPatch
+        self.logs = logs
+    }
+}
+
+// The writes of the lease protocol. Each names the lease token it was given and the status it
+// expects to leave, so a worker whose lease moved on can never change the job's next attempt.
+extension JobsTable {
+    /// Extends a running job's lease, merges `report.infoPatch` into its info and appends log lines.
+    ///
+    /// A job asked to stop keeps its lease end: heartbeats no longer extend it.
+    public func heartbeat(
+        requestID: UUID, leaseToken: UUID, leaseSeconds: Double?, report: AttemptReport,
+        on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Result<HeartbeatOutcome, LeaseRefusal> {
+        let logs = LogColumns(report.logs)
+        // One statement: the lease, the emit and the log lines commit together or not at all.
+        let rows = try await database.run(
+            """
+            WITH beat AS (
+                UPDATE jobs
+                SET lease_expires_at = CASE WHEN stop_reason IS NULL
+                        THEN now() + make_interval(secs => coalesce(\(leaseSeconds)::float8, lease_seconds, 30))
+                        ELSE lease_expires_at END,
+                    info = info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb
+                WHERE request_id = \(requestID) AND status = 'running' AND lease_token = \(leaseToken)
+                RETURNING id, attempt, lease_expires_at, stop_reason
+            ), logged AS (
+                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
+                SELECT beat.id, beat.attempt, line.level, line.source, line.message,
+                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
+                FROM beat, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
+                                  \(logs.times)::text[]) AS line(level, source, message, logged_at)
+            )
+            SELECT lease_expires_at, stop_reason FROM beat
+            """, logger: logger)
+        for try await (expiresAt, stopReason) in rows.decode((Date, String?).self) {
+            return .success(HeartbeatOutcome(leaseExpiresAt: expiresAt, stopReason: stopReason.flatMap(StopReason.init(rawValue:))))
+        }
+        return .failure(try await refusal(requestID: requestID, on: database, logger: logger))
+    }
+
+    /// Ends the attempt that holds `leaseToken`: complete, fail or release, as `JobStateMachine` decides.
+    ///
+    /// A retryable fail or a release returns the job to pending (waking waiting workers); a retry
+    /// that reaches `retryLimit` fails it. The same write repeated with the same token after it
+    /// succeeded is answered with the job's state and changes nothing.
+    public func finish(
+        requestID: UUID, leaseToken: UUID, end: AttemptEnd, report: AttemptReport, retryLimit: Int,
+        on client: PostgresClient, logger: Logger
+    ) async throws -> Result<FinishOutcome, LeaseRefusal> {
+        try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.run(
+                """
+                SELECT id, status, stop_reason, retries, lease_token, attempt
+                FROM jobs WHERE request_id = \(requestID) FOR UPDATE
+                """, logger: logger)
+            guard let row = try await rows.collect().first?.decode((Int64, String, String?, Int32, UUID?, Int32).self) else {
+                return .failure(.notFound)
+            }
+            let (id, statusText, stopText, retries, currentToken, attempt) = row
+            let status = try Self.status(statusText)
+            guard currentToken == leaseToken else { return .failure(.leaseLost(status: status, attempt: attempt)) }
+            guard status == .running else {
+                return .success(FinishOutcome(status: status, retries: retries, replayed: true))
+            }
+            let stopReason = stopText.flatMap(StopReason.init(rawValue:))
+            guard let transition = JobStateMachine.next(
+                from: .running, on: end.event, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
+            else {
+                throw SpoolStoreError(description: "No transition from running on \(end.event).")
+            }
+            var outputs: String?
+            var error: String?
+            var reason = "released"
+            switch end {
+            case .complete(let values): outputs = JSONValue.object(values).jsonText
+            case .fail(let message, _):
+                error = stopReason == .maxRunTime ? "Stopped at the maximum run time: \(message)" : message
+                reason = "failed"
+            case .release:
+                if stopReason == .maxRunTime { error = Self.maxRunTimeError }
+            }
+            try await applyEnd(
+                jobID: id, leaseToken: leaseToken, transition: transition, outputs: outputs, error: error,
+                historyReason: transition.status == .done ? nil : reason, report: report, on: connection, logger: logger)
+            return .success(
+                FinishOutcome(status: transition.status, retries: retries + (transition.countsRetry ? 1 : 0), replayed: false))
+        }
+    }
+
+    static let maxRunTimeError = "The job ran past the broker's maximum run time and was stopped."
+
+    /// Writes an attempt's end; shared by worker writes and the lease-expiry requeue.
+    ///
+    /// `historyReason`, when set, appends an entry to `info.retry_history`: the record of attempts
+    /// that ended without completing, kept across retries.
+    func applyEnd(
+        jobID: Int64, leaseToken: UUID, transition: JobTransition, outputs: String?, error: String?, historyReason: String?,
+        report: AttemptReport, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let logs = LogColumns(report.logs)
+        let backToPending = transition.status == .pending
+        try await connection.run(
+            """
+            WITH ended AS (
+                UPDATE jobs
+                SET status = \(transition.status.rawValue),
+                    retries = retries + \(transition.countsRetry ? 1 : 0),
+                    outputs = coalesce(\(outputs)::jsonb, outputs),
+                    -- Only a failed job shows an error; earlier attempts' errors live in the retry history.
+                    error = CASE WHEN \(transition.status == .failed) THEN \(error)::text END,
+                    done_at = CASE WHEN \(transition.status.isTerminal) THEN now() END,
+                    -- A finished job keeps its last token (a retried complete is recognised); a requeued one has none.
+                    lease_token = CASE WHEN \(backToPending) THEN NULL ELSE lease_token END,
+                    lease_expires_at = NULL,
+                    stop_reason = CASE WHEN \(backToPending) THEN NULL ELSE stop_reason END,
+                    info = CASE WHEN \(historyReason)::text IS NULL
+                        THEN info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb
+                        ELSE info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb || jsonb_build_object('retry_history',
+                            coalesce(info -> 'retry_history', '[]'::jsonb) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+                                'attempt', attempt, 'reason', \(historyReason)::text, 'error', \(error)::text, 'worker_id', worker_id,
+                                'at', now()))))
+                        END
+                WHERE id = \(jobID) AND status = 'running' AND lease_token = \(leaseToken)
+                RETURNING id, attempt, model
+            ), logged AS (
+                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
+                SELECT ended.id, ended.attempt, line.level, line.source, line.message,
+                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
+                FROM ended, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
+                                   \(logs.times)::text[]) AS line(level, source, message, logged_at)
+            )
+            SELECT pg_notify(\(Self.pendingChannel), model) FROM ended WHERE \(backToPending)
+            """, logger: logger)
+    }
+
+    /// Why a worker write matched no row: no such job, or a lease that moved on.
+    private func refusal(requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> LeaseRefusal {
+        let rows = try await database.run("SELECT status, attempt FROM jobs WHERE request_id = \(requestID)", logger: logger)
+        for try await (status, attempt) in rows.decode((String, Int32).self) {
+            return .leaseLost(status: try Self.status(status), attempt: attempt)
+        }
+        return .notFound
+    }
+}
+
+/// Log lines as parallel arrays, for `unnest` in one INSERT.
+struct LogColumns {
+    var levels: [String] = []
+    var sources: [String] = []
+    var messages: [String] = []
+    /// RFC 3339 text, or empty for "when the broker wrote it".
+    var times: [String] = []
+
+    init(_ lines: [JobLogLine]) {
+        for line in lines {
+            levels.append(line.level)
+            sources.append(line.source)
+            // PostgreSQL text cannot hold NUL.
+            messages.append(line.message.replacingOccurrences(of: "\u{0}", with: ""))
+            times.append(line.timestamp ?? "")
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SpoolCore
+
+/// A job whose lease ran out, and where the requeue sent it.
+public struct ExpiredLease: Sendable, Equatable {
+    public var requestID: UUID
+    public var model: String
+    public var status: JobStatus
+    public var retries: Int32
+}
+
+// Maintenance every broker replica runs: it is safe to run on all of them at once, since each
+// statement locks the rows it changes and skips rows another replica holds.
+extension JobsTable {
+    /// Returns running jobs whose lease expired to pending (retries + 1), or fails them at the retry
+    /// limit; jobs asked to stop end as the stop says. Handles at most `batchSize` jobs per call.
+    public func requeueExpiredLeases(
+        retryLimit: Int, batchSize: Int = 500, on client: PostgresClient, logger: Logger
+    ) async throws -> [ExpiredLease] {
+        try await client.withTransaction(logger: logger) { connection in
+            // SKIP LOCKED: a replica running the same sweep, or a worker finishing one of these jobs
+            // right now, holds its rows; they are someone else's to settle.
+            let rows = try await connection.run(
+                """
+                SELECT id, request_id, model, retries, stop_reason, lease_token
+                FROM jobs
+                WHERE status = 'running' AND lease_expires_at <= now()
+                ORDER BY lease_expires_at
+                LIMIT \(batchSize)
+                FOR UPDATE SKIP LOCKED
+                """, logger: logger
+            ).collect()
+            var expired: [ExpiredLease] = []
+            // Rows are read in full first: the connection runs one statement at a time.
+            for row in rows {
+                let (id, requestID, model, retries, stopText, token) = try row.decode((Int64, UUID, String, Int32, String?, UUID).self)
+                let stopReason = stopText.flatMap(StopReason.init(rawValue:))
+                guard let transition = JobStateMachine.next(
+                    from: .running, on: .leaseExpired, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
+                else { continue }
+                let newRetries = retries + (transition.countsRetry ? 1 : 0)
+                let error: String? =
+                    switch stopReason {
+                    case .maxRunTime: Self.maxRunTimeError
+                    case .canceled: nil
+                    case nil:
+                        transition.status == .failed
+                            ? "The job's lease expired \(newRetries) times (retry limit \(retryLimit)): each time its worker stopped heartbeating (it crashed, hung or lost the broker)."
+                            : "The lease expired: the worker stopped heartbeating."
+                    }
+                expired.append(ExpiredLease(requestID: requestID, model: model, status: transition.status, retries: newRetries))
+                try await applyEnd(
+                    jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error,
+                    historyReason: "lease_expired", report: AttemptReport(), on: connection, logger: logger)
+            }
+            return expired
+        }
+    }
+
+    /// Asks running jobs past their run deadline to stop: their next heartbeat says so, their lease
+    /// is cut to `graceSeconds` and no longer extended, and when it ends they fail. Returns how many.
+    public func stopJobsPastRunDeadline(
+        graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
+        // Running jobs are few (one per busy GPU slot); their partial index bounds this scan.
+        let rows = try await database.run(
+            """
+            WITH stopped AS (
+                UPDATE jobs
+                SET stop_reason = 'max_run_time',
+                    lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
+                WHERE status = 'running' AND stop_reason IS NULL AND run_deadline_at <= now()
+                RETURNING 1
+            )
+            SELECT count(*) FROM stopped
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+}

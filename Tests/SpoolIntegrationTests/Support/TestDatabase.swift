@@ -21,7 +21,10 @@ enum TestDatabase {
             return URLComponents(string: url)!
         }
         do {
-            let embedded = try EmbeddedPostgres(dataDirectory: "/tmp/spool-test-postgres-\(getuid())", logger: logger)
+            // One cluster per checkout: test runs of two checkouts must not stop each other's server.
+            let checkout = SpawnedProcess.packageRoot.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+            let embedded = try EmbeddedPostgres(
+                dataDirectory: "/tmp/spool-test-postgres-\(getuid())-\(String(checkout, radix: 16))", logger: logger)
             cluster = embedded
             atexit { TestDatabase.cluster?.stop() }
             return URLComponents(string: embedded.url)!

@@ -79,6 +79,18 @@ import Testing
         }
     }
 
+    /// Without an API key the broker is open, so it refuses any address but loopback.
+    @Test func anOpenBrokerRefusesToListenBeyondLoopback() async throws {
+        let database = try await TestDatabase.migrated()
+        let process = try SpawnedProcess([
+            SpawnedProcess.buildDirectory + "/spool-broker", "--database-url", TestDatabase.url(database: database),
+            "--host", "0.0.0.0", "--port", "0",
+        ])
+        #expect(try await process.wait(timeout: .seconds(30)) != 0)
+        #expect(process.output.contains("No API key is configured"))
+        #expect(process.output.contains("loopback only"))
+    }
+
     private func schemaFingerprint(_ client: PostgresClient) async throws -> [String] {
         let rows = try await client.query(
             """

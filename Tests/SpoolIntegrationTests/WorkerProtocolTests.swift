@@ -140,6 +140,38 @@ import Testing
         }
     }
 
+    /// Two replicas sweeping the same expired leases at once: each job is requeued once.
+    @Test func twoReplicasRequeueEachExpiredLeaseOnce() async throws {
+        try await TestDatabase.withFreshDatabase(migrated: true) { database in
+            let model = uniqueModel()
+            try await TestDatabase.withClient(database: database) { client in
+                try await ClaimTests.insertPendingJobs(model: model, count: 400, client: client)
+                _ = try await JobsTable().claim(
+                    models: [model], limit: 400, leaseSeconds: 1, maxRunSeconds: 3600, workerID: "gone", on: client,
+                    logger: TestDatabase.logger)
+            }
+            let fast: @Sendable (inout BrokerConfiguration) -> Void = { $0.maintenanceIntervalSeconds = 0.02 }
+            try await withTestBroker(database: database, fast) { first in
+                try await withTestBroker(database: database, fast) { second in
+                    try await eventually("every expired lease is requeued") {
+                        try await first.metrics(model: model)["messages_waiting"] == 400
+                    }
+                }
+            }
+            let counts = try await TestDatabase.withClient(database: database) { client in
+                try await client.query(
+                    """
+                    SELECT count(*) FILTER (WHERE retries = 1),
+                           count(*) FILTER (WHERE jsonb_array_length(info -> 'retry_history') = 1)
+                    FROM jobs WHERE model = \(model)
+                    """, logger: TestDatabase.logger
+                ).collect().first?.decode((Int, Int).self)
+            }
+            #expect(counts?.0 == 400)
+            #expect(counts?.1 == 400)
+        }
+    }
+
     @Test func anExplicitFailIsNotRetriedUnlessTheWorkerSaysSo() async throws {
         try await withTestBroker { broker in
             let model = uniqueModel()

@@ -1,5 +1,8 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
+import NIOSSL
 import PostgresNIO
 import SpoolCore
 import SpoolStore
@@ -11,12 +14,18 @@ import SpoolStore
 public func buildApplication(
     _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger
 ) throws -> some ApplicationProtocol {
-    try buildApplication(configuration, database: database, logger: logger, waiters: LeaseWaiters())
+    try buildApplication(configuration, database: database, logger: logger, connections: BrokerConnections())
 }
 
-/// The same, with the long-poll registry given: tests watch it to know a lease is waiting.
+/// The clients connected to a broker and waiting on it: its open long-polls and status streams.
+struct BrokerConnections: Sendable {
+    let waiters = LeaseWaiters()
+    let watchers = JobWatchers()
+}
+
+/// The same, with the registries of waiting clients given: tests watch them to know a client waits.
 func buildApplication(
-    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger, waiters: LeaseWaiters
+    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger, connections: BrokerConnections
 ) throws -> some ApplicationProtocol {
     try configuration.validate()
     var database = database
@@ -29,15 +38,23 @@ func buildApplication(
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
-    QueueRoutes(store: store, configuration: configuration).register(on: authenticated)
-    WorkerRoutes(store: store, waiters: waiters, configuration: configuration).register(on: authenticated)
+    let submitter = Submitter(store: store, configuration: configuration)
+    let views = JobViews(store: store, positions: QueuePositions(store: store))
+    let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
+    QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream)
+        .register(on: authenticated)
+    WorkerRoutes(store: store, waiters: connections.waiters, configuration: configuration).register(on: authenticated)
+    FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream)
+        .register(on: authenticated)
 
     let schema = SchemaReadiness()
-    let listener = PendingJobListener(
-        store: store, waiters: waiters, schema: schema, pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
+    let listener = JobNotificationListener(
+        store: store, waiters: connections.waiters, watchers: connections.watchers, schema: schema,
+        pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, logger: logger)
     var app = Application(
         router: router,
+        server: try serverBuilder(configuration),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spool-broker"),
         services: [client, listener, reaper],
         logger: logger)
@@ -56,3 +73,15 @@ func buildApplication(
     return app
 }
 
+
+/// HTTP/1.1, over TLS when a certificate and key are configured.
+func serverBuilder(_ configuration: BrokerConfiguration) throws -> HTTPServerBuilder {
+    guard let certificatePath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath else { return .http1() }
+    do {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        return try .tls(.http1(), tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+    } catch {
+        throw ConfigurationError("Cannot load the TLS certificate '\(certificatePath)' and key '\(keyPath)': \(error).")
+    }
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything a broker needs to start; every field has a documented default.
 public struct BrokerConfiguration: Sendable {
     /// Address to listen on. Defaults to `127.0.0.1`.
@@ -29,6 +31,15 @@ public struct BrokerConfiguration: Sendable {
     public var maintenanceIntervalSeconds: Double = 1
     /// How often waiting leases check the database in case a NOTIFY was missed, in seconds. Defaults to 1.
     public var pendingPollSeconds: Double = 1
+    /// PEM certificate (chain) to serve HTTPS with; needs `tlsKeyPath`. Defaults to nil: plain HTTP.
+    public var tlsCertificatePath: String? = nil
+    /// PEM private key of `tlsCertificatePath`. Defaults to nil.
+    public var tlsKeyPath: String? = nil
+    /// The URL clients reach this broker at, for the URLs fal's API hands out (behind a load
+    /// balancer, say). Defaults to nil: the scheme and Host of each request.
+    public var publicURL: String? = nil
+    /// Longest quiet gap in a status stream before a keep-alive comment, in seconds. Defaults to 15.
+    public var streamKeepAliveSeconds: Double = 15
 
     public init() {}
 
@@ -65,6 +76,19 @@ public struct BrokerConfiguration: Sendable {
         guard maintenanceIntervalSeconds > 0, pendingPollSeconds > 0 else {
             throw ConfigurationError("The maintenance and poll intervals must be positive.")
         }
+        switch (tlsCertificatePath, tlsKeyPath) {
+        case (nil, nil): break
+        case (let certificate?, let key?):
+            for (flag, path) in [("--tls-cert", certificate), ("--tls-key", key)] where !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigurationError("\(flag) names '\(path)', which is not a readable file.")
+            }
+        default:
+            throw ConfigurationError("HTTPS needs both --tls-cert/SPOOL_TLS_CERT and --tls-key/SPOOL_TLS_KEY.")
+        }
+        if let publicURL, URLComponents(string: publicURL)?.host == nil {
+            throw ConfigurationError("--public-url/SPOOL_PUBLIC_URL must be a URL such as https://spool.example.com, got '\(publicURL)'.")
+        }
+        guard streamKeepAliveSeconds > 0 else { throw ConfigurationError("The stream keep-alive interval must be positive.") }
         for key in apiKeys where key.count < 16 || key.contains(where: { $0.isWhitespace || $0 == "," }) {
             throw ConfigurationError(
                 "API key '\(key.prefix(4))…' is too weak or malformed: keys need at least 16 characters and no spaces or commas.")

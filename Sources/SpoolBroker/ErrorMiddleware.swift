@@ -11,18 +11,19 @@ struct ErrorMiddleware: RouterMiddleware {
     let maxBodyBytes: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let fal = request.uri.path.hasPrefix("/\(FalRoutes.prefix)/")
         do {
             return try await next(request, context)
         } catch let error as SpoolError {
-            return Self.response(for: error)
+            return Self.response(for: error, fal: fal)
         } catch is NIOTooManyBytesError {
-            return Self.response(for: .payloadTooLarge(limit: maxBodyBytes))
+            return Self.response(for: .payloadTooLarge(limit: maxBodyBytes), fal: fal)
         } catch let error as HTTPError {
-            return Self.response(for: Self.translate(error, request: request))
+            return Self.response(for: Self.translate(error, request: request), fal: fal)
         } catch {
             context.logger.error(
                 "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
-            return Self.response(for: .internalError())
+            return Self.response(for: .internalError(), fal: fal)
         }
     }
 
@@ -36,11 +37,17 @@ struct ErrorMiddleware: RouterMiddleware {
         }
     }
 
-    static func response(for error: SpoolError) -> Response {
+    /// The error as JSON in Together's `QueueError` shape; under /fal also with fal's `detail`.
+    static func response(for error: SpoolError, fal: Bool = false) -> Response {
         var headers = HTTPFields()
         // Stainless-generated SDKs (together) retry 409s unless told not to; a conflict will not go away.
         if error.httpStatus == 409 { headers[.xShouldRetry] = "false" }
-        return JSONResponse.make(error.body, status: .init(code: error.httpStatus), headers: headers)
+        guard fal, case .object(var members) = error.body else {
+            return JSONResponse.make(error.body, status: .init(code: error.httpStatus), headers: headers)
+        }
+        members["detail"] = .string(error.message)
+        // fal's clients retry every 409; a conflict will not go away, so it is a 422 there.
+        return JSONResponse.make(JSONValue.object(members), status: .init(code: error.httpStatus == 409 ? 422 : error.httpStatus), headers: headers)
     }
 }
 

@@ -2,7 +2,8 @@ import Logging
 import ServiceLifecycle
 import SpoolStore
 
-/// Returns jobs whose lease expired to the queue, and stops jobs past their maximum run time.
+/// Returns jobs whose lease expired to the queue, stops jobs past their maximum run time, and fails
+/// jobs that did not start before their start timeout.
 ///
 /// Every replica runs it; the statements lock what they change and skip what another replica
 /// holds, so no job is requeued twice. Forgotten idempotency keys are pruned here too.
@@ -47,8 +48,11 @@ struct LeaseReaper: Service {
         }
     }
 
-    /// One pass: stop jobs past their deadline, then settle every expired lease.
+    /// One pass: fail jobs that missed their start deadline, stop jobs past their run deadline,
+    /// then settle every expired lease.
     func sweep() async throws {
+        let late = try await store.jobs.failJobsPastStartDeadline(on: store.client, logger: logger)
+        if late > 0 { logger.notice("failed jobs that did not start before their start timeout", metadata: ["count": "\(late)"]) }
         let stopped = try await store.jobs.stopJobsPastRunDeadline(
             graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: logger)
         if stopped > 0 { logger.notice("asked jobs past the maximum run time to stop", metadata: ["count": "\(stopped)"]) }

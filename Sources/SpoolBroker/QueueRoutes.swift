@@ -7,18 +7,19 @@ import NIOCore
 import SpoolCore
 import SpoolStore
 
-/// Together's Queue API: `/v1/queue/submit`, `status`, `cancel`, `clear`, `metrics`.
+/// Together's Queue API: `/v1/queue/submit`, `status` (and its live stream), `cancel`, `clear`, `metrics`.
 struct QueueRoutes: Sendable {
     let store: SpoolStore
     let configuration: BrokerConfiguration
-
-    /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
-    static let maxIdempotencyKeyLength = 255
+    let submitter: Submitter
+    let views: JobViews
+    let stream: StatusStream
 
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         let queue = router.group("v1/queue")
         queue.post("submit", use: submit)
         queue.get("status", use: status)
+        queue.get("status/stream", use: statusStream)
         queue.post("cancel", use: cancel)
         queue.post("clear", use: clear)
         queue.get("metrics", use: metrics)
@@ -26,55 +27,63 @@ struct QueueRoutes: Sendable {
 
     @Sendable func submit(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let json = try await request.jsonBody(limit: configuration.maxBodyBytes)
-        let submit = try SubmitRequest(json: json)
-        var idempotency: (key: String, requestHash: String, windowSeconds: Int)?
-        if let key = request.headers[.idempotencyKey] {
-            guard !key.isEmpty, key.count <= Self.maxIdempotencyKeyLength else {
-                throw SpoolError.invalidRequest(
-                    "The Idempotency-Key header must be 1 to \(Self.maxIdempotencyKeyLength) characters.",
-                    code: "invalid_idempotency_key", param: "Idempotency-Key")
-            }
-            // Hash the parsed body in canonical form: a retry that reorders keys is still the same request.
-            let hash = SHA256.hash(data: Data(json.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
-            idempotency = (key, hash, configuration.idempotencyWindowSeconds)
-        }
-        switch try await store.submit(submit, submittedBy: context.caller.id, idempotency: idempotency, logger: context.logger) {
-        case .created(let requestID):
-            return JSONResponse.make(SubmitResponse(requestId: requestID.uuidString.lowercased()))
-        case .replayed(let requestID):
-            return JSONResponse.make(
-                SubmitResponse(requestId: requestID.uuidString.lowercased()),
-                headers: [.idempotentReplayed: "true"])
-        case .idempotencyKeyReused:
-            throw SpoolError.conflict(
-                "This Idempotency-Key was already used for a different request within the last \(configuration.idempotencyWindowSeconds / 3600) hours; use a new key for a new request.",
-                code: "idempotency_key_reused", param: "Idempotency-Key")
-        }
+        let submitted = try await submitter.submit(SubmitRequest(json: json), body: json, request: request, context: context)
+        return JSONResponse.make(
+            SubmitResponse(requestId: submitted.requestID.uuidString.lowercased()),
+            headers: submitted.replayed ? [.idempotentReplayed: "true"] : [:])
     }
 
+    /// The job's status; `logs=1` adds its log lines (an extension).
     @Sendable func status(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let reference = try JobReference(json: try request.queryJSON())
+        let query = try request.queryJSON()
+        let reference = try JobReference(json: query)
         guard let requestID = UUID(uuidString: reference.requestID),
-            let job = try await store.jobs.find(model: reference.model, requestID: requestID, on: store.client, logger: context.logger)
+            let view = try await views.load(
+                model: reference.model, requestID: requestID, withLogs: request.wantsLogs, logger: context.logger)
         else {
             throw Self.jobNotFound(reference)
         }
-        return JSONResponse.make(
-            JobStatusResponse(
-                model: job.model, request_id: job.requestID.uuidString.lowercased(), status: job.status, priority: job.priority,
-                info: job.info, inputs: job.payload, outputs: job.outputs, error: job.error, retries: job.retries,
-                created_at: job.createdAt, claimed_at: job.claimedAt, done_at: job.doneAt))
+        return JSONResponse.make(JobViews.together(view))
     }
 
+    /// The job's status as Server-Sent Events until it is done, failed or canceled (an extension).
+    @Sendable func statusStream(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let reference = try JobReference(json: try request.queryJSON())
+        let withLogs = request.wantsLogs
+        guard let requestID = UUID(uuidString: reference.requestID),
+            try await store.jobs.find(model: reference.model, requestID: requestID, on: store.client, logger: context.logger) != nil
+        else {
+            throw Self.jobNotFound(reference)
+        }
+        let logger = context.logger
+        return stream.response(requestID: requestID, logger: logger) {
+            guard let view = try await views.load(model: reference.model, requestID: requestID, withLogs: withLogs, logger: logger)
+            else { return nil }
+            let status = JobViews.together(view)
+            return StatusStream.Frame(
+                event: try JSONValue.parse(Array(JSONEncoder().encode(status))), isFinal: view.record.status.isTerminal,
+                isQueued: view.record.status == .pending)
+        }
+    }
+
+    /// Cancels a pending job. `cancel_running: true` (an extension) asks a running job to stop
+    /// instead of refusing; without it, Together's behaviour: a 409 naming the job's status.
     @Sendable func cancel(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let reference = try JobReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let cancel = try CancelRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let reference = cancel.job
         guard let requestID = UUID(uuidString: reference.requestID) else { throw Self.jobNotFound(reference) }
-        switch try await store.jobs.cancel(model: reference.model, requestID: requestID, on: store.client, logger: context.logger) {
+        switch try await store.jobs.cancel(
+            model: reference.model, requestID: requestID, stopRunning: cancel.cancelRunning,
+            graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
+        {
         case .canceled, .unchanged(.canceled):
             return JSONResponse.make(CancelResponse(status: .canceled))
+        case .stopRequested:
+            return JSONResponse.make(CancelResponse(status: .running, cancel_requested: true), status: .accepted)
         case .unchanged(let status):
             throw SpoolError.conflict(
-                "Only pending jobs can be canceled; this job is \(status.rawValue) and was left unchanged.",
+                "Only pending jobs can be canceled; this job is \(status.rawValue) and was left unchanged."
+                    + (status == .running ? " Send \"cancel_running\": true to ask its worker to stop." : ""),
                 code: "job_not_pending", param: "request_id", extra: ["status": .string(status.rawValue)])
         case .notFound:
             throw Self.jobNotFound(reference)

@@ -74,7 +74,8 @@ struct WorkerRoutes: Sendable {
                     LeasedJob(
                         request_id: job.requestID.uuidString.lowercased(), model: job.model,
                         lease_token: job.leaseToken.uuidString.lowercased(), attempt: job.attempt, priority: job.priority,
-                        payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt)
+                        payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt,
+                        path: job.path)
                 }))
     }
 

@@ -9,12 +9,21 @@ public struct SubmitRequest: Sendable, Equatable {
     public var payload: [String: JSONValue]
     public var info: [String: JSONValue]
     public var priority: Int32
+    /// The endpoint within the app (fal's `/{owner}/{app}/{path}`); nil for the app itself.
+    public var path: String?
+    /// Seconds the job may wait to start before it fails instead (fal's `X-Fal-Request-Timeout`).
+    public var startTimeoutSeconds: Double?
 
-    public init(model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], priority: Int32 = 0) {
+    public init(
+        model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], priority: Int32 = 0, path: String? = nil,
+        startTimeoutSeconds: Double? = nil
+    ) {
         self.model = model
         self.payload = payload
         self.info = info
         self.priority = priority
+        self.path = path
+        self.startTimeoutSeconds = startTimeoutSeconds
     }
 
     /// Validates a parsed body; throws a 400 naming the field at fault.
@@ -51,6 +60,18 @@ public struct JobReference: Sendable, Equatable {
     }
 }
 
+/// `POST /v1/queue/cancel`: `{model, request_id, cancel_running?}`.
+public struct CancelRequest: Sendable, Equatable {
+    public var job: JobReference
+    /// An extension: ask a running job to stop instead of refusing (Together cancels pending jobs only).
+    public var cancelRunning: Bool
+
+    public init(json: JSONValue) throws(SpoolError) {
+        job = try JobReference(json: json)
+        cancelRunning = try RequestFields(json).optionalBool("cancel_running") ?? false
+    }
+}
+
 /// `POST /v1/queue/clear`: `{model}`; also the metrics query.
 public struct ModelReference: Sendable, Equatable {
     public var model: String
@@ -63,6 +84,9 @@ public struct ModelReference: Sendable, Equatable {
 }
 
 /// `GET /v1/queue/status`: a job as clients see it.
+///
+/// Together's fields, plus extensions: `error` and `error_type` (why a failed job failed),
+/// `queue_position` and `estimated_wait_seconds` (while pending), and `logs` when asked for.
 public struct JobStatusResponse: Sendable, Codable, Equatable {
     public var model: String
     public var request_id: String
@@ -71,18 +95,25 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
     public var info: [String: JSONValue]
     public var inputs: [String: JSONValue]
     public var outputs: [String: JSONValue]?
-    /// Why a failed job failed (an extension of Together's shape).
     public var error: String?
+    public var error_type: String?
     public var retries: Int32
     public var created_at: String
     public var claimed_at: String?
     public var done_at: String?
     public var warnings: [String]
+    /// Pending jobs a claim takes before this one (0: next); nil unless pending.
+    public var queue_position: Int?
+    /// Seconds until it should start, from the model's recent throughput; nil when unknown.
+    public var estimated_wait_seconds: Double?
+    /// The job's log lines, oldest first, when the request asked for them (`logs=1`).
+    public var logs: [JobLogLine]?
 
     public init(
         model: String, request_id: String, status: JobStatus, priority: Int32, info: [String: JSONValue],
-        inputs: [String: JSONValue], outputs: [String: JSONValue]?, error: String?, retries: Int32,
-        created_at: Date, claimed_at: Date?, done_at: Date?, warnings: [String] = []
+        inputs: [String: JSONValue], outputs: [String: JSONValue]?, error: String?, error_type: String? = nil, retries: Int32,
+        created_at: Date, claimed_at: Date?, done_at: Date?, warnings: [String] = [], queue_position: Int? = nil,
+        estimated_wait_seconds: Double? = nil, logs: [JobLogLine]? = nil
     ) {
         self.model = model
         self.request_id = request_id
@@ -92,14 +123,19 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
         self.inputs = inputs
         self.outputs = outputs
         self.error = error
+        self.error_type = error_type
         self.retries = retries
         self.created_at = RFC3339.string(from: created_at)
         self.claimed_at = claimed_at.map(RFC3339.string(from:))
         self.done_at = done_at.map(RFC3339.string(from:))
         self.warnings = warnings
+        self.queue_position = queue_position
+        self.estimated_wait_seconds = estimated_wait_seconds
+        self.logs = logs
     }
 
-    // Optional members are written as null, not left out, so every field is always present.
+    // Optional members are written as null, not left out, so every field is always present;
+    // `logs` only when asked for.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(model, forKey: .model)
@@ -110,18 +146,27 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
         try container.encode(inputs, forKey: .inputs)
         try container.encode(outputs, forKey: .outputs)
         try container.encode(error, forKey: .error)
+        try container.encode(error_type, forKey: .error_type)
         try container.encode(retries, forKey: .retries)
         try container.encode(created_at, forKey: .created_at)
         try container.encode(claimed_at, forKey: .claimed_at)
         try container.encode(done_at, forKey: .done_at)
         try container.encode(warnings, forKey: .warnings)
+        try container.encode(queue_position, forKey: .queue_position)
+        try container.encode(estimated_wait_seconds, forKey: .estimated_wait_seconds)
+        try container.encodeIfPresent(logs, forKey: .logs)
     }
 }
 
 /// The answer to a cancel: the job's status after the attempt.
 public struct CancelResponse: Sendable, Codable, Equatable {
     public var status: JobStatus
-    public init(status: JobStatus) { self.status = status }
+    /// Set when a running job was asked to stop (`cancel_running`); it ends `canceled` when its worker stops.
+    public var cancel_requested: Bool?
+    public init(status: JobStatus, cancel_requested: Bool? = nil) {
+        self.status = status
+        self.cancel_requested = cancel_requested
+    }
 }
 
 /// The answer to a clear.

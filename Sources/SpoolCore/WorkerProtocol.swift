@@ -75,11 +75,14 @@ public struct LeasedJob: Sendable, Codable, Equatable {
     public var lease_expires_at: String
     /// When the broker asks this attempt to stop, however often it heartbeats (RFC 3339).
     public var run_deadline_at: String
+    /// The endpoint within the app the client called (fal's `/{owner}/{app}/{path}`), if any.
+    public var path: String?
 
     public init(
         request_id: String, model: String, lease_token: String, attempt: Int32, priority: Int32, payload: [String: JSONValue],
-        info: [String: JSONValue], lease_expires_at: Date, run_deadline_at: Date
+        info: [String: JSONValue], lease_expires_at: Date, run_deadline_at: Date, path: String? = nil
     ) {
+        self.path = path
         self.request_id = request_id
         self.model = model
         self.lease_token = lease_token

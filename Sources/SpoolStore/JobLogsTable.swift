@@ -29,6 +29,25 @@ public struct JobLogsTable: Sendable {
             ORDER BY job_logs.id
             LIMIT \(limit)
             """, logger: logger)
+        return try await Self.lines(rows)
+    }
+
+    /// A job's newest `newest` lines, oldest first.
+    public func list(requestID: UUID, newest: Int, on database: some PostgresQueryable, logger: Logger) async throws -> [JobLogRecord] {
+        let rows = try await database.run(
+            """
+            SELECT id, attempt, logged_at, level, source, message FROM (
+                SELECT job_logs.id, job_logs.attempt, job_logs.logged_at, job_logs.level, job_logs.source, job_logs.message
+                FROM job_logs JOIN jobs ON jobs.id = job_logs.job_id
+                WHERE jobs.request_id = \(requestID)
+                ORDER BY job_logs.id DESC
+                LIMIT \(newest)
+            ) AS newest ORDER BY id
+            """, logger: logger)
+        return try await Self.lines(rows)
+    }
+
+    private static func lines(_ rows: PostgresRowSequence) async throws -> [JobLogRecord] {
         var lines: [JobLogRecord] = []
         for try await (id, attempt, loggedAt, level, source, message) in rows.decode((Int64, Int32, Date, String, String, String).self) {
             lines.append(JobLogRecord(id: id, attempt: attempt, loggedAt: loggedAt, level: level, source: source, message: message))

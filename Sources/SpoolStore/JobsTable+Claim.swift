@@ -15,6 +15,7 @@ public struct ClaimedJob: Sendable, Equatable {
     public var info: [String: JSONValue]
     public var leaseExpiresAt: Date
     public var runDeadlineAt: Date
+    public var path: String?
 }
 
 extension JobsTable {
@@ -39,6 +40,8 @@ extension JobsTable {
                 CROSS JOIN LATERAL (
                     SELECT id, priority FROM jobs
                     WHERE status = 'pending' AND model = wanted.model
+                      -- A job past its start deadline is failed by the sweep, never started late.
+                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
                     ORDER BY priority DESC, id
                     LIMIT \(limit)
                     FOR UPDATE SKIP LOCKED
@@ -57,14 +60,15 @@ extension JobsTable {
                             worker_id = \(workerID)
             WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
             RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
-                      run_deadline_at
+                      run_deadline_at, path
             """, logger: logger)
         var claimed: [ClaimedJob] = []
-        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date).self) {
+        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?).self) {
             claimed.append(
                 ClaimedJob(
                     id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
-                    payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9))
+                    payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9,
+                    path: row.10))
         }
         // RETURNING does not keep the subquery's order; hand jobs out in claim order.
         return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }

@@ -121,17 +121,22 @@ extension JobsTable {
             }
             var outputs: String?
             var error: String?
+            var errorType: String?
             var reason = "released"
             switch end {
             case .complete(let values): outputs = JSONValue.object(values).jsonText
             case .fail(let message, _):
                 error = stopReason == .maxRunTime ? "Stopped at the maximum run time: \(message)" : message
+                errorType = stopReason == .maxRunTime ? ErrorType.runnerTimeout : ErrorType.runnerError
                 reason = "failed"
             case .release:
-                if stopReason == .maxRunTime { error = Self.maxRunTimeError }
+                if stopReason == .maxRunTime {
+                    error = Self.maxRunTimeError
+                    errorType = ErrorType.runnerTimeout
+                }
             }
             try await applyEnd(
-                jobID: id, leaseToken: leaseToken, transition: transition, outputs: outputs, error: error,
+                jobID: id, leaseToken: leaseToken, transition: transition, outputs: outputs, error: error, errorType: errorType,
                 historyReason: transition.status == .done ? nil : reason, report: report, on: connection, logger: logger)
             return .success(
                 FinishOutcome(status: transition.status, retries: retries + (transition.countsRetry ? 1 : 0), replayed: false))
@@ -140,13 +145,25 @@ extension JobsTable {
 
     static let maxRunTimeError = "The job ran past the broker's maximum run time and was stopped."
 
+    /// The codes of `error_type`, named as fal's clients know them.
+    public enum ErrorType {
+        /// The worker failed the job.
+        public static let runnerError = "runner_error"
+        /// Its lease expired on every attempt: the workers died or lost the broker.
+        public static let runnerDisconnected = "runner_disconnected"
+        /// It ran past the maximum run time.
+        public static let runnerTimeout = "runner_timeout"
+        /// It did not start before its start deadline.
+        public static let requestTimeout = "request_timeout"
+    }
+
     /// Writes an attempt's end; shared by worker writes and the lease-expiry requeue.
     ///
     /// `historyReason`, when set, appends an entry to `info.retry_history`: the record of attempts
     /// that ended without completing, kept across retries.
     func applyEnd(
-        jobID: Int64, leaseToken: UUID, transition: JobTransition, outputs: String?, error: String?, historyReason: String?,
-        report: AttemptReport, on connection: PostgresConnection, logger: Logger
+        jobID: Int64, leaseToken: UUID, transition: JobTransition, outputs: String?, error: String?, errorType: String?,
+        historyReason: String?, report: AttemptReport, on connection: PostgresConnection, logger: Logger
     ) async throws {
         let logs = LogColumns(report.logs)
         let backToPending = transition.status == .pending
@@ -159,6 +176,7 @@ extension JobsTable {
                     outputs = coalesce(\(outputs)::jsonb, outputs),
                     -- Only a failed job shows an error; earlier attempts' errors live in the retry history.
                     error = CASE WHEN \(transition.status == .failed) THEN \(error)::text END,
+                    error_type = CASE WHEN \(transition.status == .failed) THEN \(errorType)::text END,
                     done_at = CASE WHEN \(transition.status.isTerminal) THEN now() END,
                     -- A finished job keeps its last token (a retried complete is recognised); a requeued one has none.
                     lease_token = CASE WHEN \(backToPending) THEN NULL ELSE lease_token END,

@@ -50,9 +50,10 @@ extension JobsTable {
                             ? "The job's lease expired \(newRetries) times (retry limit \(retryLimit)): each time its worker stopped heartbeating (it crashed, hung or lost the broker)."
                             : "The lease expired: the worker stopped heartbeating."
                     }
+                let errorType = stopReason == .maxRunTime ? ErrorType.runnerTimeout : ErrorType.runnerDisconnected
                 expired.append(ExpiredLease(requestID: requestID, model: model, status: transition.status, retries: newRetries))
                 try await applyEnd(
-                    jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error,
+                    jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error, errorType: errorType,
                     historyReason: "lease_expired", report: AttemptReport(), on: connection, logger: logger)
             }
             return expired
@@ -75,6 +76,27 @@ extension JobsTable {
                 RETURNING 1
             )
             SELECT count(*) FROM stopped
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// Fails pending jobs whose start deadline passed (fal's `X-Fal-Request-Timeout`); returns how many.
+    public func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        let rows = try await database.run(
+            """
+            WITH late AS (
+                SELECT id FROM jobs
+                WHERE status = 'pending' AND start_deadline_at <= now()
+                LIMIT 1000
+                FOR UPDATE SKIP LOCKED
+            ), failed AS (
+                UPDATE jobs SET status = 'failed', done_at = now(), error_type = \(ErrorType.requestTimeout),
+                                error = 'The job did not start before its start timeout ('
+                                        || round(extract(epoch FROM start_deadline_at - created_at)::numeric, 1) || ' s).'
+                WHERE id = ANY (ARRAY(SELECT id FROM late)) AND status = 'pending'
+                RETURNING 1
+            )
+            SELECT count(*) FROM failed
             """, logger: logger)
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }

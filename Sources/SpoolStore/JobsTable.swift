@@ -5,6 +5,8 @@ import SpoolCore
 
 /// A job as stored, for status reads.
 public struct JobRecord: Sendable, Equatable {
+    /// Submission order (the claim's FIFO order within a priority).
+    public var id: Int64
     public var requestID: UUID
     public var model: String
     public var status: JobStatus
@@ -21,13 +23,20 @@ public struct JobRecord: Sendable, Equatable {
     public var attempt: Int32
     /// Set while a running job is asked to stop.
     public var stopReason: StopReason?
+    /// The endpoint within the app, for fal's `/{owner}/{app}/{path}`.
+    public var path: String?
+    /// Why a failed job failed, as a code (`runner_error`, `runner_disconnected`, `runner_timeout`, `request_timeout`).
+    public var errorType: String?
 }
 
 /// What a cancel found.
 public enum CancelOutcome: Sendable, Equatable {
     /// The job was pending and is now canceled.
     case canceled
-    /// The job had left `pending`; it is unchanged and has this status.
+    /// The job was running and is now asked to stop; it ends `canceled` when its worker stops.
+    case stopRequested
+    /// The job had left `pending` (or was running and stopping running jobs was not asked for);
+    /// it is unchanged and has this status.
     case unchanged(JobStatus)
     /// No job with that request id exists for that model.
     case notFound
@@ -51,10 +60,11 @@ public struct JobsTable: Sendable {
         try await database.run(
             """
             WITH inserted AS (
-                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by)
+                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at)
                 VALUES (\(requestID), \(submit.model), \(submit.priority),
                         \(JSONValue.object(submit.payload).jsonText)::jsonb, \(JSONValue.object(submit.info).jsonText)::jsonb,
-                        \(submittedBy))
+                        \(submittedBy), \(submit.path)::text,
+                        now() + make_interval(secs => \(submit.startTimeoutSeconds)::float8))
                 RETURNING model
             )
             SELECT pg_notify(\(Self.pendingChannel), model) FROM inserted
@@ -65,42 +75,72 @@ public struct JobsTable: Sendable {
     public func find(model: String, requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> JobRecord? {
         let rows = try await database.run(
             """
-            SELECT request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
-                   created_at, claimed_at, done_at, attempt, stop_reason
+            SELECT id, request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
+                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type
             FROM jobs WHERE request_id = \(requestID) AND model = \(model)
             """, logger: logger)
         for try await row in rows.decode(
-            (UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?).self)
+            (Int64, UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?, String?,
+             String?).self)
         {
             return JobRecord(
-                requestID: row.0, model: row.1, status: try Self.status(row.2), priority: row.3,
-                payload: try Self.object(row.4), info: try Self.object(row.5), outputs: try row.6.map(Self.object),
-                error: row.7, retries: row.8, createdAt: row.9, claimedAt: row.10, doneAt: row.11, attempt: row.12,
-                stopReason: row.13.flatMap(StopReason.init(rawValue:)))
+                id: row.0, requestID: row.1, model: row.2, status: try Self.status(row.3), priority: row.4,
+                payload: try Self.object(row.5), info: try Self.object(row.6), outputs: try row.7.map(Self.object),
+                error: row.8, retries: row.9, createdAt: row.10, claimedAt: row.11, doneAt: row.12, attempt: row.13,
+                stopReason: row.14.flatMap(StopReason.init(rawValue:)), path: row.15, errorType: row.16)
         }
         return nil
     }
 
-    /// Cancels a pending job; any other status is left as it is and reported.
-    public func cancel(model: String, requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> CancelOutcome {
-        // One statement: the UPDATE only touches a pending row; the outer SELECT reports what it found.
+    /// Cancels a pending job. With `stopRunning`, a running job is asked to stop instead (its
+    /// worker hears it at the next heartbeat, and its lease is cut to `graceSeconds`); it ends
+    /// `canceled` when the worker stops. Any other status is left as it is and reported.
+    public func cancel(
+        model: String, requestID: UUID, stopRunning: Bool = false, graceSeconds: Double = 30,
+        on database: some PostgresQueryable, logger: Logger
+    ) async throws -> CancelOutcome {
+        // One statement: each UPDATE touches only the status it names; the last SELECT reports
+        // what the job was when neither applied.
         let rows = try await database.run(
             """
             WITH canceled AS (
                 UPDATE jobs SET status = 'canceled', done_at = now()
                 WHERE request_id = \(requestID) AND model = \(model) AND status = 'pending'
-                RETURNING status
+                RETURNING 'now_canceled'::text AS outcome
+            ), stopping AS (
+                UPDATE jobs SET stop_reason = 'canceled',
+                                lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
+                WHERE request_id = \(requestID) AND model = \(model) AND status = 'running' AND \(stopRunning)
+                RETURNING 'now_stopping'::text AS outcome
             )
-            SELECT status, true FROM canceled
+            SELECT outcome FROM canceled
+            UNION ALL SELECT outcome FROM stopping
             UNION ALL
-            SELECT status, false FROM jobs
-            WHERE request_id = \(requestID) AND model = \(model) AND NOT EXISTS (SELECT 1 FROM canceled)
+            SELECT status FROM jobs
+            WHERE request_id = \(requestID) AND model = \(model)
+              AND NOT EXISTS (SELECT 1 FROM canceled) AND NOT EXISTS (SELECT 1 FROM stopping)
             """, logger: logger)
-        for try await (status, changed) in rows.decode((String, Bool).self) {
-            return changed ? .canceled : .unchanged(try Self.status(status))
+        for try await outcome in rows.decode(String.self) {
+            switch outcome {
+            case "now_canceled": return .canceled
+            case "now_stopping": return .stopRequested
+            default: return .unchanged(try Self.status(outcome))
+            }
         }
         return .notFound
     }
+
+    /// Keeps changes to a job announced on `spool_job` for `seconds` more: a status stream is open.
+    public func watch(requestID: UUID, seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws {
+        try await database.run(
+            """
+            UPDATE jobs SET watched_until = now() + make_interval(secs => \(seconds))
+            WHERE request_id = \(requestID) AND status IN ('pending', 'running')
+            """, logger: logger)
+    }
+
+    /// The channel that carries a watched job's request id whenever its row changes.
+    public static let watchedJobChannel = "spool_job"
 
     /// Cancels every pending job of a model; returns how many.
     public func cancelPending(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 /// Why a call to the broker did not succeed.
@@ -34,7 +35,7 @@ final class BrokerConnection: Sendable {
     let logger: Logger
     private let state = Mutex((current: 0, reachable: true))
 
-    init(urls: [String], apiKey: String?, connections: Int, logger: Logger) {
+    init(urls: [String], apiKey: String?, connections: Int, caFile: String?, logger: Logger) {
         self.urls = urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.apiKey = apiKey
         self.logger = logger
@@ -44,6 +45,11 @@ final class BrokerConnection: Sendable {
         configuration.timeout.connect = .seconds(5)
         // A refused connection should fail the call now, so the worker moves to another replica or backs off.
         configuration.connectionPool.retryConnectionEstablishment = false
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.additionalTrustRoots = [.file(caFile)]
+            configuration.tlsConfiguration = tls
+        }
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -27,7 +27,7 @@ package struct CommandHandler: JobHandler {
     package func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
         let input: JSONValue = [
             "request_id": .string(job.requestID), "model": .string(job.model), "payload": .object(job.payload),
-            "info": .object(job.info), "attempt": .int(Int64(job.attempt)),
+            "info": .object(job.info), "attempt": .int(Int64(job.attempt)), "path": job.path.map(JSONValue.string) ?? .null,
         ]
         let process = try ChildProcess(
             shellCommand: command, input: Data((input.jsonText + "\n").utf8),

@@ -22,11 +22,14 @@ public struct Job: Sendable, Equatable {
     /// 1 for the first run; more after retries.
     public var attempt: Int32
     public var priority: Int32
+    /// The endpoint within the app the client called (fal's `/{owner}/{app}/{path}`), if any.
+    public var path: String?
 
     public init(
         requestID: String, model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], attempt: Int32 = 1,
-        priority: Int32 = 0
+        priority: Int32 = 0, path: String? = nil
     ) {
+        self.path = path
         self.requestID = requestID
         self.model = model
         self.payload = payload

@@ -27,7 +27,7 @@ public struct Worker: Service {
     public func run() async throws {
         let broker = BrokerConnection(
             urls: configuration.brokerURLs, apiKey: configuration.apiKey, connections: configuration.concurrency * 3 + 2,
-            logger: logger)
+            caFile: configuration.caFile, logger: logger)
         let running = RunningJobs()
         logger.info(
             "worker started",
@@ -90,7 +90,7 @@ public struct Worker: Service {
         let context = JobContext(onReport: { reports.raise() })
         let job = Job(
             requestID: leased.request_id, model: leased.model, payload: leased.payload, info: leased.info, attempt: leased.attempt,
-            priority: leased.priority)
+            priority: leased.priority, path: leased.path)
         let handler = self.handler
         let handlerTask = Task { try await handler.run(job, context: context) }
         running.attach(leased.request_id, handlerTask)

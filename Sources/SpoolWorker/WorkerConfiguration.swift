@@ -24,6 +24,9 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String = WorkerConfiguration.defaultWorkerID()
     /// Longest a report (emit or log) waits before it is sent, in seconds. Defaults to 0.2.
     public var reportDelaySeconds: Double = 0.2
+    /// PEM file of the certificate authorities to trust for an https broker, besides the system's.
+    /// Defaults to nil: the system's trust store.
+    public var caFile: String? = nil
 
     public init() {}
 
@@ -57,11 +60,14 @@ public struct WorkerConfiguration: Sendable {
             throw .init("The lease wait must be between 0 and \(Int(WorkerProtocolLimits.maxWaitSeconds)) seconds, got \(waitSeconds.formatted()).")
         }
         guard drainSeconds >= 0 else { throw .init("--drain-seconds must not be negative.") }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw .init("--ca-file/SPOOL_CA_FILE names '\(caFile)', which is not a readable file.")
+        }
         guard !workerID.isEmpty, workerID.utf8.count <= 200 else { throw .init("The worker id must be 1 to 200 bytes.") }
     }
 
     /// The defaults, with what `SPOOL_BROKER_URL` and `SPOOL_MODELS` (comma-separated), `SPOOL_CONCURRENCY`,
-    /// `SPOOL_LEASE_SECONDS`, `SPOOL_DRAIN_SECONDS`, `SPOOL_API_KEY` and `SPOOL_WORKER_ID` set.
+    /// `SPOOL_LEASE_SECONDS`, `SPOOL_DRAIN_SECONDS`, `SPOOL_API_KEY`, `SPOOL_WORKER_ID` and `SPOOL_CA_FILE` set.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(WorkerConfigurationError)
         -> WorkerConfiguration
     {
@@ -84,6 +90,7 @@ public struct WorkerConfiguration: Sendable {
         if let seconds = try number("SPOOL_DRAIN_SECONDS") { configuration.drainSeconds = seconds }
         if let key = environment["SPOOL_API_KEY"], !key.isEmpty { configuration.apiKey = key }
         if let id = environment["SPOOL_WORKER_ID"], !id.isEmpty { configuration.workerID = id }
+        if let file = environment["SPOOL_CA_FILE"], !file.isEmpty { configuration.caFile = file }
         return configuration
     }
 

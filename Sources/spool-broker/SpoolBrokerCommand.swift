@@ -67,6 +67,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Longest an attempt may run before it is asked to stop, in seconds. Env: SPOOL_MAX_RUN_SECONDS. Default: 3600.")
     var maxRunSeconds: Double?
 
+    @Option(help: "PEM certificate to serve HTTPS with (needs --tls-key). Env: SPOOL_TLS_CERT.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert. Env: SPOOL_TLS_KEY.")
+    var tlsKey: String?
+
+    @Option(help: "The URL clients reach this broker at, for URLs in fal answers. Env: SPOOL_PUBLIC_URL. Default: each request's own.")
+    var publicURL: String?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
@@ -78,6 +87,9 @@ struct Serve: AsyncParsableCommand {
         if let limit = try maxBodyBytes ?? Self.integer(environment, "SPOOL_MAX_BODY_BYTES") { configuration.maxBodyBytes = limit }
         if let limit = try retryLimit ?? Self.integer(environment, "SPOOL_RETRY_LIMIT") { configuration.retryLimit = limit }
         if let seconds = try maxRunSeconds ?? Self.number(environment, "SPOOL_MAX_RUN_SECONDS") { configuration.maxRunSeconds = seconds }
+        configuration.tlsCertificatePath = tlsCert ?? environment["SPOOL_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.tlsKeyPath = tlsKey ?? environment["SPOOL_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.publicURL = publicURL ?? environment["SPOOL_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.apiKeys = apiKeys.isEmpty
             ? (environment["SPOOL_API_KEYS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             : apiKeys

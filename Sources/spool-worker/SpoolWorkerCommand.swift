@@ -42,6 +42,9 @@ struct SpoolWorkerCommand: AsyncParsableCommand {
     @Option(help: "This worker's name in job records. Env: SPOOL_WORKER_ID. Default: <host>-<pid>-<random>.")
     var workerID: String?
 
+    @Option(help: "PEM file of certificate authorities to trust for an https broker. Env: SPOOL_CA_FILE.")
+    var caFile: String?
+
     @Option(help: "Run each job with this shell command (job JSON on stdin).")
     var exec: String?
 
@@ -98,6 +101,7 @@ struct SpoolWorkerCommand: AsyncParsableCommand {
         if let waitSeconds { configuration.waitSeconds = waitSeconds }
         if let apiKey { configuration.apiKey = apiKey }
         if let workerID { configuration.workerID = workerID }
+        if let caFile { configuration.caFile = caFile }
         try configuration.validate()
         return configuration
     }

@@ -73,8 +73,8 @@ import Testing
             retries: 0, created_at: Date(timeIntervalSince1970: 1_700_000_000.25), claimed_at: nil, done_at: nil)
         let json = try JSONValue.parse(Array(JSONEncoder().encode(response))).objectValue ?? [:]
         #expect(Set(json.keys) == [
-            "model", "request_id", "status", "priority", "info", "inputs", "outputs", "error", "retries", "created_at",
-            "claimed_at", "done_at", "warnings",
+            "model", "request_id", "status", "priority", "info", "inputs", "outputs", "error", "error_type", "retries", "created_at",
+            "claimed_at", "done_at", "warnings", "queue_position", "estimated_wait_seconds",
         ])
         #expect(json["outputs"] == .null)
         #expect(json["created_at"] == "2023-11-14T22:13:20.250Z")

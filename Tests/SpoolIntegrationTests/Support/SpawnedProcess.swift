@@ -109,7 +109,8 @@ final class SpawnedProcess: Sendable {
 struct BrokerProcess {
     let process: SpawnedProcess
     let port: Int
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    var scheme = "http"
+    var baseURL: String { "\(scheme)://127.0.0.1:\(port)" }
 
     /// Starts a broker on `port` (0: a free one) against `databaseURL` and waits until it listens.
     static func start(
@@ -119,7 +120,7 @@ struct BrokerProcess {
             [SpawnedProcess.buildDirectory + "/spool-broker", "--database-url", databaseURL, "--port", "\(port)"] + arguments,
             environment: environment)
         let port = try await process.waitForOutput(matching: #"listening on 127\.0\.0\.1:(\d+)"#)
-        return BrokerProcess(process: process, port: Int(port)!)
+        return BrokerProcess(process: process, port: Int(port)!, scheme: arguments.contains("--tls-cert") ? "https" : "http")
     }
 }
 

@@ -25,11 +25,11 @@ func withTestBroker<Result: Sendable>(
     configuration.port = 0
     configure(&configuration)
     let database = if let database { database } else { try await TestDatabase.migrated() }
-    let waiters = LeaseWaiters()
+    let connections = BrokerConnections()
     let app = try buildApplication(
-        configuration, database: TestDatabase.configuration(database: database), logger: TestDatabase.logger, waiters: waiters)
+        configuration, database: TestDatabase.configuration(database: database), logger: TestDatabase.logger, connections: connections)
     return try await app.test(.live) { client in
-        try await body(BrokerClient(client: client, waitingLeases: { waiters.count }))
+        try await body(BrokerClient(client: client, connections: connections))
     }
 }
 
@@ -37,16 +37,24 @@ func withTestBroker<Result: Sendable>(
 struct BrokerClient: Sendable {
     let client: any TestClientProtocol
     var apiKey: String?
-    /// Lease requests waiting in this broker right now.
-    let waitingLeases: @Sendable () -> Int
+    let connections: BrokerConnections
 
-    init(client: any TestClientProtocol, apiKey: String? = nil, waitingLeases: @escaping @Sendable () -> Int) {
+    init(client: any TestClientProtocol, apiKey: String? = nil, connections: BrokerConnections) {
         self.client = client
         self.apiKey = apiKey
-        self.waitingLeases = waitingLeases
+        self.connections = connections
     }
 
-    func withKey(_ key: String?) -> BrokerClient { BrokerClient(client: client, apiKey: key, waitingLeases: waitingLeases) }
+    func withKey(_ key: String?) -> BrokerClient { BrokerClient(client: client, apiKey: key, connections: connections) }
+
+    /// Lease requests waiting in this broker right now.
+    func waitingLeases() -> Int { connections.waiters.count }
+
+    /// Status streams open on this broker right now.
+    func openStreams() -> Int { connections.watchers.count }
+
+    /// The broker's own address, for clients other than the test framework's (which has one connection).
+    var baseURL: String { "http://127.0.0.1:\(client.port ?? 0)" }
 
     func call(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> Answer {
         var headers = headers

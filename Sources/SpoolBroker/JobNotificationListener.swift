@@ -1,17 +1,21 @@
+import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
 import SpoolCore
 import SpoolStore
 
-/// Wakes this broker's waiting leases when jobs become pending, on any replica.
+/// Wakes this broker's waiting leases when jobs become pending, and its status streams when their
+/// job changes, whichever replica made the change.
 ///
-/// One connection LISTENs on the pending channel. NOTIFY is only a hint: it can be lost while
-/// the connection reconnects and does not pass PgBouncer's transaction pooling, so a poll on an
-/// interval also asks the database which waited-for models have pending jobs.
-struct PendingJobListener: Service {
+/// One connection LISTENs on both channels. NOTIFY is only a hint: it can be lost while the
+/// connection reconnects and does not pass PgBouncer's transaction pooling, so a poll on an
+/// interval also asks the database which waited-for models have pending jobs, and streams re-read
+/// their job on an interval of their own.
+struct JobNotificationListener: Service {
     let store: SpoolStore
     let waiters: LeaseWaiters
+    let watchers: JobWatchers
     let schema: SchemaReadiness
     let pollInterval: Duration
     let logger: Logger
@@ -25,8 +29,9 @@ struct PendingJobListener: Service {
                 group.addTask { await poll() }
             }
         }
-        // Long-polls in flight answer now instead of holding the shutdown for up to their wait.
+        // Long-polls and streams in flight end now instead of holding the shutdown.
         waiters.close()
+        watchers.close()
     }
 
     private func listen() async {
@@ -35,14 +40,26 @@ struct PendingJobListener: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await store.client.withConnection { connection in
-                    try await connection.listen(on: JobsTable.pendingChannel) { notifications in
-                        if failing { logger.notice("listening for pending jobs again") }
-                        failing = false
-                        backoff.reset()
-                        // Anything submitted while we were not listening is found by the poll below.
-                        wakeEveryWaitedForModel()
-                        for try await notification in notifications {
-                            waiters.notify(model: notification.payload)
+                    try await connection.listen(on: JobsTable.pendingChannel) { pending in
+                        try await connection.listen(on: JobsTable.watchedJobChannel) { watched in
+                            if failing { logger.notice("listening for job notifications again") }
+                            failing = false
+                            backoff.reset()
+                            // Anything that happened while we were not listening: look again.
+                            wakeEveryWaitedForModel()
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                group.addTask {
+                                    for try await notification in pending { waiters.notify(model: notification.payload) }
+                                }
+                                group.addTask {
+                                    for try await notification in watched {
+                                        if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                                    }
+                                }
+                                // Either sequence ending means the connection is gone: reconnect.
+                                try await group.next()
+                                group.cancelAll()
+                            }
                         }
                     }
                 }

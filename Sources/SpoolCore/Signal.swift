@@ -3,7 +3,7 @@ import Synchronization
 /// A flag one task waits on and others raise: "something changed, look again".
 ///
 /// A raise with nobody waiting is kept, so the next wait returns at once and nothing is missed.
-final class Signal: Sendable {
+package final class Signal: Sendable {
     private struct State {
         var raised = false
         var continuation: CheckedContinuation<Void, Never>?
@@ -11,7 +11,9 @@ final class Signal: Sendable {
 
     private let state = Mutex(State())
 
-    func raise() {
+    package init() {}
+
+    package func raise() {
         let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
             // A waiter consumes the raise; with none waiting it is kept for the next wait.
             guard let continuation = state.continuation else {
@@ -25,7 +27,7 @@ final class Signal: Sendable {
     }
 
     /// Returns when raised (clearing the flag), when `timeout` passes, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    package func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.suspend() }
             group.addTask {

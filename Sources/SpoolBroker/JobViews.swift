@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import SpoolCore
+import SpoolStore
+
+/// A job with what a status answer adds to the stored row: its queue position while pending, and
+/// its log lines when asked for.
+struct JobView: Sendable {
+    var record: JobRecord
+    var position: QueuePosition?
+    var logs: [JobLogRecord]?
+}
+
+/// Reads jobs for status answers and streams, in Together's shape or fal's.
+struct JobViews: Sendable {
+    let store: SpoolStore
+    let positions: QueuePositions
+    /// Most log lines a status answer carries: the newest ones.
+    static let maxLogLines = 1000
+
+    func load(model: String, requestID: UUID, withLogs: Bool, logger: Logger) async throws -> JobView? {
+        guard let record = try await store.jobs.find(model: model, requestID: requestID, on: store.client, logger: logger) else {
+            return nil
+        }
+        var view = JobView(record: record)
+        if record.status == .pending {
+            view.position = try await positions.position(of: record, logger: logger)
+        }
+        if withLogs {
+            view.logs = try await store.jobLogs.list(
+                requestID: requestID, newest: Self.maxLogLines, on: store.client, logger: logger)
+        }
+        return view
+    }
+
+    static func together(_ view: JobView) -> JobStatusResponse {
+        let job = view.record
+        return JobStatusResponse(
+            model: job.model, request_id: job.requestID.uuidString.lowercased(), status: job.status, priority: job.priority,
+            info: job.info, inputs: job.payload, outputs: job.outputs, error: job.error, error_type: job.errorType,
+            retries: job.retries, created_at: job.createdAt, claimed_at: job.claimedAt, done_at: job.doneAt,
+            queue_position: view.position?.position, estimated_wait_seconds: view.position?.estimatedWaitSeconds,
+            logs: view.logs?.map { JobLogLine(message: $0.message, level: $0.level, source: $0.source, timestamp: $0.loggedAt) })
+    }
+
+    static func fal(_ view: JobView, baseURL: String) -> FalStatusResponse {
+        let job = view.record
+        let id = job.requestID.uuidString.lowercased()
+        let logs = view.logs?.map { FalLogLine(message: $0.message, level: $0.level, source: $0.source, timestamp: $0.loggedAt) }
+        switch job.status {
+        case .pending:
+            return FalStatusResponse(
+                status: .inQueue, request_id: id, baseURL: baseURL, queue_position: view.position?.position ?? 0,
+                estimated_wait_seconds: view.position?.estimatedWaitSeconds, logs: logs)
+        case .running:
+            return FalStatusResponse(status: .inProgress, request_id: id, baseURL: baseURL, logs: logs)
+        case .done, .failed, .canceled:
+            var metrics: [String: JSONValue] = [:]
+            if let claimed = job.claimedAt, let done = job.doneAt {
+                metrics["inference_time"] = .double(done.timeIntervalSince(claimed))
+            }
+            let (error, errorType) = falError(job)
+            return FalStatusResponse(
+                status: .completed, request_id: id, baseURL: baseURL, logs: logs, metrics: metrics, error: error, error_type: errorType)
+        }
+    }
+
+    /// fal has no failed or canceled status: both are COMPLETED with an error and its type.
+    static func falError(_ job: JobRecord) -> (String?, String?) {
+        switch job.status {
+        case .failed: (job.error ?? "The job failed.", job.errorType ?? JobsTable.ErrorType.runnerError)
+        case .canceled: ("The request was cancelled.", "request_cancelled")
+        default: (nil, nil)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import Crypto
+import Foundation
+import Hummingbird
+import SpoolCore
+import SpoolStore
+
+/// Stores submitted jobs for every client API, honouring `Idempotency-Key`.
+struct Submitter: Sendable {
+    let store: SpoolStore
+    let configuration: BrokerConfiguration
+
+    /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
+    static let maxIdempotencyKeyLength = 255
+
+    /// Stores the job. With an `Idempotency-Key`, a retry with the same key and request returns the
+    /// first job (`replayed`) and creates nothing; the same key for another request is a 409.
+    func submit(
+        _ submit: SubmitRequest, body: JSONValue, request: Request, context: BrokerRequestContext
+    ) async throws -> (requestID: UUID, replayed: Bool) {
+        var idempotency: (key: String, requestHash: String, windowSeconds: Int)?
+        if let key = request.headers[.idempotencyKey] {
+            guard !key.isEmpty, key.count <= Self.maxIdempotencyKeyLength else {
+                throw SpoolError.invalidRequest(
+                    "The Idempotency-Key header must be 1 to \(Self.maxIdempotencyKeyLength) characters.",
+                    code: "invalid_idempotency_key", param: "Idempotency-Key")
+            }
+            // The request in canonical form: a retry that reorders the body's keys is still the same request.
+            let canonical: JSONValue = [
+                "body": body, "model": .string(submit.model), "path": submit.path.map(JSONValue.string) ?? .null,
+                "priority": .int(Int64(submit.priority)),
+                "start_timeout": submit.startTimeoutSeconds.map(JSONValue.double) ?? .null,
+            ]
+            let hash = SHA256.hash(data: Data(canonical.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
+            idempotency = (key, hash, configuration.idempotencyWindowSeconds)
+        }
+        switch try await store.submit(submit, submittedBy: context.caller.id, idempotency: idempotency, logger: context.logger) {
+        case .created(let requestID):
+            return (requestID, false)
+        case .replayed(let requestID):
+            return (requestID, true)
+        case .idempotencyKeyReused:
+            throw SpoolError.conflict(
+                "This Idempotency-Key was already used for a different request within the last \(configuration.idempotencyWindowSeconds / 3600) hours; use a new key for a new request.",
+                code: "idempotency_key_reused", param: "Idempotency-Key")
+        }
+    }
+}
+
+extension Request {
+    /// Whether the query asks for log lines: `logs=1` or `logs=true`.
+    var wantsLogs: Bool {
+        guard let value = uri.queryParameters.get("logs") else { return false }
+        return ["1", "true", "yes"].contains(value.lowercased())
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Pending jobs of one priority whose ids fall in one bucket of `JobsTable.positionBucketSize`.
+public struct PendingBucket: Sendable, Equatable {
+    public var priority: Int32
+    public var bucket: Int64
+    public var count: Int
+}
+
+// Queue positions: how many pending jobs of the model a claim takes before a given job.
+// Claim order is priority descending, then id, so "ahead of job J" is an index range of the
+// pending index; counting a long range costs about 90 ms per million entries, so deep positions
+// add up bucket counts (read in one pass and cached by the broker) and count only inside J's bucket.
+extension JobsTable {
+    /// Ids per bucket: the exact count inside one bucket reads at most this many index entries.
+    public static let positionBucketSize: Int64 = 4096
+
+    /// Pending jobs ahead of the job with `id` and `priority`, counted exactly.
+    public func pendingAhead(
+        model: String, priority: Int32, id: Int64, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
+        let rows = try await database.run(
+            """
+            SELECT (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority > \(priority))
+                 + (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority = \(priority)
+                                                AND id < \(id))
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// Pending jobs ahead of the job with `id` within its own priority and id bucket, counted exactly.
+    public func pendingAheadInBucket(
+        model: String, priority: Int32, id: Int64, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
+        let start = (id / Self.positionBucketSize) * Self.positionBucketSize
+        let rows = try await database.run(
+            """
+            SELECT count(*) FROM jobs
+            WHERE status = 'pending' AND model = \(model) AND priority = \(priority) AND id >= \(start) AND id < \(id)
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// Every bucket of the model's pending jobs, in claim order: one pass over its pending index.
+    public func pendingBuckets(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> [PendingBucket] {
+        let rows = try await database.run(
+            """
+            SELECT priority, id / \(Self.positionBucketSize) AS bucket, count(*)
+            FROM jobs WHERE status = 'pending' AND model = \(model)
+            GROUP BY priority, bucket
+            ORDER BY priority DESC, bucket
+            """, logger: logger)
+        var buckets: [PendingBucket] = []
+        for try await (priority, bucket, count) in rows.decode((Int32, Int64, Int).self) {
+            buckets.append(PendingBucket(priority: priority, bucket: bucket, count: count))
+        }
+        return buckets
+    }
+
+    /// Jobs each model finished in the last `seconds` (any ending after a claim): recent throughput.
+    public func recentlyFinished(seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+        let rows = try await database.run(
+            """
+            SELECT model, count(*) FROM jobs
+            WHERE done_at > now() - make_interval(secs => \(seconds)) AND claimed_at IS NOT NULL
+            GROUP BY model
+            """, logger: logger)
+        var counts: [String: Int] = [:]
+        for try await (model, count) in rows.decode((String, Int).self) { counts[model] = count }
+        return counts
+    }
+}

@@ -3,7 +3,9 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOSSL
+import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 import SpoolCore
 import SpoolStore
 
@@ -21,6 +23,8 @@ public func buildApplication(
 struct BrokerConnections: Sendable {
     let waiters = LeaseWaiters()
     let watchers = JobWatchers()
+    /// Raised when a webhook delivery is enqueued (NOTIFY), to start its first attempt at once.
+    let webhooks = Signal()
 }
 
 /// The same, with the registries of waiting clients given: tests watch them to know a client waits.
@@ -38,7 +42,11 @@ func buildApplication(
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
-    let submitter = Submitter(store: store, configuration: configuration)
+    let metrics = BrokerMetrics()
+    router.get("metrics") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+    let submitter = Submitter(store: store, configuration: configuration, targets: configuration.webhookTargets)
     let views = JobViews(store: store, positions: QueuePositions(store: store))
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream)
@@ -49,14 +57,21 @@ func buildApplication(
 
     let schema = SchemaReadiness()
     let listener = JobNotificationListener(
-        store: store, waiters: connections.waiters, watchers: connections.watchers, schema: schema,
+        store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, logger: logger)
+    var services: [any Service] = [client, listener, reaper]
+    if let secret = configuration.webhookSecret {
+        services.append(
+            WebhookSender(
+                store: store, configuration: configuration, signer: try WebhookSigner(secret: secret), targets: configuration.webhookTargets,
+                wakeups: connections.webhooks, metrics: metrics, schema: schema, logger: logger))
+    }
     var app = Application(
         router: router,
         server: try serverBuilder(configuration),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "spool-broker"),
-        services: [client, listener, reaper],
+        services: services,
         logger: logger)
     app.beforeServerStarts {
         try await Migrator(client: client).migrate(logger: logger)

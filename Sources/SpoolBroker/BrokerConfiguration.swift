@@ -40,6 +40,18 @@ public struct BrokerConfiguration: Sendable {
     public var publicURL: String? = nil
     /// Longest quiet gap in a status stream before a keep-alive comment, in seconds. Defaults to 15.
     public var streamKeepAliveSeconds: Double = 15
+    /// The Standard Webhooks signing secret (`whsec_…`). Defaults to nil: webhooks are off, and a
+    /// submit that names one is refused.
+    public var webhookSecret: String? = nil
+    /// Whether webhooks may target loopback addresses (for tests and one-host setups). Defaults to false.
+    public var webhookAllowLoopback: Bool = false
+    /// Private networks webhooks may target, in CIDR form. Defaults to none. Link-local never.
+    public var webhookAllowedNetworks: [String] = []
+    /// How long a delivery is retried before it is given up, in seconds. Defaults to 24 hours.
+    public var webhookRetrySeconds: Double = 24 * 3600
+    /// Seconds before each attempt: the Standard Webhooks schedule. Defaults to immediately, 5 s,
+    /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    public var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
 
     public init() {}
 
@@ -89,10 +101,27 @@ public struct BrokerConfiguration: Sendable {
             throw ConfigurationError("--public-url/SPOOL_PUBLIC_URL must be a URL such as https://spool.example.com, got '\(publicURL)'.")
         }
         guard streamKeepAliveSeconds > 0 else { throw ConfigurationError("The stream keep-alive interval must be positive.") }
+        if let webhookSecret { _ = try WebhookSigner(secret: webhookSecret) }
+        for network in webhookAllowedNetworks {
+            guard let parsed = IPNetwork(cidr: network) else {
+                throw ConfigurationError("SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is not a network in CIDR form such as 10.0.0.0/8.")
+            }
+            if WebhookTargets.kind(of: parsed.address) == .linkLocal {
+                throw ConfigurationError("SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is link-local (cloud metadata); webhooks there are never allowed.")
+            }
+        }
+        guard webhookRetrySeconds > 0, !webhookRetryDelays.isEmpty, webhookRetryDelays.allSatisfy({ $0 >= 0 }) else {
+            throw ConfigurationError("The webhook retry period must be positive and its schedule a list of delays of 0 s or more.")
+        }
         for key in apiKeys where key.count < 16 || key.contains(where: { $0.isWhitespace || $0 == "," }) {
             throw ConfigurationError(
                 "API key '\(key.prefix(4))…' is too weak or malformed: keys need at least 16 characters and no spaces or commas.")
         }
+    }
+
+    /// The webhook targets this configuration allows.
+    var webhookTargets: WebhookTargets {
+        WebhookTargets(allowLoopback: webhookAllowLoopback, allowedNetworks: webhookAllowedNetworks.compactMap(IPNetwork.init(cidr:)))
     }
 
     /// Whether `host` accepts connections from this machine only.

@@ -38,7 +38,8 @@ struct FalRoutes: Sendable {
         let submit = SubmitRequest(
             model: model, payload: arguments, priority: try FalHeaders.priority(request.headers[Self.header(FalHeaders.queuePriority)]),
             path: path.isEmpty ? nil : path,
-            startTimeoutSeconds: try FalHeaders.startTimeout(request.headers[Self.header(FalHeaders.requestTimeout)]))
+            startTimeoutSeconds: try FalHeaders.startTimeout(request.headers[Self.header(FalHeaders.requestTimeout)]),
+            webhookURL: request.uri.queryParameters.get("fal_webhook"), webhookFormat: .fal)
         let submitted = try await submitter.submit(submit, body: json, request: request, context: context)
         let id = submitted.requestID.uuidString.lowercased()
         let position = try await views.load(model: model, requestID: submitted.requestID, withLogs: false, logger: context.logger)?

@@ -16,6 +16,7 @@ struct JobNotificationListener: Service {
     let store: SpoolStore
     let waiters: LeaseWaiters
     let watchers: JobWatchers
+    let webhooks: Signal
     let schema: SchemaReadiness
     let pollInterval: Duration
     let logger: Logger
@@ -42,23 +43,29 @@ struct JobNotificationListener: Service {
                 try await store.client.withConnection { connection in
                     try await connection.listen(on: JobsTable.pendingChannel) { pending in
                         try await connection.listen(on: JobsTable.watchedJobChannel) { watched in
-                            if failing { logger.notice("listening for job notifications again") }
-                            failing = false
-                            backoff.reset()
-                            // Anything that happened while we were not listening: look again.
-                            wakeEveryWaitedForModel()
-                            try await withThrowingTaskGroup(of: Void.self) { group in
-                                group.addTask {
-                                    for try await notification in pending { waiters.notify(model: notification.payload) }
-                                }
-                                group.addTask {
-                                    for try await notification in watched {
-                                        if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                            try await connection.listen(on: WebhookDeliveriesTable.channel) { deliveries in
+                                if failing { logger.notice("listening for job notifications again") }
+                                failing = false
+                                backoff.reset()
+                                // Anything that happened while we were not listening: look again.
+                                wakeEveryWaitedForModel()
+                                webhooks.raise()
+                                try await withThrowingTaskGroup(of: Void.self) { group in
+                                    group.addTask {
+                                        for try await notification in pending { waiters.notify(model: notification.payload) }
                                     }
+                                    group.addTask {
+                                        for try await notification in watched {
+                                            if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                                        }
+                                    }
+                                    group.addTask {
+                                        for try await _ in deliveries { webhooks.raise() }
+                                    }
+                                    // Any sequence ending means the connection is gone: reconnect.
+                                    try await group.next()
+                                    group.cancelAll()
                                 }
-                                // Either sequence ending means the connection is gone: reconnect.
-                                try await group.next()
-                                group.cancelAll()
                             }
                         }
                     }

@@ -9,6 +9,7 @@ struct JobView: Sendable {
     var record: JobRecord
     var position: QueuePosition?
     var logs: [JobLogRecord]?
+    var webhook: WebhookStatus?
 }
 
 /// Reads jobs for status answers and streams, in Together's shape or fal's.
@@ -26,6 +27,15 @@ struct JobViews: Sendable {
         if record.status == .pending {
             view.position = try await positions.position(of: record, logger: logger)
         }
+        if let url = record.webhookURL {
+            view.webhook = WebhookStatus(webhook_id: nil, url: url, state: "waiting")
+            if let delivery = try await store.webhookDeliveries.find(jobID: record.id, on: store.client, logger: logger) {
+                view.webhook = WebhookStatus(
+                    webhook_id: delivery.webhookID, url: delivery.url, state: delivery.state, attempts: delivery.attempts,
+                    last_status_code: delivery.lastStatusCode, last_error: delivery.lastError, last_attempt_at: delivery.lastAttemptAt,
+                    next_attempt_at: delivery.nextAttemptAt)
+            }
+        }
         if withLogs {
             view.logs = try await store.jobLogs.list(
                 requestID: requestID, newest: Self.maxLogLines, on: store.client, logger: logger)
@@ -40,7 +50,8 @@ struct JobViews: Sendable {
             info: job.info, inputs: job.payload, outputs: job.outputs, error: job.error, error_type: job.errorType,
             retries: job.retries, created_at: job.createdAt, claimed_at: job.claimedAt, done_at: job.doneAt,
             queue_position: view.position?.position, estimated_wait_seconds: view.position?.estimatedWaitSeconds,
-            logs: view.logs?.map { JobLogLine(message: $0.message, level: $0.level, source: $0.source, timestamp: $0.loggedAt) })
+            logs: view.logs?.map { JobLogLine(message: $0.message, level: $0.level, source: $0.source, timestamp: $0.loggedAt) },
+            webhook: view.webhook)
     }
 
     static func fal(_ view: JobView, baseURL: String) -> FalStatusResponse {

@@ -8,6 +8,7 @@ import SpoolStore
 struct Submitter: Sendable {
     let store: SpoolStore
     let configuration: BrokerConfiguration
+    let targets: WebhookTargets
 
     /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
     static let maxIdempotencyKeyLength = 255
@@ -17,6 +18,15 @@ struct Submitter: Sendable {
     func submit(
         _ submit: SubmitRequest, body: JSONValue, request: Request, context: BrokerRequestContext
     ) async throws -> (requestID: UUID, replayed: Bool) {
+        if let url = submit.webhookURL {
+            let param = submit.webhookFormat == .fal ? "fal_webhook" : "webhook_url"
+            guard configuration.webhookSecret != nil else {
+                throw SpoolError.invalidRequest(
+                    "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
+                    code: "webhooks_disabled", param: param)
+            }
+            _ = try await targets.check(url, param: param)
+        }
         var idempotency: (key: String, requestHash: String, windowSeconds: Int)?
         if let key = request.headers[.idempotencyKey] {
             guard !key.isEmpty, key.count <= Self.maxIdempotencyKeyLength else {
@@ -29,6 +39,7 @@ struct Submitter: Sendable {
                 "body": body, "model": .string(submit.model), "path": submit.path.map(JSONValue.string) ?? .null,
                 "priority": .int(Int64(submit.priority)),
                 "start_timeout": submit.startTimeoutSeconds.map(JSONValue.double) ?? .null,
+                "webhook": submit.webhookURL.map(JSONValue.string) ?? .null,
             ]
             let hash = SHA256.hash(data: Data(canonical.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
             idempotency = (key, hash, configuration.idempotencyWindowSeconds)

@@ -13,10 +13,14 @@ public struct SubmitRequest: Sendable, Equatable {
     public var path: String?
     /// Seconds the job may wait to start before it fails instead (fal's `X-Fal-Request-Timeout`).
     public var startTimeoutSeconds: Double?
+    /// Where the job's terminal state is delivered (`webhook_url`, or fal's `fal_webhook`).
+    public var webhookURL: String?
+    /// The body the webhook gets: Spool's Standard Webhooks event, or fal's webhook body.
+    public var webhookFormat: WebhookFormat
 
     public init(
         model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], priority: Int32 = 0, path: String? = nil,
-        startTimeoutSeconds: Double? = nil
+        startTimeoutSeconds: Double? = nil, webhookURL: String? = nil, webhookFormat: WebhookFormat = .spool
     ) {
         self.model = model
         self.payload = payload
@@ -24,6 +28,8 @@ public struct SubmitRequest: Sendable, Equatable {
         self.priority = priority
         self.path = path
         self.startTimeoutSeconds = startTimeoutSeconds
+        self.webhookURL = webhookURL
+        self.webhookFormat = webhookFormat
     }
 
     /// Validates a parsed body; throws a 400 naming the field at fault.
@@ -33,7 +39,17 @@ public struct SubmitRequest: Sendable, Equatable {
         self.payload = try body.requiredObject("payload")
         self.info = try body.optionalObject("info") ?? [:]
         self.priority = try body.optionalInt32("priority") ?? 0
+        self.webhookURL = try body.optionalString("webhook_url", maxLength: 2048)
+        self.webhookFormat = .spool
     }
+}
+
+/// The body a job's webhook receives.
+public enum WebhookFormat: String, Sendable, Codable {
+    /// `{"type": "job.<status>", "timestamp", "data": {request_id, model, status, outputs, error, …}}`.
+    case spool
+    /// fal's: `{"request_id", "status": "OK" | "ERROR", "payload", "error"}`.
+    case fal
 }
 
 /// The answer to a submit: `{"requestId": …}`.
@@ -108,13 +124,16 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
     public var estimated_wait_seconds: Double?
     /// The job's log lines, oldest first, when the request asked for them (`logs=1`).
     public var logs: [JobLogLine]?
+    /// The delivery of the job's webhook, if it named one.
+    public var webhook: WebhookStatus?
 
     public init(
         model: String, request_id: String, status: JobStatus, priority: Int32, info: [String: JSONValue],
         inputs: [String: JSONValue], outputs: [String: JSONValue]?, error: String?, error_type: String? = nil, retries: Int32,
         created_at: Date, claimed_at: Date?, done_at: Date?, warnings: [String] = [], queue_position: Int? = nil,
-        estimated_wait_seconds: Double? = nil, logs: [JobLogLine]? = nil
+        estimated_wait_seconds: Double? = nil, logs: [JobLogLine]? = nil, webhook: WebhookStatus? = nil
     ) {
+        self.webhook = webhook
         self.model = model
         self.request_id = request_id
         self.status = status
@@ -154,7 +173,48 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
         try container.encode(warnings, forKey: .warnings)
         try container.encode(queue_position, forKey: .queue_position)
         try container.encode(estimated_wait_seconds, forKey: .estimated_wait_seconds)
+        try container.encode(webhook, forKey: .webhook)
         try container.encodeIfPresent(logs, forKey: .logs)
+    }
+}
+
+/// Where a job's webhook delivery stands (an extension of the status answer).
+public struct WebhookStatus: Sendable, Codable, Equatable {
+    /// The `webhook-id` every attempt carries; null until the job ends.
+    public var webhook_id: String?
+    public var url: String
+    /// waiting (the job has not ended), pending (attempts under way or due), delivered, failed (given up), gone (410).
+    public var state: String
+    public var attempts: Int32
+    public var last_status_code: Int32?
+    public var last_error: String?
+    public var last_attempt_at: String?
+    public var next_attempt_at: String?
+
+    public init(
+        webhook_id: String?, url: String, state: String, attempts: Int32 = 0, last_status_code: Int32? = nil, last_error: String? = nil,
+        last_attempt_at: Date? = nil, next_attempt_at: Date? = nil
+    ) {
+        self.webhook_id = webhook_id
+        self.url = url
+        self.state = state
+        self.attempts = attempts
+        self.last_status_code = last_status_code
+        self.last_error = last_error
+        self.last_attempt_at = last_attempt_at.map(RFC3339.string(from:))
+        self.next_attempt_at = next_attempt_at.map(RFC3339.string(from:))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(webhook_id, forKey: .webhook_id)
+        try container.encode(url, forKey: .url)
+        try container.encode(state, forKey: .state)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(last_status_code, forKey: .last_status_code)
+        try container.encode(last_error, forKey: .last_error)
+        try container.encode(last_attempt_at, forKey: .last_attempt_at)
+        try container.encode(next_attempt_at, forKey: .next_attempt_at)
     }
 }
 

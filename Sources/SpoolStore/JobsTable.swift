@@ -27,6 +27,8 @@ public struct JobRecord: Sendable, Equatable {
     public var path: String?
     /// Why a failed job failed, as a code (`runner_error`, `runner_disconnected`, `runner_timeout`, `request_timeout`).
     public var errorType: String?
+    /// Where the job's terminal state is delivered, if anywhere.
+    public var webhookURL: String?
 }
 
 /// What a cancel found.
@@ -60,11 +62,13 @@ public struct JobsTable: Sendable {
         try await database.run(
             """
             WITH inserted AS (
-                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at)
+                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at,
+                                  webhook_url, webhook_format)
                 VALUES (\(requestID), \(submit.model), \(submit.priority),
                         \(JSONValue.object(submit.payload).jsonText)::jsonb, \(JSONValue.object(submit.info).jsonText)::jsonb,
                         \(submittedBy), \(submit.path)::text,
-                        now() + make_interval(secs => \(submit.startTimeoutSeconds)::float8))
+                        now() + make_interval(secs => \(submit.startTimeoutSeconds)::float8),
+                        \(submit.webhookURL)::text, \(submit.webhookURL == nil ? nil : submit.webhookFormat.rawValue)::text)
                 RETURNING model
             )
             SELECT pg_notify(\(Self.pendingChannel), model) FROM inserted
@@ -76,18 +80,18 @@ public struct JobsTable: Sendable {
         let rows = try await database.run(
             """
             SELECT id, request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
-                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type
+                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type, webhook_url
             FROM jobs WHERE request_id = \(requestID) AND model = \(model)
             """, logger: logger)
         for try await row in rows.decode(
             (Int64, UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?, String?,
-             String?).self)
+             String?, String?).self)
         {
             return JobRecord(
                 id: row.0, requestID: row.1, model: row.2, status: try Self.status(row.3), priority: row.4,
                 payload: try Self.object(row.5), info: try Self.object(row.6), outputs: try row.7.map(Self.object),
                 error: row.8, retries: row.9, createdAt: row.10, claimedAt: row.11, doneAt: row.12, attempt: row.13,
-                stopReason: row.14.flatMap(StopReason.init(rawValue:)), path: row.15, errorType: row.16)
+                stopReason: row.14.flatMap(StopReason.init(rawValue:)), path: row.15, errorType: row.16, webhookURL: row.17)
         }
         return nil
     }

@@ -21,6 +21,7 @@ public struct Migrator: Sendable {
         Migration(version: 3, name: "api_keys", sql: String(decoding: PackageResources._003_api_keys_sql, as: UTF8.self)),
         Migration(version: 4, name: "worker_protocol", sql: String(decoding: PackageResources._004_worker_protocol_sql, as: UTF8.self)),
         Migration(version: 5, name: "fal_queue_and_streams", sql: String(decoding: PackageResources._005_fal_queue_and_streams_sql, as: UTF8.self)),
+        Migration(version: 6, name: "webhooks", sql: String(decoding: PackageResources._006_webhooks_sql, as: UTF8.self)),
     ]
 
     /// Key of the advisory lock that serialises migrators ("spool" in ASCII).

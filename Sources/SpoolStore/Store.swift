@@ -20,6 +20,7 @@ public struct SpoolStore: Sendable {
     public let idempotencyKeys = IdempotencyKeysTable()
     public let apiKeys = APIKeysTable()
     public let jobLogs = JobLogsTable()
+    public let webhookDeliveries = WebhookDeliveriesTable()
 
     public init(client: PostgresClient) {
         self.client = client

@@ -76,6 +76,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The URL clients reach this broker at, for URLs in fal answers. Env: SPOOL_PUBLIC_URL. Default: each request's own.")
     var publicURL: String?
 
+    @Option(help: "Standard Webhooks signing secret (whsec_…); without one, webhooks are off. Env: SPOOL_WEBHOOK_SECRET.")
+    var webhookSecret: String?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
@@ -90,15 +93,30 @@ struct Serve: AsyncParsableCommand {
         configuration.tlsCertificatePath = tlsCert ?? environment["SPOOL_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.tlsKeyPath = tlsKey ?? environment["SPOOL_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.publicURL = publicURL ?? environment["SPOOL_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.apiKeys = apiKeys.isEmpty
-            ? (environment["SPOOL_API_KEYS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            : apiKeys
+        configuration.webhookSecret = webhookSecret ?? environment["SPOOL_WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.webhookAllowLoopback = ["1", "true", "yes"].contains(environment["SPOOL_WEBHOOK_ALLOW_LOOPBACK"]?.lowercased() ?? "")
+        configuration.webhookAllowedNetworks = Self.list(environment["SPOOL_WEBHOOK_ALLOW_NETWORKS"])
+        if let seconds = try Self.number(environment, "SPOOL_WEBHOOK_RETRY_SECONDS") { configuration.webhookRetrySeconds = seconds }
+        if let delays = environment["SPOOL_WEBHOOK_RETRY_DELAYS"], !delays.isEmpty {
+            configuration.webhookRetryDelays = try Self.list(delays).map {
+                guard let seconds = Double($0) else {
+                    throw ValidationError("SPOOL_WEBHOOK_RETRY_DELAYS must be seconds separated by commas, got '\(delays)'.")
+                }
+                return seconds
+            }
+        }
+        configuration.apiKeys = apiKeys.isEmpty ? Self.list(environment["SPOOL_API_KEYS"]) : apiKeys
         do {
             try configuration.validate()
         } catch {
             throw ValidationError(error.description)
         }
         try await Broker.run(configuration, logger: try database.makeLogger())
+    }
+
+    /// A comma-separated environment value as a list, blanks dropped.
+    static func list(_ text: String?) -> [String] {
+        (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     static func number(_ environment: [String: String], _ name: String) throws -> Double? {

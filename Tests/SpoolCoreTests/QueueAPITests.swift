@@ -74,7 +74,7 @@ import Testing
         let json = try JSONValue.parse(Array(JSONEncoder().encode(response))).objectValue ?? [:]
         #expect(Set(json.keys) == [
             "model", "request_id", "status", "priority", "info", "inputs", "outputs", "error", "error_type", "retries", "created_at",
-            "claimed_at", "done_at", "warnings", "queue_position", "estimated_wait_seconds",
+            "claimed_at", "done_at", "warnings", "queue_position", "estimated_wait_seconds", "webhook",
         ])
         #expect(json["outputs"] == .null)
         #expect(json["created_at"] == "2023-11-14T22:13:20.250Z")

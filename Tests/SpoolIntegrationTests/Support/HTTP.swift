@@ -28,6 +28,12 @@ enum HTTP {
         return try await get(broker.baseURL + "/v1/queue/status?model=\(model)&request_id=\(requestID)")
     }
 
+    /// A GET answered with text, such as /metrics.
+    static func text(_ url: String) async throws -> String {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        return String(buffer: try await response.body.collect(upTo: 16 << 20))
+    }
+
     static func send(_ method: HTTPMethod, _ url: String, body: String?, headers: [(String, String)]) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method

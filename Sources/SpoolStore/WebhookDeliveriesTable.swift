@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A webhook delivery taken by a sender for one attempt.
+public struct DueDelivery: Sendable, Equatable {
+    public var id: Int64
+    public var webhookID: String
+    public var url: String
+    public var body: String
+    /// This attempt's number (1 for the first); the write of its result names it (fencing).
+    public var attempt: Int32
+    public var createdAt: Date
+}
+
+/// A delivery as the status API shows it.
+public struct DeliveryRecord: Sendable, Equatable {
+    public var webhookID: String
+    public var url: String
+    public var state: String
+    public var attempts: Int32
+    public var lastStatusCode: Int32?
+    public var lastError: String?
+    public var lastAttemptAt: Date?
+    public var nextAttemptAt: Date?
+}
+
+/// How an attempt went.
+public enum DeliveryResult: Sendable, Equatable {
+    /// 2xx: done.
+    case delivered(statusCode: Int)
+    /// 410 Gone: the receiver wants no more; no retries.
+    case gone
+    /// Anything else; try again at `retryAt`, or give up when there is no retry left.
+    case failed(statusCode: Int?, error: String, retryAfterSeconds: Double?)
+}
+
+/// The `webhook_deliveries` table: the outbox that the `jobs_enqueue_webhook` trigger fills.
+public struct WebhookDeliveriesTable: Sendable {
+    public init() {}
+
+    /// The channel that announces new deliveries, so a sender starts the first attempt at once.
+    public static let channel = "spool_webhook"
+
+    /// Takes up to `limit` due deliveries for one attempt each. Each is leased for `leaseSeconds`:
+    /// if this broker dies mid-attempt, another one retries it when the lease ends.
+    public func takeDue(limit: Int, leaseSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+        -> [DueDelivery]
+    {
+        let rows = try await database.run(
+            """
+            WITH due AS (
+                SELECT id FROM webhook_deliveries
+                WHERE state = 'pending' AND next_attempt_at <= now()
+                ORDER BY next_attempt_at
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE webhook_deliveries SET attempts = attempts + 1, last_attempt_at = now(),
+                                          next_attempt_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE id = ANY (ARRAY(SELECT id FROM due))
+            RETURNING id, webhook_id, url, body, attempts, created_at
+            """, logger: logger)
+        var due: [DueDelivery] = []
+        for try await (id, webhookID, url, body, attempt, createdAt) in rows.decode((Int64, String, String, String, Int32, Date).self) {
+            due.append(DueDelivery(id: id, webhookID: webhookID, url: url, body: body, attempt: attempt, createdAt: createdAt))
+        }
+        return due
+    }
+
+    /// Records an attempt's result, if the delivery is still this attempt's (its lease did not end
+    /// and another sender take it); returns the delivery's new state, or nil when it was not.
+    @discardableResult
+    public func record(
+        _ result: DeliveryResult, of delivery: DueDelivery, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> String? {
+        let state: String
+        var statusCode: Int?
+        var error: String?
+        var retryAfter: Double?
+        switch result {
+        case .delivered(let code):
+            state = "delivered"
+            statusCode = code
+        case .gone:
+            state = "gone"
+            statusCode = 410
+            error = "The receiver answered 410 Gone: no more attempts."
+        case .failed(let code, let message, let retryAfterSeconds):
+            state = retryAfterSeconds == nil ? "failed" : "pending"
+            statusCode = code
+            error = message
+            retryAfter = retryAfterSeconds
+        }
+        let rows = try await database.run(
+            """
+            UPDATE webhook_deliveries
+            SET state = \(state), last_status_code = \(statusCode)::integer, last_error = \(error)::text,
+                delivered_at = CASE WHEN \(state) = 'delivered' THEN now() END,
+                next_attempt_at = coalesce(now() + make_interval(secs => \(retryAfter)::float8), next_attempt_at)
+            WHERE id = \(delivery.id) AND attempts = \(delivery.attempt) AND state = 'pending'
+            RETURNING state
+            """, logger: logger)
+        return try await rows.collect().first?.decode(String.self)
+    }
+
+    /// The delivery of a job, if it has ended and named a URL.
+    public func find(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> DeliveryRecord? {
+        let rows = try await database.run(
+            """
+            SELECT webhook_id, url, state, attempts, last_status_code, last_error, last_attempt_at,
+                   CASE WHEN state = 'pending' THEN next_attempt_at END
+            FROM webhook_deliveries WHERE job_id = \(jobID)
+            """, logger: logger)
+        for try await row in rows.decode((String, String, String, Int32, Int32?, String?, Date?, Date?).self) {
+            return DeliveryRecord(
+                webhookID: row.0, url: row.1, state: row.2, attempts: row.3, lastStatusCode: row.4, lastError: row.5,
+                lastAttemptAt: row.6, nextAttemptAt: row.7)
+        }
+        return nil
+    }
+
+    /// Deliveries waiting for their next attempt (for metrics).
+    public func pendingCount(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        try await database.run("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'", logger: logger)
+            .collect().first?.decode(Int.self) ?? 0
+    }
+}

@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "spool-broker", targets: ["spool-broker"]),
         .executable(name: "spool-worker", targets: ["spool-worker"]),
+        .executable(name: "spool", targets: ["spool"]),
+        .library(name: "SpoolClient", targets: ["SpoolClient"]),
         .library(name: "SpoolWorker", targets: ["SpoolWorker"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
         .library(name: "SpoolStore", targets: ["SpoolStore"]),
@@ -59,7 +61,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
-            ]
+            ],
+            resources: [.embedInCode("OpenAPI")]
         ),
         .executableTarget(
             name: "spool-broker",
@@ -89,6 +92,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The client SDK (Together's Queue API, streams, operations) and the command line on it.
+        .target(
+            name: "SpoolClient",
+            dependencies: [
+                "SpoolCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .executableTarget(
+            name: "spool",
+            dependencies: [
+                "SpoolClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The README's Swift worker, built with the package so it cannot rot.
         .executableTarget(
             name: "spool-example-worker",
@@ -102,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "SpoolIntegrationTests",
             dependencies: [
-                "SpoolCore", "SpoolStore", "SpoolBroker", "SpoolWorker",
+                "SpoolCore", "SpoolStore", "SpoolBroker", "SpoolWorker", "SpoolClient",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

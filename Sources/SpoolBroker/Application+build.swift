@@ -38,29 +38,33 @@ func buildApplication(
     let store = SpoolStore(client: client)
     let authenticator = Authenticator(configuredKeys: configuration.apiKeys, store: store)
 
-    let router = Router(context: BrokerRequestContext.self)
-    router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
-    router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
-    let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
+    let schema = SchemaReadiness()
     let metrics = BrokerMetrics()
-    router.get("metrics") { _, _ in
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
-    }
-    let submitter = Submitter(store: store, configuration: configuration, targets: configuration.webhookTargets)
-    let views = JobViews(store: store, positions: QueuePositions(store: store))
+    let monitor = QueueDepthMonitor(
+        store: store, metrics: metrics, schema: schema, interval: .seconds(configuration.depthRefreshSeconds), logger: logger)
+    let router = Router(context: BrokerRequestContext.self)
+    router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
+    router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    let operations = OperationsRoutes(store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections)
+    operations.registerPublic(on: router)
+    let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
+    operations.register(on: authenticated)
+    let submitter = Submitter(store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics)
+    let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
-    QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream)
+    QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: authenticated)
-    WorkerRoutes(store: store, waiters: connections.waiters, configuration: configuration).register(on: authenticated)
-    FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream)
+    WorkerRoutes(store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics)
+        .register(on: authenticated)
+    FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: authenticated)
 
-    let schema = SchemaReadiness()
     let listener = JobNotificationListener(
         store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
-    let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, logger: logger)
-    var services: [any Service] = [client, listener, reaper]
+    let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
+    let retention = RetentionService(store: store, configuration: configuration, schema: schema, logger: logger)
+    var services: [any Service] = [client, listener, reaper, retention, monitor]
     if let secret = configuration.webhookSecret {
         services.append(
             WebhookSender(

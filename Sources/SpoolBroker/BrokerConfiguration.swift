@@ -49,6 +49,12 @@ public struct BrokerConfiguration: Sendable {
     public var webhookAllowedNetworks: [String] = []
     /// How long a delivery is retried before it is given up, in seconds. Defaults to 24 hours.
     public var webhookRetrySeconds: Double = 24 * 3600
+    /// How long finished jobs (with their logs and webhook deliveries) are kept, in seconds. Defaults to 7 days.
+    public var retentionSeconds: Double = 7 * 24 * 3600
+    /// How often the retention sweep runs, in seconds. Defaults to 60.
+    public var retentionIntervalSeconds: Double = 60
+    /// How often queue depth and live workers are read for metrics and warnings, in seconds. Defaults to 5.
+    public var depthRefreshSeconds: Double = 5
     /// Seconds before each attempt: the Standard Webhooks schedule. Defaults to immediately, 5 s,
     /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     public var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
@@ -109,6 +115,9 @@ public struct BrokerConfiguration: Sendable {
             if WebhookTargets.kind(of: parsed.address) == .linkLocal {
                 throw ConfigurationError("SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is link-local (cloud metadata); webhooks there are never allowed.")
             }
+        }
+        guard retentionSeconds >= 60, retentionIntervalSeconds > 0, depthRefreshSeconds > 0 else {
+            throw ConfigurationError("The retention period must be at least a minute, and the sweep and depth intervals positive.")
         }
         guard webhookRetrySeconds > 0, !webhookRetryDelays.isEmpty, webhookRetryDelays.allSatisfy({ $0 >= 0 }) else {
             throw ConfigurationError("The webhook retry period must be positive and its schedule a list of delays of 0 s or more.")

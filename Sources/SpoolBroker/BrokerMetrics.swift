@@ -1,13 +1,36 @@
 import Prometheus
+import SpoolCore
+import SpoolStore
+import Synchronization
 
 /// The broker's Prometheus metrics, served at `/metrics`. One registry per broker, so brokers in
 /// one process (as in the tests) keep their counts apart.
+///
+/// Depth gauges come from `QueueDepthMonitor`'s snapshot (every replica reports the same figures;
+/// take `max` across replicas, not `sum`); event counters count what this replica did (`sum` them).
 final class BrokerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
+
     let webhooksDelivered: Counter
     let webhookAttemptsFailed: Counter
     let webhooksGivenUp: Counter
     let webhooksGone: Counter
+    let openLongPolls: Gauge
+    let openStreams: Gauge
+    let depthAge: Gauge
+
+    /// Per-model gauges the last snapshot set, so a model that drops out is set back to zero.
+    private let reportedModels = Mutex<Set<String>>([])
+    private let reportedTiers = Mutex<Set<TierKey>>([])
+
+    private struct TierKey: Hashable {
+        let model: String
+        let priority: Int32
+    }
+
+    static let waitBuckets: [Double] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600]
+    static let runBuckets: [Double] = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+    static let requestBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30]
 
     init() {
         let name = "spool_webhook_deliveries_total"
@@ -16,6 +39,86 @@ final class BrokerMetrics: Sendable {
         webhookAttemptsFailed = registry.makeCounter(name: name, labels: [("outcome", "failed")], help: help)
         webhooksGivenUp = registry.makeCounter(name: name, labels: [("outcome", "gave_up")], help: help)
         webhooksGone = registry.makeCounter(name: name, labels: [("outcome", "gone")], help: help)
+        openLongPolls = registry.makeGauge(name: "spool_long_polls_open", help: "Lease requests waiting on this broker now.")
+        openStreams = registry.makeGauge(name: "spool_status_streams_open", help: "Status streams open on this broker now.")
+        depthAge = registry.makeGauge(
+            name: "spool_depth_snapshot_age_seconds", help: "Age of the queue depth figures when last scraped (refreshed on an interval).")
+    }
+
+    /// Counts a job event of this replica: submitted, completed, failed, requeued, canceled.
+    func count(_ event: String, model: String, by amount: Int = 1) {
+        guard amount > 0 else { return }
+        registry.makeCounter(
+            name: "spool_jobs_\(event)_total", labels: [("model", model)], help: "Jobs \(event) through this broker replica."
+        ).increment(by: Int64(amount))
+    }
+
+    func recordQueueWait(model: String, seconds: Double) {
+        registry.makeValueHistogram(
+            name: "spool_job_queue_wait_seconds", labels: [("model", model)], buckets: Self.waitBuckets,
+            help: "Seconds from submit to claim, per claim on this replica."
+        ).record(seconds)
+    }
+
+    func recordRunTime(model: String, seconds: Double) {
+        registry.makeValueHistogram(
+            name: "spool_job_run_seconds", labels: [("model", model)], buckets: Self.runBuckets,
+            help: "Seconds from claim to the end of the attempt, per attempt ended on this replica."
+        ).record(seconds)
+    }
+
+    func recordRequest(route: String, method: String, status: Int, seconds: Double) {
+        registry.makeValueHistogram(
+            name: "spool_http_request_duration_seconds", labels: [("route", route), ("method", method), ("status", String(status))],
+            buckets: Self.requestBuckets, help: "HTTP request durations by route."
+        ).record(seconds)
+    }
+
+    /// Sets the depth gauges from a snapshot; models and tiers no longer in it go to zero.
+    func updateDepth(_ depths: [ModelDepth], liveWorkers: [String: Int]) {
+        let models = Set(depths.map(\.model)).union(liveWorkers.keys)
+        var tiers = Set<TierKey>()
+        for depth in depths {
+            gauge("spool_jobs_waiting", depth.model).set(to: Double(depth.waiting))
+            gauge("spool_jobs_running", depth.model).set(to: Double(depth.running))
+            gauge("spool_oldest_waiting_seconds", depth.model).set(to: depth.oldestWaitingSeconds)
+            for (priority, waiting) in depth.waitingByPriority {
+                tiers.insert(TierKey(model: depth.model, priority: priority))
+                tierGauge(depth.model, priority).set(to: Double(waiting))
+            }
+        }
+        for (model, count) in liveWorkers { gauge("spool_workers_live", model).set(to: Double(count)) }
+        let staleModels = reportedModels.withLock { reported in
+            defer { reported = models }
+            return reported.subtracting(models)
+        }
+        for model in staleModels {
+            for name in ["spool_jobs_waiting", "spool_jobs_running", "spool_oldest_waiting_seconds"] { gauge(name, model).set(to: 0) }
+        }
+        for model in models where liveWorkers[model] == nil { gauge("spool_workers_live", model).set(to: 0) }
+        let staleTiers = reportedTiers.withLock { reported in
+            defer { reported = tiers }
+            return reported.subtracting(tiers)
+        }
+        for tier in staleTiers { tierGauge(tier.model, tier.priority).set(to: 0) }
+    }
+
+    /// Help texts per gauge name: the registry insists every use of a name carries the same one.
+    private static let help = [
+        "spool_jobs_waiting": "Jobs waiting to be claimed.",
+        "spool_jobs_running": "Jobs running now.",
+        "spool_oldest_waiting_seconds": "Age of the oldest waiting job.",
+        "spool_workers_live": "Live workers serving the model.",
+    ]
+
+    private func gauge(_ name: String, _ model: String) -> Gauge {
+        registry.makeGauge(name: name, labels: [("model", model)], help: Self.help[name] ?? "")
+    }
+
+    private func tierGauge(_ model: String, _ priority: Int32) -> Gauge {
+        registry.makeGauge(
+            name: "spool_jobs_waiting_by_priority", labels: [("model", model), ("priority", String(priority))],
+            help: "Jobs waiting to be claimed, per priority tier: scale on the premium backlog alone.")
     }
 
     /// The text exposition format.

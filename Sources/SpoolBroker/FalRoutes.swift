@@ -15,6 +15,7 @@ struct FalRoutes: Sendable {
     let submitter: Submitter
     let views: JobViews
     let stream: StatusStream
+    let metrics: BrokerMetrics
 
     static let prefix = "fal"
 
@@ -117,6 +118,7 @@ struct FalRoutes: Sendable {
             logger: context.logger)
         {
         case .canceled:
+            metrics.count("canceled", model: model)
             return JSONResponse.make(FalCancelResponse(status: "OK"), headers: headers)
         case .stopRequested:
             return JSONResponse.make(FalCancelResponse(status: "CANCELLATION_REQUESTED"), status: .accepted, headers: headers)

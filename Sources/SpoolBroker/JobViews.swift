@@ -10,12 +10,15 @@ struct JobView: Sendable {
     var position: QueuePosition?
     var logs: [JobLogRecord]?
     var webhook: WebhookStatus?
+    /// Why the job may wait longer than expected (Together's `warnings`).
+    var warnings: [String] = []
 }
 
 /// Reads jobs for status answers and streams, in Together's shape or fal's.
 struct JobViews: Sendable {
     let store: SpoolStore
     let positions: QueuePositions
+    let monitor: QueueDepthMonitor
     /// Most log lines a status answer carries: the newest ones.
     static let maxLogLines = 1000
 
@@ -26,6 +29,10 @@ struct JobViews: Sendable {
         var view = JobView(record: record)
         if record.status == .pending {
             view.position = try await positions.position(of: record, logger: logger)
+            if monitor.liveWorkers(for: record.model) == 0 {
+                view.warnings.append(
+                    "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen.")
+            }
         }
         if let url = record.webhookURL {
             view.webhook = WebhookStatus(webhook_id: nil, url: url, state: "waiting")
@@ -48,7 +55,7 @@ struct JobViews: Sendable {
         return JobStatusResponse(
             model: job.model, request_id: job.requestID.uuidString.lowercased(), status: job.status, priority: job.priority,
             info: job.info, inputs: job.payload, outputs: job.outputs, error: job.error, error_type: job.errorType,
-            retries: job.retries, created_at: job.createdAt, claimed_at: job.claimedAt, done_at: job.doneAt,
+            retries: job.retries, created_at: job.createdAt, claimed_at: job.claimedAt, done_at: job.doneAt, warnings: view.warnings,
             queue_position: view.position?.position, estimated_wait_seconds: view.position?.estimatedWaitSeconds,
             logs: view.logs?.map { JobLogLine(message: $0.message, level: $0.level, source: $0.source, timestamp: $0.loggedAt) },
             webhook: view.webhook)

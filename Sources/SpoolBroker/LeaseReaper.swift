@@ -1,16 +1,18 @@
 import Logging
 import ServiceLifecycle
+import SpoolCore
 import SpoolStore
 
 /// Returns jobs whose lease expired to the queue, stops jobs past their maximum run time, and fails
 /// jobs that did not start before their start timeout.
 ///
 /// Every replica runs it; the statements lock what they change and skip what another replica
-/// holds, so no job is requeued twice. Forgotten idempotency keys are pruned here too.
+/// holds, so no job is requeued twice.
 struct LeaseReaper: Service {
     let store: SpoolStore
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
+    let metrics: BrokerMetrics
     let logger: Logger
 
     func run() async throws {
@@ -22,18 +24,11 @@ struct LeaseReaper: Service {
 
     private func loop() async {
         let interval = Duration.seconds(configuration.maintenanceIntervalSeconds)
-        var lastPrune = ContinuousClock.now - .seconds(3600)
         var failing = false
         do {
             while !Task.isCancelled {
                 do {
                     try await sweep()
-                    if ContinuousClock.now - lastPrune >= .seconds(600) {
-                        let pruned = try await store.idempotencyKeys.prune(
-                            windowSeconds: configuration.idempotencyWindowSeconds, on: store.client, logger: logger)
-                        if pruned > 0 { logger.info("pruned expired idempotency keys", metadata: ["count": "\(pruned)"]) }
-                        lastPrune = .now
-                    }
                     if failing { logger.notice("lease maintenance recovered") }
                     failing = false
                 } catch {
@@ -51,8 +46,10 @@ struct LeaseReaper: Service {
     /// One pass: fail jobs that missed their start deadline, stop jobs past their run deadline,
     /// then settle every expired lease.
     func sweep() async throws {
-        let late = try await store.jobs.failJobsPastStartDeadline(on: store.client, logger: logger)
-        if late > 0 { logger.notice("failed jobs that did not start before their start timeout", metadata: ["count": "\(late)"]) }
+        for (model, count) in try await store.jobs.failJobsPastStartDeadline(on: store.client, logger: logger) {
+            logger.notice("failed jobs that did not start before their start timeout", metadata: ["model": "\(model)", "count": "\(count)"])
+            metrics.count("failed", model: model, by: count)
+        }
         let stopped = try await store.jobs.stopJobsPastRunDeadline(
             graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: logger)
         if stopped > 0 { logger.notice("asked jobs past the maximum run time to stop", metadata: ["count": "\(stopped)"]) }
@@ -61,6 +58,7 @@ struct LeaseReaper: Service {
             let expired = try await store.jobs.requeueExpiredLeases(
                 retryLimit: configuration.retryLimit, batchSize: batchSize, on: store.client, logger: logger)
             for job in expired {
+                metrics.count(Self.event(job.status), model: job.model)
                 logger.notice(
                     "lease expired",
                     metadata: [
@@ -69,6 +67,17 @@ struct LeaseReaper: Service {
                     ])
             }
             if expired.count < batchSize { break }
+        }
+    }
+
+    /// The metrics event of an ended attempt's new status.
+    static func event(_ status: JobStatus) -> String {
+        switch status {
+        case .pending: "requeued"
+        case .done: "completed"
+        case .failed: "failed"
+        case .canceled: "canceled"
+        case .running: "claimed"
         }
     }
 }

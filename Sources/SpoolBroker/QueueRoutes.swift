@@ -14,6 +14,7 @@ struct QueueRoutes: Sendable {
     let submitter: Submitter
     let views: JobViews
     let stream: StatusStream
+    let metrics: BrokerMetrics
 
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         let queue = router.group("v1/queue")
@@ -76,7 +77,10 @@ struct QueueRoutes: Sendable {
             model: reference.model, requestID: requestID, stopRunning: cancel.cancelRunning,
             graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
         {
-        case .canceled, .unchanged(.canceled):
+        case .canceled:
+            metrics.count("canceled", model: reference.model)
+            return JSONResponse.make(CancelResponse(status: .canceled))
+        case .unchanged(.canceled):
             return JSONResponse.make(CancelResponse(status: .canceled))
         case .stopRequested:
             return JSONResponse.make(CancelResponse(status: .running, cancel_requested: true), status: .accepted)
@@ -93,6 +97,7 @@ struct QueueRoutes: Sendable {
     @Sendable func clear(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let model = try ModelReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes)).model
         let count = try await store.jobs.cancelPending(model: model, on: store.client, logger: context.logger)
+        metrics.count("canceled", model: model, by: count)
         return JSONResponse.make(ClearResponse(canceled_count: count))
     }
 

@@ -9,6 +9,7 @@ struct Submitter: Sendable {
     let store: SpoolStore
     let configuration: BrokerConfiguration
     let targets: WebhookTargets
+    let metrics: BrokerMetrics
 
     /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
     static let maxIdempotencyKeyLength = 255
@@ -46,6 +47,7 @@ struct Submitter: Sendable {
         }
         switch try await store.submit(submit, submittedBy: context.caller.id, idempotency: idempotency, logger: context.logger) {
         case .created(let requestID):
+            metrics.count("submitted", model: submit.model)
             return (requestID, false)
         case .replayed(let requestID):
             return (requestID, true)

@@ -22,8 +22,8 @@ struct WebhookTargets: Sendable {
 
     /// Checks `url` and every address its host resolves to; the error says what is wrong and how to allow it.
     func check(_ url: String, param: String) async throws -> URL {
-        guard url.utf8.count <= 2048, !url.utf8.contains(0) else {
-            throw SpoolError.invalidRequest("'\(param)' must be a URL of at most 2048 bytes.", code: "invalid_webhook_url", param: param)
+        guard url.unicodeScalars.count <= 2048, !url.utf8.contains(0) else {
+            throw SpoolError.invalidRequest("'\(param)' must be a URL of at most 2048 characters.", code: "invalid_webhook_url", param: param)
         }
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
             ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty, let parsed = components.url

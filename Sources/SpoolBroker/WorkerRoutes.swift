@@ -4,12 +4,16 @@ import Logging
 import ServiceLifecycle
 import SpoolCore
 import SpoolStore
+import Synchronization
 
 /// The worker protocol (docs/worker-protocol.md): lease with long-poll, heartbeat, complete, fail, release.
 struct WorkerRoutes: Sendable {
     let store: SpoolStore
     let waiters: LeaseWaiters
     let configuration: BrokerConfiguration
+    let metrics: BrokerMetrics
+    /// When this broker last wrote each worker's row: one write per worker per few seconds, not per lease.
+    let seen = WorkerSightings()
 
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         let worker = router.group("v1/worker")
@@ -38,6 +42,11 @@ struct WorkerRoutes: Sendable {
     /// Claims jobs at once if any are pending, else waits up to `wait_seconds` for a wake-up.
     @Sendable func lease(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let lease = try LeaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        if seen.shouldRecord(lease.worker_id) {
+            try await store.workers.sawLease(
+                workerID: lease.worker_id, host: lease.host, models: lease.models, waitSeconds: lease.wait_seconds, on: store.client,
+                logger: context.logger)
+        }
         let claim = { @Sendable () async throws -> [ClaimedJob] in
             try await store.jobs.claim(
                 models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
@@ -63,6 +72,10 @@ struct WorkerRoutes: Sendable {
                 }
             }
             waiters.unregister(ticket)
+        }
+        for job in jobs {
+            metrics.count("claimed", model: job.model)
+            metrics.recordQueueWait(model: job.model, seconds: job.queueWaitSeconds)
         }
         // A full batch hints that more are pending: pass the wake-up on to the next waiting lease.
         if jobs.count == lease.max_jobs {
@@ -102,6 +115,11 @@ struct WorkerRoutes: Sendable {
             retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
         switch outcome {
         case .success(let finished):
+            if !finished.replayed {
+                let handedBack = end == .release && finished.status == .pending
+                metrics.count(handedBack ? "released" : LeaseReaper.event(finished.status), model: finished.model)
+                metrics.recordRunTime(model: finished.model, seconds: finished.runSeconds)
+            }
             return JSONResponse.make(
                 JobWriteResponse(request_id: requestID.uuidString.lowercased(), status: finished.status, retries: finished.retries),
                 headers: finished.replayed ? [.idempotentReplayed: "true"] : [:])
@@ -134,6 +152,22 @@ struct WorkerRoutes: Sendable {
             .conflict(
                 "This lease no longer holds the job: it is \(status.rawValue) (attempt \(attempt)). The lease expired or the job moved on; stop working on it and do not report it.",
                 code: "lease_lost", param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+        }
+    }
+}
+
+/// When this broker last recorded each worker, so a busy worker's leases cost one write every few seconds.
+final class WorkerSightings: Sendable {
+    private let last = Mutex<[String: ContinuousClock.Instant]>([:])
+    static let interval: Duration = .seconds(5)
+
+    func shouldRecord(_ workerID: String) -> Bool {
+        let now = ContinuousClock.now
+        return last.withLock { last in
+            if let previous = last[workerID], now - previous < Self.interval { return false }
+            if last.count > 100_000 { last.removeAll() }
+            last[workerID] = now
+            return true
         }
     }
 }

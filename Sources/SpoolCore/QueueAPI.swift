@@ -272,8 +272,8 @@ struct RequestFields {
 
     func model() throws(SpoolError) -> String {
         let model = try requiredString("model")
-        guard model.utf8.count <= Self.maxModelLength else {
-            throw .invalidRequest("'model' is longer than \(Self.maxModelLength) bytes.", code: "invalid_field", param: "model")
+        guard model.unicodeScalars.count <= Self.maxModelLength else {
+            throw .invalidRequest("'model' is longer than \(Self.maxModelLength) characters.", code: "invalid_field", param: "model")
         }
         return model
     }
@@ -309,8 +309,8 @@ struct RequestFields {
     func optionalString(_ name: String, maxLength: Int = 1024) throws(SpoolError) -> String? {
         guard let value = members[name], value != .null else { return nil }
         let string = try requiredString(name)
-        guard string.utf8.count <= maxLength else {
-            throw .invalidRequest("'\(name)' is longer than \(maxLength) bytes.", code: "invalid_field", param: name)
+        guard string.unicodeScalars.count <= maxLength else {
+            throw .invalidRequest("'\(name)' is longer than \(maxLength) characters.", code: "invalid_field", param: name)
         }
         return string
     }
@@ -366,10 +366,10 @@ struct RequestFields {
         }
         var strings: [String] = []
         for element in elements {
-            guard case .string(let string) = element, !string.isEmpty, string.utf8.count <= Self.maxModelLength else {
+            guard case .string(let string) = element, !string.isEmpty, string.unicodeScalars.count <= Self.maxModelLength else {
                 throw .invalidRequest(
-                    "Every entry of '\(name)' must be a non-empty string of at most \(Self.maxModelLength) bytes.", code: "invalid_field",
-                    param: name)
+                    "Every entry of '\(name)' must be a non-empty string of at most \(Self.maxModelLength) characters.",
+                    code: "invalid_field", param: name)
             }
             strings.append(string)
         }

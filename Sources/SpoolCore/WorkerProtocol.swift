@@ -49,8 +49,8 @@ public struct LeaseRequest: Sendable, Codable, Equatable {
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)
         worker_id = try body.requiredString("worker_id")
-        guard worker_id.utf8.count <= 200 else {
-            throw .invalidRequest("'worker_id' is longer than 200 bytes.", code: "invalid_field", param: "worker_id")
+        guard worker_id.unicodeScalars.count <= 200 else {
+            throw .invalidRequest("'worker_id' is longer than 200 characters.", code: "invalid_field", param: "worker_id")
         }
         models = try body.requiredStringArray("models", maxCount: WorkerProtocolLimits.maxModelsPerLease)
         max_jobs = try body.optionalInt("max_jobs", in: 1...WorkerProtocolLimits.maxJobsPerLease) ?? 1

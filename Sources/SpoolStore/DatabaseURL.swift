@@ -4,8 +4,8 @@ import PostgresNIO
 
 /// A `postgres://user:password@host:port/database?sslmode=…` URL, turned into a client configuration.
 ///
-/// `sslmode` follows libpq: `disable`, `prefer` (the default) or `require`; `?host=/dir` selects a
-/// Unix socket directory, as libpq does.
+/// `sslmode` follows libpq: `disable`, `prefer` (the default), `require`, `verify-ca`, `verify-full`
+/// (with `sslrootcert` for a CA file); `?host=/dir` selects a Unix socket directory, as libpq does.
 public struct DatabaseURL: Sendable, CustomStringConvertible {
     public let configuration: PostgresClient.Configuration
     /// The URL with its password hidden, for logs.
@@ -32,13 +32,26 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             guard let host = components.host, !host.isEmpty else {
                 throw .invalidConfiguration("The database URL '\(string)' names no host.")
             }
+            // libpq's meanings: prefer and require encrypt without checking the certificate;
+            // verify-ca checks it against the trust store (`sslrootcert` adds a CA file); verify-full also checks the host name.
+            var unverified = TLSConfiguration.makeClientConfiguration()
+            unverified.certificateVerification = .none
+            var verified = TLSConfiguration.makeClientConfiguration()
+            if let rootCertificate = query["sslrootcert"], !rootCertificate.isEmpty {
+                verified.additionalTrustRoots = [.file(rootCertificate)]
+            }
             let tls: PostgresClient.Configuration.TLS
             switch query["sslmode"] ?? "prefer" {
             case "disable": tls = .disable
-            case "allow", "prefer": tls = .prefer(.makeClientConfiguration())
-            case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+            case "allow", "prefer": tls = .prefer(unverified)
+            case "require": tls = .require(unverified)
+            case "verify-ca":
+                verified.certificateVerification = .noHostnameVerification
+                tls = .require(verified)
+            case "verify-full": tls = .require(verified)
             case let mode:
-                throw .invalidConfiguration("Unknown sslmode '\(mode)' in the database URL: use disable, prefer or require.")
+                throw .invalidConfiguration(
+                    "Unknown sslmode '\(mode)' in the database URL: use disable, prefer, require, verify-ca or verify-full.")
             }
             configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }

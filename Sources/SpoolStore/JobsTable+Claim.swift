@@ -16,6 +16,8 @@ public struct ClaimedJob: Sendable, Equatable {
     public var leaseExpiresAt: Date
     public var runDeadlineAt: Date
     public var path: String?
+    /// How long it waited in the queue before this claim, by the database's clock.
+    public var queueWaitSeconds: Double
 }
 
 extension JobsTable {
@@ -60,15 +62,15 @@ extension JobsTable {
                             worker_id = \(workerID)
             WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
             RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
-                      run_deadline_at, path
+                      run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8
             """, logger: logger)
         var claimed: [ClaimedJob] = []
-        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?).self) {
+        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double).self) {
             claimed.append(
                 ClaimedJob(
                     id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
                     payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9,
-                    path: row.10))
+                    path: row.10, queueWaitSeconds: row.11))
         }
         // RETURNING does not keep the subquery's order; hand jobs out in claim order.
         return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }

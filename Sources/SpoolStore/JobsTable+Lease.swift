@@ -39,6 +39,9 @@ public struct FinishOutcome: Sendable, Equatable {
     public var retries: Int32
     /// True when the attempt had already ended with this lease token (a retried write): nothing changed.
     public var replayed: Bool
+    public var model: String
+    /// How long the attempt ran, by the database's clock.
+    public var runSeconds: Double
 }
 
 /// A job's emits and log lines that arrive with a worker write.
@@ -101,17 +104,19 @@ extension JobsTable {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.run(
                 """
-                SELECT id, status, stop_reason, retries, lease_token, attempt
+                SELECT id, status, stop_reason, retries, lease_token, attempt, model,
+                       coalesce(extract(epoch FROM now() - claimed_at)::float8, 0)
                 FROM jobs WHERE request_id = \(requestID) FOR UPDATE
                 """, logger: logger)
-            guard let row = try await rows.collect().first?.decode((Int64, String, String?, Int32, UUID?, Int32).self) else {
+            guard let row = try await rows.collect().first?.decode((Int64, String, String?, Int32, UUID?, Int32, String, Double).self)
+            else {
                 return .failure(.notFound)
             }
-            let (id, statusText, stopText, retries, currentToken, attempt) = row
+            let (id, statusText, stopText, retries, currentToken, attempt, model, runSeconds) = row
             let status = try Self.status(statusText)
             guard currentToken == leaseToken else { return .failure(.leaseLost(status: status, attempt: attempt)) }
             guard status == .running else {
-                return .success(FinishOutcome(status: status, retries: retries, replayed: true))
+                return .success(FinishOutcome(status: status, retries: retries, replayed: true, model: model, runSeconds: 0))
             }
             let stopReason = stopText.flatMap(StopReason.init(rawValue:))
             guard let transition = JobStateMachine.next(
@@ -139,7 +144,9 @@ extension JobsTable {
                 jobID: id, leaseToken: leaseToken, transition: transition, outputs: outputs, error: error, errorType: errorType,
                 historyReason: transition.status == .done ? nil : reason, report: report, on: connection, logger: logger)
             return .success(
-                FinishOutcome(status: transition.status, retries: retries + (transition.countsRetry ? 1 : 0), replayed: false))
+                FinishOutcome(
+                    status: transition.status, retries: retries + (transition.countsRetry ? 1 : 0), replayed: false, model: model,
+                    runSeconds: runSeconds))
         }
     }
 

@@ -80,8 +80,8 @@ extension JobsTable {
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
-    /// Fails pending jobs whose start deadline passed (fal's `X-Fal-Request-Timeout`); returns how many.
-    public func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    /// Fails pending jobs whose start deadline passed (fal's `X-Fal-Request-Timeout`); returns how many per model.
+    public func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
         let rows = try await database.run(
             """
             WITH late AS (
@@ -94,10 +94,12 @@ extension JobsTable {
                                 error = 'The job did not start before its start timeout ('
                                         || round(extract(epoch FROM start_deadline_at - created_at)::numeric, 1) || ' s).'
                 WHERE id = ANY (ARRAY(SELECT id FROM late)) AND status = 'pending'
-                RETURNING 1
+                RETURNING model
             )
-            SELECT count(*) FROM failed
+            SELECT model, count(*) FROM failed GROUP BY model
             """, logger: logger)
-        return try await rows.collect().first?.decode(Int.self) ?? 0
+        var counts: [String: Int] = [:]
+        for try await (model, count) in rows.decode((String, Int).self) { counts[model] = count }
+        return counts
     }
 }

@@ -21,6 +21,7 @@ public struct SpoolStore: Sendable {
     public let apiKeys = APIKeysTable()
     public let jobLogs = JobLogsTable()
     public let webhookDeliveries = WebhookDeliveriesTable()
+    public let workers = WorkersTable()
 
     public init(client: PostgresClient) {
         self.client = client

@@ -79,6 +79,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Standard Webhooks signing secret (whsec_…); without one, webhooks are off. Env: SPOOL_WEBHOOK_SECRET.")
     var webhookSecret: String?
 
+    @Option(help: "Days finished jobs are kept before they are pruned. Env: SPOOL_RETENTION_DAYS. Default: 7.")
+    var retentionDays: Double?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
@@ -94,6 +97,7 @@ struct Serve: AsyncParsableCommand {
         configuration.tlsKeyPath = tlsKey ?? environment["SPOOL_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.publicURL = publicURL ?? environment["SPOOL_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.webhookSecret = webhookSecret ?? environment["SPOOL_WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        if let days = try retentionDays ?? Self.number(environment, "SPOOL_RETENTION_DAYS") { configuration.retentionSeconds = days * 86400 }
         configuration.webhookAllowLoopback = ["1", "true", "yes"].contains(environment["SPOOL_WEBHOOK_ALLOW_LOOPBACK"]?.lowercased() ?? "")
         configuration.webhookAllowedNetworks = Self.list(environment["SPOOL_WEBHOOK_ALLOW_NETWORKS"])
         if let seconds = try Self.number(environment, "SPOOL_WEBHOOK_RETRY_SECONDS") { configuration.webhookRetrySeconds = seconds }

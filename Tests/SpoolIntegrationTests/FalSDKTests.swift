@@ -26,6 +26,6 @@ import Testing
             ])
         #expect(status == 0, "fal-client script failed:\n\(output)")
         #expect(output.contains("passed"), "\(output)")
-        #expect(await broker.process.stop() == 0)
+        #expect(await broker.process.stop() == 0, "\(broker.process.output.prefix(4000))")
     }
 }

@@ -31,7 +31,10 @@ import Testing
             #expect(status["retries"] == 0)
             #expect(status["claimed_at"] == .null)
             #expect(status["done_at"] == .null)
-            #expect(status["warnings"] == [])
+            // No worker serves the model: the status says why the job will wait.
+            let warnings = try #require(status["warnings"]?.arrayValue)
+            #expect(warnings.count == 1)
+            #expect(warnings.first?.stringValue?.contains("No live worker serves model '\(model)'") == true)
             let created = try #require(status["created_at"]?.stringValue.flatMap(RFC3339.date(from:)))
             #expect(abs(created.timeIntervalSince(before)) < 60)
         }

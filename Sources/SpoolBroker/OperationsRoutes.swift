@@ -1,0 +1,101 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import SpoolCore
+import SpoolStore
+
+/// What operators and their tools read: health, readiness, metrics, the API document, the workers
+/// brokers have seen, and the depth of every model's queue.
+struct OperationsRoutes: Sendable {
+    let store: SpoolStore
+    let schema: SchemaReadiness
+    let metrics: BrokerMetrics
+    let monitor: QueueDepthMonitor
+    let connections: BrokerConnections
+
+    /// The OpenAPI document of the whole HTTP API (docs/openapi/openapi.json, carried in the binary).
+    static let openAPIDocument = ByteBuffer(bytes: PackageResources.openapi_json)
+
+    /// Routes that need no key: probes and scrapers carry none.
+    func registerPublic(on router: some RouterMethods<BrokerRequestContext>) {
+        router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
+        router.get("readyz", use: ready)
+        router.get("metrics", use: scrape)
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: Self.openAPIDocument))
+        }
+    }
+
+    func register(on router: some RouterMethods<BrokerRequestContext>) {
+        router.get("v1/workers", use: workers)
+        router.get("v1/models", use: models)
+    }
+
+    /// 200 when the database answers and the migrations are applied; 503 saying which is not so.
+    @Sendable func ready(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        guard schema.isReady else {
+            return JSONResponse.make(["status": "starting", "reason": "migrations are not applied yet"], status: .serviceUnavailable)
+        }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await store.client.query("SELECT 1", logger: context.logger).collect() }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(2))
+                    throw SpoolError.internalError("The database did not answer within 2 s.")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch {
+            return JSONResponse.make(["status": "unavailable", "reason": "the database is unreachable"], status: .serviceUnavailable)
+        }
+        return JSONResponse.make(["status": "ready"])
+    }
+
+    @Sendable func scrape(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        metrics.openLongPolls.set(to: Double(connections.waiters.count))
+        metrics.openStreams.set(to: Double(connections.watchers.count))
+        if let takenAt = monitor.snapshot.takenAt {
+            let age = ContinuousClock.now - takenAt
+            metrics.depthAge.set(to: Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+
+    /// The workers seen in the last day: id, host, models, last seen, waiting or not, jobs in hand, live.
+    @Sendable func workers(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let workers = try await store.workers.list(on: store.client, logger: context.logger)
+        return JSONResponse.make(
+            WorkersResponse(
+                workers: workers.map {
+                    WorkerSummary(
+                        id: $0.id, host: $0.host, models: $0.models, first_seen_at: $0.firstSeenAt, last_seen_at: $0.lastSeenAt,
+                        waiting: $0.waiting, jobs_in_hand: $0.jobsInHand, live: $0.live)
+                }))
+    }
+
+    /// Every model with waiting or running jobs or live workers, from the depth snapshot.
+    @Sendable func models(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        var snapshot = monitor.snapshot
+        if snapshot.takenAt == nil {
+            try await monitor.refresh()
+            snapshot = monitor.snapshot
+        }
+        var rows: [String: ModelSummary] = [:]
+        for depth in snapshot.depths {
+            rows[depth.model] = ModelSummary(
+                model: depth.model, messages_waiting: depth.waiting, messages_running: depth.running,
+                oldest_waiting_seconds: depth.oldestWaitingSeconds,
+                waiting_by_priority: Dictionary(uniqueKeysWithValues: depth.waitingByPriority.map { (String($0.key), $0.value) }),
+                live_workers: snapshot.liveWorkers[depth.model] ?? 0)
+        }
+        for (model, live) in snapshot.liveWorkers where rows[model] == nil {
+            rows[model] = ModelSummary(
+                model: model, messages_waiting: 0, messages_running: 0, oldest_waiting_seconds: 0, waiting_by_priority: [:], live_workers: live)
+        }
+        return JSONResponse.make(ModelsResponse(models: rows.values.sorted { $0.model < $1.model }))
+    }
+}

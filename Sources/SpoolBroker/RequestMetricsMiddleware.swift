@@ -1,0 +1,17 @@
+import Hummingbird
+
+/// Records every request's duration by route (the route's pattern, not the raw path), method and status.
+struct RequestMetricsMiddleware: RouterMiddleware {
+    typealias Context = BrokerRequestContext
+    let metrics: BrokerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        metrics.recordRequest(
+            route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: Int(response.status.code),
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return response
+    }
+}

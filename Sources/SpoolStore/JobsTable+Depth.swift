@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// How deep one model's queue is.
+public struct ModelDepth: Sendable, Equatable {
+    public var model: String
+    public var waiting: Int
+    public var running: Int
+    /// Waiting jobs per priority tier.
+    public var waitingByPriority: [Int32: Int]
+    /// Seconds the oldest waiting job has waited; 0 when none waits.
+    public var oldestWaitingSeconds: Double
+}
+
+// Queue depth for metrics and autoscaling, read on an interval by each broker (not per scrape):
+// one pass over the pending index grouped by model and priority, and the small running set.
+extension JobsTable {
+    public func depthOfEveryModel(on database: some PostgresQueryable, logger: Logger) async throws -> [ModelDepth] {
+        let rows = try await database.run(
+            """
+            WITH tiers AS (
+                SELECT model, priority, count(*) AS waiting, min(id) AS first_id
+                FROM jobs WHERE status = 'pending' GROUP BY model, priority
+            ), oldest AS (
+                -- The first job of each tier is its oldest; one primary-key lookup per tier.
+                SELECT tiers.model, min(jobs.created_at) AS created_at
+                FROM tiers JOIN jobs ON jobs.id = tiers.first_id GROUP BY tiers.model
+            ), running AS (
+                SELECT model, count(*) AS running FROM jobs WHERE status = 'running' GROUP BY model
+            )
+            SELECT coalesce(tiers.model, running.model), tiers.priority, coalesce(tiers.waiting, 0), coalesce(running.running, 0),
+                   coalesce(extract(epoch FROM now() - oldest.created_at)::float8, 0)
+            FROM tiers
+            FULL JOIN running ON running.model = tiers.model
+            LEFT JOIN oldest ON oldest.model = tiers.model
+            """, logger: logger)
+        var depths: [String: ModelDepth] = [:]
+        for try await (model, priority, waiting, running, oldest) in rows.decode((String, Int32?, Int, Int, Double).self) {
+            var depth = depths[model] ?? ModelDepth(model: model, waiting: 0, running: running, waitingByPriority: [:], oldestWaitingSeconds: oldest)
+            if let priority {
+                depth.waiting += waiting
+                depth.waitingByPriority[priority] = waiting
+            }
+            depths[model] = depth
+        }
+        return depths.values.sorted { $0.model < $1.model }
+    }
+
+    /// Deletes up to `batchSize` jobs that ended more than `retentionSeconds` ago, oldest first;
+    /// their log lines and webhook deliveries go with them. Returns how many.
+    public func pruneFinished(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        // Small batches through the done_at index, skipping rows anyone holds: the queue is never blocked.
+        let rows = try await database.run(
+            """
+            WITH old AS (
+                SELECT id FROM jobs
+                WHERE done_at < now() - make_interval(secs => \(retentionSeconds)) AND status IN ('done', 'failed', 'canceled')
+                ORDER BY done_at
+                LIMIT \(batchSize)
+                FOR UPDATE SKIP LOCKED
+            ), pruned AS (
+                DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM old)) RETURNING 1
+            )
+            SELECT count(*) FROM pruned
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+}

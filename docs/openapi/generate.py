@@ -1,0 +1,1282 @@
+#!/usr/bin/env python3
+"""Writes openapi.json beside this file: the OpenAPI 3.1 document of the Spool broker's HTTP API.
+
+Edit this script, not the JSON, and run it (`python3 docs/openapi/generate.py`); the broker serves
+the JSON at /openapi.json, and the tests check that the JSON is this script's output, that it is a
+valid OpenAPI document, and that a live broker keeps to it (schemathesis).
+With --check it writes nothing and exits 1 if openapi.json differs from what it would write.
+"""
+import json
+import os
+import sys
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+NO_NUL = "^[^\\u0000]*$"  # the broker refuses any string holding U+0000 (PostgreSQL cannot store it)
+HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\u0000]+$"
+JOB_STATUSES = ["pending", "running", "done", "failed", "canceled"]
+
+
+def nullable(schema):
+    """A copy of `schema` that also admits null (OpenAPI 3.1 type arrays)."""
+    s = dict(schema)
+    t = s["type"]
+    s["type"] = (t if isinstance(t, list) else [t]) + ["null"]
+    return s
+
+
+def json_content(schema):
+    return {"application/json": {"schema": schema}}
+
+
+# ---------------------------------------------------------------- schemas
+
+schemas = {}
+
+schemas["Error"] = {
+    "type": "object",
+    "description": "An error in the shape of Together's QueueError (SpoolError.body, ErrorMiddleware.swift). "
+    "Some errors add members: a 409 about a job adds `status` (and `attempt` for lease_lost); every error under /fal adds `detail`.",
+    "required": ["message", "type", "code", "param"],
+    "properties": {
+        "message": {"type": "string", "description": "What went wrong and what to fix."},
+        "type": {
+            "type": "string",
+            "enum": ["invalid_request_error", "authentication_error", "not_found_error", "conflict_error", "internal_error"],
+        },
+        "code": {
+            "type": "string",
+            "description": "A machine-readable code such as missing_field, invalid_type, invalid_field, invalid_json, invalid_body, "
+            "invalid_query, invalid_header, invalid_idempotency_key, invalid_webhook_url, webhook_target_refused, webhooks_disabled, "
+            "invalid_api_key, job_not_found, request_not_found, unknown_route, job_not_pending, idempotency_key_reused, lease_lost, "
+            "payload_too_large, internal_error.",
+        },
+        "param": {"type": ["string", "null"], "description": "The request field, query parameter or header at fault, if one is."},
+    },
+    "additionalProperties": True,
+}
+
+schemas["FalError"] = {
+    "description": "An error under /fal: the Error shape plus fal's `detail` (the same text as `message`). "
+    "A conflict (409 elsewhere) is answered 422 here.",
+    "allOf": [
+        ref("Error"),
+        {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+    ],
+}
+
+schemas["JobNotPendingError"] = {
+    "description": "409 of a Together cancel: the job left `pending` and was left unchanged (code job_not_pending).",
+    "allOf": [
+        ref("Error"),
+        {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": JOB_STATUSES, "description": "The job's status now."}},
+        },
+    ],
+}
+
+schemas["LeaseLostError"] = {
+    "description": "409 of a worker write whose lease no longer holds the job (code lease_lost). Stop working on the job.",
+    "allOf": [
+        ref("Error"),
+        {
+            "type": "object",
+            "required": ["status", "attempt"],
+            "properties": {
+                "status": {"type": "string", "enum": JOB_STATUSES, "description": "Where the job is now."},
+                "attempt": {"type": "integer", "description": "The job's current attempt."},
+            },
+        },
+    ],
+}
+
+schemas["HealthResponse"] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+}
+
+schemas["OpenAPIDocument"] = {"type": "object", "description": "This OpenAPI document."}
+
+schemas["ReadyResponse"] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "starting", "unavailable"]},
+        "reason": {"type": "string", "description": "Why the broker is not ready."},
+    },
+}
+
+schemas["WorkerSummary"] = {
+    "type": "object",
+    "required": ["id", "host", "models", "first_seen_at", "last_seen_at", "waiting", "jobs_in_hand", "live"],
+    "properties": {
+        "id": {"type": "string"},
+        "host": {"type": ["string", "null"]},
+        "models": {"type": "array", "items": {"type": "string"}},
+        "first_seen_at": {"type": "string", "format": "date-time"},
+        "last_seen_at": {"type": "string", "format": "date-time", "description": "Its last lease request or heartbeat."},
+        "waiting": {"type": "boolean", "description": "Waiting in a long-poll for a job now."},
+        "jobs_in_hand": {"type": "integer", "minimum": 0},
+        "live": {"type": "boolean", "description": "Seen within the last minute, or waiting now."},
+    },
+}
+
+schemas["WorkersResponse"] = {
+    "type": "object",
+    "required": ["workers"],
+    "properties": {"workers": {"type": "array", "items": ref("WorkerSummary")}},
+}
+
+schemas["ModelSummary"] = {
+    "type": "object",
+    "required": ["model", "messages_waiting", "messages_running", "oldest_waiting_seconds", "waiting_by_priority", "live_workers"],
+    "properties": {
+        "model": {"type": "string"},
+        "messages_waiting": {"type": "integer", "minimum": 0},
+        "messages_running": {"type": "integer", "minimum": 0},
+        "oldest_waiting_seconds": {"type": "number", "minimum": 0},
+        "waiting_by_priority": {
+            "type": "object",
+            "description": "Waiting jobs per priority tier; the keys are the priorities.",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
+        "live_workers": {"type": "integer", "minimum": 0},
+    },
+}
+
+schemas["ModelsResponse"] = {
+    "type": "object",
+    "required": ["models"],
+    "properties": {"models": {"type": "array", "items": ref("ModelSummary")}},
+}
+
+# -- Together's Queue API
+
+schemas["SubmitRequest"] = {
+    "type": "object",
+    "description": "Body of POST /v1/queue/submit (SubmitRequest.init(json:), QueueAPI.swift). Unknown members are ignored; "
+    "a null optional member is the same as an absent one. No string anywhere in the body may hold U+0000.",
+    "required": ["model", "payload"],
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "pattern": NO_NUL,
+            "description": "The model (queue) name: 1 to 256 characters.",
+        },
+        "payload": {"type": "object", "description": "The job's inputs: any JSON object, handed to the worker as is."},
+        "info": {"type": ["object", "null"], "description": "Initial `info`, merged with every emit of the job's workers."},
+        "priority": {
+            "type": ["integer", "null"],
+            "format": "int32",
+            "minimum": -2147483648,
+            "maximum": 2147483647,
+            "description": "Higher runs first; default 0.",
+        },
+        "webhook_url": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": 2048,
+            "pattern": HTTP_URL,
+            "description": "An http:// or https:// URL (at most 2048 characters) that receives the job's terminal state as a signed "
+            "Standard Webhooks event. Refused with 400 when the broker has no webhook secret (webhooks_disabled), when the URL has no "
+            "host or does not parse (invalid_webhook_url), or when its host resolves to a loopback, private, link-local or other "
+            "refused address (webhook_target_refused).",
+        },
+    },
+}
+
+schemas["SubmitResponse"] = {
+    "type": "object",
+    "required": ["requestId"],
+    "properties": {"requestId": {"type": "string", "format": "uuid", "description": "The job's request id (lowercase UUID)."}},
+}
+
+schemas["CancelRequest"] = {
+    "type": "object",
+    "description": "Body of POST /v1/queue/cancel (CancelRequest.init(json:)). A request_id that is not a UUID answers 404.",
+    "required": ["model", "request_id"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL, "description": "1 to 256 characters."},
+        "request_id": {"type": "string", "format": "uuid", "minLength": 1},
+        "cancel_running": {
+            "type": ["boolean", "null"],
+            "description": "An extension: true asks a running job's worker to stop (202) instead of refusing with 409. Default false.",
+        },
+    },
+}
+
+schemas["CancelResponse"] = {
+    "type": "object",
+    "description": "200 of a cancel: the job is canceled (it was pending, or already canceled).",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["canceled"]}},
+}
+
+schemas["CancelRequestedResponse"] = {
+    "type": "object",
+    "description": "202 of a cancel with cancel_running: the running job's worker is asked to stop; the job ends canceled.",
+    "required": ["status", "cancel_requested"],
+    "properties": {
+        "status": {"type": "string", "enum": ["running"]},
+        "cancel_requested": {"type": "boolean", "enum": [True]},
+    },
+}
+
+schemas["ModelReference"] = {
+    "type": "object",
+    "description": "Body of POST /v1/queue/clear (ModelReference.init(json:)).",
+    "required": ["model"],
+    "properties": {"model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL, "description": "1 to 256 characters."}},
+}
+
+schemas["ClearResponse"] = {
+    "type": "object",
+    "required": ["canceled_count"],
+    "properties": {"canceled_count": {"type": "integer", "minimum": 0, "description": "How many pending jobs were canceled."}},
+}
+
+schemas["QueueMetricsResponse"] = {
+    "type": "object",
+    "required": ["messages_waiting", "messages_running", "total_jobs"],
+    "properties": {
+        "messages_waiting": {"type": "integer", "minimum": 0},
+        "messages_running": {"type": "integer", "minimum": 0},
+        "total_jobs": {"type": "integer", "minimum": 0, "description": "messages_waiting + messages_running."},
+    },
+}
+
+schemas["JobLogLine"] = {
+    "type": "object",
+    "description": "One of a job's log lines as a status answer shows it.",
+    "required": ["message", "level", "source", "timestamp"],
+    "properties": {
+        "message": {"type": "string"},
+        "level": {"type": "string", "enum": ["debug", "info", "warning", "error", "stdout", "stderr"]},
+        "source": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+    },
+}
+
+schemas["WebhookStatus"] = {
+    "type": "object",
+    "description": "Where the job's webhook delivery stands (WebhookStatus.encode(to:), QueueAPI.swift): every member always present.",
+    "required": [
+        "webhook_id", "url", "state", "attempts", "last_status_code", "last_error", "last_attempt_at", "next_attempt_at",
+    ],
+    "properties": {
+        "webhook_id": {"type": ["string", "null"], "description": "The `webhook-id` every attempt carries; null until the job ends."},
+        "url": {"type": "string"},
+        "state": {
+            "type": "string",
+            "enum": ["waiting", "pending", "delivered", "failed", "gone"],
+            "description": "waiting (the job has not ended), pending (attempts under way or due), delivered, failed (given up), "
+            "gone (the receiver answered 410).",
+        },
+        "attempts": {"type": "integer", "format": "int32", "minimum": 0},
+        "last_status_code": {"type": ["integer", "null"], "format": "int32"},
+        "last_error": {"type": ["string", "null"]},
+        "last_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+schemas["JobStatusResponse"] = {
+    "type": "object",
+    "description": "A job as Together's status shows it, with Spool's extensions (JobStatusResponse.encode(to:), QueueAPI.swift). "
+    "Every member is always present (null when unset) except `logs`, present only when the request asked for logs.",
+    "required": [
+        "model", "request_id", "status", "priority", "info", "inputs", "outputs", "error", "error_type", "retries", "created_at",
+        "claimed_at", "done_at", "warnings", "queue_position", "estimated_wait_seconds", "webhook",
+    ],
+    "properties": {
+        "model": {"type": "string"},
+        "request_id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": JOB_STATUSES},
+        "priority": {"type": "integer", "format": "int32"},
+        "info": {"type": "object", "description": "What was submitted, merged with every emit, and `retry_history`."},
+        "inputs": {"type": "object", "description": "The submitted payload."},
+        "outputs": {"type": ["object", "null"], "description": "The outputs once done."},
+        "error": {"type": ["string", "null"]},
+        "error_type": {
+            "type": ["string", "null"],
+            "description": "Why a failed job failed: runner_error, runner_disconnected, runner_timeout or request_timeout.",
+        },
+        "retries": {"type": "integer", "format": "int32", "minimum": 0},
+        "created_at": {"type": "string", "format": "date-time"},
+        "claimed_at": {"type": ["string", "null"], "format": "date-time"},
+        "done_at": {"type": ["string", "null"], "format": "date-time"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "queue_position": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "While pending: how many jobs a claim takes before this one (0: next); else null.",
+        },
+        "estimated_wait_seconds": {
+            "type": ["number", "null"],
+            "description": "While pending: (queue_position + 1) over the model's throughput in the last minute; null when unknown.",
+        },
+        "webhook": {
+            "oneOf": [ref("WebhookStatus"), {"type": "null"}],
+            "description": "The job's webhook delivery; null when the job named no webhook.",
+        },
+        "logs": {
+            "type": "array",
+            "items": ref("JobLogLine"),
+            "description": "Only with logs=1 (or true/yes): the newest 1,000 log lines, oldest first.",
+        },
+    },
+}
+
+# -- fal's queue API
+
+schemas["FalSubmitResponse"] = {
+    "type": "object",
+    "required": ["request_id", "response_url", "status_url", "cancel_url", "queue_position"],
+    "properties": {
+        "request_id": {"type": "string", "format": "uuid"},
+        "response_url": {"type": "string", "description": "<base>/fal/{owner}/{app}/requests/{request_id}"},
+        "status_url": {"type": "string", "description": "response_url + /status"},
+        "cancel_url": {"type": "string", "description": "response_url + /cancel"},
+        "queue_position": {"type": "integer", "minimum": 0},
+    },
+}
+
+schemas["FalLogLine"] = {
+    "type": "object",
+    "required": ["message", "level", "source", "timestamp"],
+    "properties": {
+        "message": {"type": "string"},
+        "level": {"type": "string", "enum": ["DEBUG", "INFO", "WARN", "ERROR", "STDOUT", "STDERR"]},
+        "source": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+    },
+}
+
+_fal_common_props = {
+    "request_id": {"type": "string", "format": "uuid"},
+    "response_url": {"type": "string"},
+    "status_url": {"type": "string"},
+    "cancel_url": {"type": "string"},
+    "logs": {
+        "type": ["array", "null"],
+        "items": ref("FalLogLine"),
+        "description": "The log lines with logs=1 (or true/yes), else null.",
+    },
+}
+_fal_common_required = ["status", "request_id", "response_url", "status_url", "cancel_url", "logs"]
+
+schemas["FalStatusInQueue"] = {
+    "type": "object",
+    "description": "IN_QUEUE (the job is pending), answered 202.",
+    "required": _fal_common_required + ["queue_position", "estimated_wait_seconds"],
+    "properties": {
+        "status": {"type": "string", "enum": ["IN_QUEUE"]},
+        **_fal_common_props,
+        "queue_position": {"type": "integer", "minimum": 0},
+        "estimated_wait_seconds": {"type": ["number", "null"], "description": "An extension; null when unknown."},
+    },
+}
+
+schemas["FalStatusInProgress"] = {
+    "type": "object",
+    "description": "IN_PROGRESS (the job is running), answered 202.",
+    "required": _fal_common_required,
+    "properties": {"status": {"type": "string", "enum": ["IN_PROGRESS"]}, **_fal_common_props},
+}
+
+schemas["FalStatusCompleted"] = {
+    "type": "object",
+    "description": "COMPLETED (done, failed or canceled), answered 200. `error` and `error_type` are present only when the job "
+    "failed (runner_error, runner_disconnected, runner_timeout, request_timeout) or was canceled (request_cancelled).",
+    "required": _fal_common_required + ["metrics"],
+    "properties": {
+        "status": {"type": "string", "enum": ["COMPLETED"]},
+        **_fal_common_props,
+        "metrics": {"type": "object", "description": "`inference_time` (seconds from claim to end) when the job was claimed."},
+        "error": {"type": "string"},
+        "error_type": {"type": "string"},
+    },
+}
+
+schemas["FalStatusQueued"] = {
+    "description": "A request that has not completed: IN_QUEUE or IN_PROGRESS.",
+    "oneOf": [ref("FalStatusInQueue"), ref("FalStatusInProgress")],
+    "discriminator": {
+        "propertyName": "status",
+        "mapping": {
+            "IN_QUEUE": "#/components/schemas/FalStatusInQueue",
+            "IN_PROGRESS": "#/components/schemas/FalStatusInProgress",
+        },
+    },
+}
+
+schemas["FalStatus"] = {
+    "description": "Any status event of the fal stream.",
+    "oneOf": [ref("FalStatusInQueue"), ref("FalStatusInProgress"), ref("FalStatusCompleted")],
+    "discriminator": {
+        "propertyName": "status",
+        "mapping": {
+            "IN_QUEUE": "#/components/schemas/FalStatusInQueue",
+            "IN_PROGRESS": "#/components/schemas/FalStatusInProgress",
+            "COMPLETED": "#/components/schemas/FalStatusCompleted",
+        },
+    },
+}
+
+schemas["FalResultOutputs"] = {"type": "object", "description": "The job's outputs."}
+
+schemas["FalResultInProgress"] = {
+    "type": "object",
+    "description": "400 of a result asked for too early.",
+    "required": ["detail", "status"],
+    "properties": {"detail": {"type": "string"}, "status": {"type": "string", "enum": ["IN_QUEUE", "IN_PROGRESS"]}},
+}
+
+schemas["FalResultFailed"] = {
+    "type": "object",
+    "description": "The result of a request that did not complete: failed (500), canceled (400, request_cancelled) or not "
+    "started before its X-Fal-Request-Timeout (504, request_timeout).",
+    "required": ["detail", "error_type"],
+    "properties": {"detail": {"type": "string"}, "error_type": {"type": "string"}},
+}
+
+for name, value, desc in [
+    ("FalCancelOk", "OK", "200: the queued request was removed."),
+    ("FalCancelRequested", "CANCELLATION_REQUESTED", "202: the running request's worker is asked to stop; it ends cancelled."),
+    ("FalCancelAlreadyCompleted", "ALREADY_COMPLETED", "400: the request had already finished (or been cancelled)."),
+    ("FalCancelNotFound", "NOT_FOUND", "404: no such request for this app."),
+]:
+    schemas[name] = {
+        "type": "object",
+        "description": desc,
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": [value]}},
+    }
+
+# -- worker protocol
+
+schemas["LogLineInput"] = {
+    "description": "A log line a worker sends: a bare string, or an object with a message.",
+    "oneOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {
+            "type": "object",
+            "required": ["message"],
+            "properties": {
+                "message": {"type": "string", "pattern": NO_NUL, "description": "Lines over 16 KiB are cut."},
+                "level": {
+                    "type": ["string", "null"],
+                    "pattern": "^([Dd][Ee][Bb][Uu][Gg]|[Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn][Ii][Nn][Gg]|[Ee][Rr][Rr][Oo][Rr]|[Ss][Tt][Dd][Oo][Uu][Tt]|[Ss][Tt][Dd][Ee][Rr][Rr])$",
+                    "description": "debug, info, warning, error, stdout or stderr, in any case; default info.",
+                },
+                "source": {"type": ["string", "null"], "minLength": 1, "maxLength": 64, "pattern": NO_NUL, "description": "1 to 64 characters; default worker."},
+                "timestamp": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "minLength": 1,
+                    "maxLength": 64,
+                    "description": "RFC 3339; default: when the broker received it.",
+                },
+            },
+        },
+    ],
+}
+
+_log_lines = {
+    "type": ["array", "null"],
+    "maxItems": 1000,
+    "items": ref("LogLineInput"),
+    "description": "At most 1,000 log lines to append to the job's log.",
+}
+_lease_token = {
+    "type": "string",
+    "format": "uuid",
+    "minLength": 1,
+    "description": "The token the lease answered with; one that is not a UUID answers 400.",
+}
+_info_patch = {"type": ["object", "null"], "description": "Merged into the job's info (top-level keys replace): an emit."}
+
+schemas["LeaseRequest"] = {
+    "type": "object",
+    "description": "Body of POST /v1/worker/lease (LeaseRequest.init(json:), WorkerProtocol.swift).",
+    "required": ["worker_id", "models"],
+    "properties": {
+        "worker_id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL, "description": "1 to 200 characters."},
+        "models": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 50,
+            "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL, "description": "1 to 256 characters."},
+        },
+        "max_jobs": {"type": ["integer", "null"], "minimum": 1, "maximum": 100, "description": "Default 1."},
+        "wait_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": 30, "description": "Long-poll; default 0."},
+        "lease_seconds": {"type": ["number", "null"], "minimum": 1, "maximum": 3600, "description": "Default 30."},
+        "host": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": NO_NUL, "description": "1 to 255 characters."},
+    },
+}
+
+schemas["LeasedJob"] = {
+    "type": "object",
+    "required": [
+        "request_id", "model", "lease_token", "attempt", "priority", "payload", "info", "lease_expires_at", "run_deadline_at",
+    ],
+    "properties": {
+        "request_id": {"type": "string", "format": "uuid"},
+        "model": {"type": "string"},
+        "lease_token": {"type": "string", "format": "uuid"},
+        "attempt": {"type": "integer", "format": "int32", "minimum": 1},
+        "priority": {"type": "integer", "format": "int32"},
+        "payload": {"type": "object"},
+        "info": {"type": "object"},
+        "lease_expires_at": {"type": "string", "format": "date-time"},
+        "run_deadline_at": {"type": "string", "format": "date-time"},
+        "path": {
+            "type": ["string", "null"],
+            "description": "The endpoint within the app a fal client called (/fal/{owner}/{app}/{path}). LeasedJob's synthesized "
+            "Codable leaves the member out when there is none.",
+        },
+    },
+}
+
+schemas["LeaseResponse"] = {
+    "type": "object",
+    "required": ["jobs"],
+    "properties": {"jobs": {"type": "array", "maxItems": 100, "items": ref("LeasedJob")}},
+}
+
+schemas["HeartbeatRequest"] = {
+    "type": "object",
+    "required": ["lease_token"],
+    "properties": {
+        "lease_token": _lease_token,
+        "info": _info_patch,
+        "logs": _log_lines,
+        "lease_seconds": {"type": ["number", "null"], "minimum": 1, "maximum": 3600, "description": "Default: the leased length."},
+    },
+}
+
+schemas["HeartbeatResponse"] = {
+    "type": "object",
+    "required": ["lease_expires_at", "stop", "stop_reason"],
+    "properties": {
+        "lease_expires_at": {"type": "string", "format": "date-time"},
+        "stop": {"type": "boolean"},
+        "stop_reason": {"type": ["string", "null"], "enum": ["canceled", "max_run_time", None]},
+    },
+}
+
+schemas["CompleteRequest"] = {
+    "type": "object",
+    "required": ["lease_token"],
+    "properties": {
+        "lease_token": _lease_token,
+        "outputs": {"type": ["object", "null"], "description": "The job's outputs; default {}."},
+        "info": _info_patch,
+        "logs": _log_lines,
+    },
+}
+
+schemas["FailRequest"] = {
+    "type": "object",
+    "required": ["lease_token", "error"],
+    "properties": {
+        "lease_token": _lease_token,
+        "error": {"type": "string", "minLength": 1, "pattern": NO_NUL, "description": "Cut after 16 KiB."},
+        "retryable": {"type": ["boolean", "null"], "description": "Default false."},
+        "info": _info_patch,
+        "logs": _log_lines,
+    },
+}
+
+schemas["ReleaseRequest"] = {
+    "type": "object",
+    "required": ["lease_token"],
+    "properties": {"lease_token": _lease_token, "info": _info_patch, "logs": _log_lines},
+}
+
+schemas["JobWriteResponse"] = {
+    "type": "object",
+    "required": ["request_id", "status", "retries"],
+    "properties": {
+        "request_id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": JOB_STATUSES},
+        "retries": {"type": "integer", "format": "int32", "minimum": 0},
+    },
+}
+
+# ---------------------------------------------------------------- headers, parameters, responses
+
+headers = {
+    "IdempotentReplayed": {
+        "description": "`true` when the answer repeats an earlier one (same Idempotency-Key, or a retried worker write).",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "XShouldRetry": {
+        "description": "Always `false` on a conflict: retrying will not help.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["false"]},
+    },
+    "XFalRequestId": {
+        "description": "The request id this answer is about.",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "XFalRequestIdOptional": {
+        "description": "The request id this answer is about (absent when the error came from the broker's error mapping).",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "CacheControl": {"required": True, "schema": {"type": "string", "enum": ["no-cache"]}},
+    "XAccelBuffering": {"required": True, "schema": {"type": "string", "enum": ["no"]}},
+}
+
+
+def hdr(name):
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+parameters = {
+    "Model": {
+        "name": "model",
+        "in": "query",
+        "required": True,
+        "description": "The model (queue) name: 1 to 256 characters.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL},
+    },
+    "RequestIdQuery": {
+        "name": "request_id",
+        "in": "query",
+        "required": True,
+        "description": "The job's request id; one that is not a UUID answers 404.",
+        "schema": {"type": "string", "format": "uuid", "minLength": 1},
+    },
+    "LogsQuery": {
+        "name": "logs",
+        "in": "query",
+        "required": False,
+        "description": "`1`, `true` or `yes` (any case) adds the job's log lines; any other value is ignored.",
+        "schema": {"type": "string", "pattern": NO_NUL},
+    },
+    "FalLogsQuery": {
+        "name": "logs",
+        "in": "query",
+        "required": False,
+        "description": "`1`, `true` or `yes` (any case) fills `logs`; any other value leaves it null.",
+        "schema": {"type": "string"},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "1 to 255 characters. The same key with the same request within 24 hours returns the first job and creates "
+        "nothing; the same key with a different request is a conflict (idempotency_key_reused). Scoped per API key.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    "Owner": {
+        "name": "owner",
+        "in": "path",
+        "required": True,
+        "description": "The app's owner; the job's model is `{owner}/{app}`.",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    "App": {
+        "name": "app",
+        "in": "path",
+        "required": True,
+        "description": "The app's name; the job's model is `{owner}/{app}`.",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    "FalRequestId": {
+        "name": "request_id",
+        "in": "path",
+        "required": True,
+        "description": "The request id; one that is not a UUID answers 404.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "WorkerRequestId": {
+        "name": "request_id",
+        "in": "path",
+        "required": True,
+        "description": "The job's request id; one that is not a UUID answers 404 (after the body is validated).",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "FalQueuePriority": {
+        "name": "X-Fal-Queue-Priority",
+        "in": "header",
+        "required": False,
+        "description": "`normal` (priority 0, the default) or `low` (priority -1), in any case.",
+        "schema": {"type": "string", "pattern": "^([Nn][Oo][Rr][Mm][Aa][Ll]|[Ll][Oo][Ww])$"},
+    },
+    "FalRequestTimeout": {
+        "name": "X-Fal-Request-Timeout",
+        "in": "header",
+        "required": False,
+        "description": "Seconds the request may wait to start: a number above 1 and at most 2592000 (30 days). A request not "
+        "started by then fails with error_type request_timeout. (The broker parses it with Swift's Double(String), so it also "
+        "takes forms such as 1e3 that this pattern leaves out.)",
+        "schema": {
+            "type": "string",
+            "pattern": "^0*(1\\.[0-9]*[1-9][0-9]*|[2-9](\\.[0-9]+)?|[1-9][0-9]{1,5}(\\.[0-9]+)?|(1[0-9]{6}|2[0-4][0-9]{5}|25[0-8][0-9]{4}|259[01][0-9]{3})(\\.[0-9]+)?|2592000(\\.0+)?)$",
+        },
+    },
+    "FalWebhook": {
+        "name": "fal_webhook",
+        "in": "query",
+        "required": False,
+        "description": "An http:// or https:// URL (at most 2048 characters) that receives fal's webhook body when the request ends. Refused with 400 when "
+        "the broker has no webhook secret (webhooks_disabled), when the URL does not parse or has no host (invalid_webhook_url), or "
+        "when its host resolves to a refused address (webhook_target_refused).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": HTTP_URL},
+    },
+}
+
+
+def param(name):
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+responses = {
+    "BadRequest": {
+        "description": "Malformed request: an empty or non-JSON body, a body that is not an object, a missing, mistyped or "
+        "out-of-range field, a NUL character, or a bad header or query parameter.",
+        "content": json_content(ref("Error")),
+    },
+    "Unauthorized": {
+        "description": "The broker has API keys and the request carries none, or an unknown or revoked one.",
+        "content": json_content(ref("Error")),
+    },
+    "JobNotFound": {
+        "description": "No job with that request id for that model (or the request id is not a UUID).",
+        "content": json_content(ref("Error")),
+    },
+    "PayloadTooLarge": {
+        "description": "The body is over the broker's limit (--max-body-bytes, 10 MiB by default).",
+        "content": json_content(ref("Error")),
+    },
+    "InternalError": {"description": "The broker failed; details are in its log.", "content": json_content(ref("Error"))},
+    "FalBadRequest": {
+        "description": "Malformed request: an empty or non-JSON body, a body that is not an object, a NUL character, a bad "
+        "X-Fal-Queue-Priority, X-Fal-Request-Timeout or Idempotency-Key header, or a refused fal_webhook.",
+        "content": json_content(ref("FalError")),
+    },
+    "FalUnauthorized": {
+        "description": "The broker has API keys and the request carries none, or an unknown or revoked one.",
+        "content": json_content(ref("FalError")),
+    },
+    "FalNotFound": {
+        "description": "No such request for this app, a request id that is not a UUID, or no such route.",
+        "content": json_content(ref("FalError")),
+    },
+    "FalPayloadTooLarge": {
+        "description": "The body is over the broker's limit (--max-body-bytes, 10 MiB by default).",
+        "content": json_content(ref("FalError")),
+    },
+    "FalInternalError": {"description": "The broker failed; details are in its log.", "content": json_content(ref("FalError"))},
+}
+
+
+def resp(name):
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def std_errors(*codes, fal=False):
+    table = {
+        "400": "FalBadRequest" if fal else "BadRequest",
+        "401": "FalUnauthorized" if fal else "Unauthorized",
+        "404": "FalNotFound" if fal else "JobNotFound",
+        "413": "FalPayloadTooLarge" if fal else "PayloadTooLarge",
+        "500": "FalInternalError" if fal else "InternalError",
+    }
+    return {c: resp(table[c]) for c in codes}
+
+
+def body(schema_name, description=None):
+    b = {"required": True, "content": json_content(ref(schema_name))}
+    if description:
+        b["description"] = description
+    return b
+
+
+# ---------------------------------------------------------------- paths
+
+paths = {}
+
+paths["/healthz"] = {
+    "get": {
+        "operationId": "getHealth",
+        "summary": "Liveness check; needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "responses": {"200": {"description": "The broker is up.", "content": json_content(ref("HealthResponse"))}},
+    }
+}
+
+paths["/openapi.json"] = {
+    "get": {
+        "operationId": "getOpenAPIDocument",
+        "summary": "This OpenAPI document; needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "responses": {"200": {"description": "The document.", "content": json_content(ref("OpenAPIDocument"))}},
+    }
+}
+
+paths["/metrics"] = {
+    "get": {
+        "operationId": "getPrometheusMetrics",
+        "summary": "The broker's Prometheus metrics (text exposition format); needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "Prometheus text format 0.0.4 (Content-Type: text/plain; version=0.0.4).",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+}
+
+paths["/readyz"] = {
+    "get": {
+        "operationId": "getReadiness",
+        "summary": "Readiness: the database answers and the migrations are applied; needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "responses": {
+            "200": {"description": "Ready.", "content": json_content(ref("ReadyResponse"))},
+            "503": {"description": "Not ready; `reason` says why.", "content": json_content(ref("ReadyResponse"))},
+        },
+    }
+}
+
+paths["/v1/workers"] = {
+    "get": {
+        "operationId": "listWorkers",
+        "summary": "The workers brokers have seen in the last day.",
+        "tags": ["operations"],
+        "responses": {
+            "200": {"description": "The workers, most recently seen first.", "content": json_content(ref("WorkersResponse"))},
+            **std_errors("401", "500"),
+        },
+    }
+}
+
+paths["/v1/models"] = {
+    "get": {
+        "operationId": "listModels",
+        "summary": "Every model's queue depth and live workers (from a snapshot at most a few seconds old).",
+        "tags": ["operations"],
+        "responses": {
+            "200": {"description": "The models.", "content": json_content(ref("ModelsResponse"))},
+            **std_errors("401", "500"),
+        },
+    }
+}
+
+# Together
+paths["/v1/queue/submit"] = {
+    "post": {
+        "operationId": "submitJob",
+        "summary": "Submit a job to a model's queue.",
+        "tags": ["together"],
+        "parameters": [param("IdempotencyKey")],
+        "requestBody": body("SubmitRequest"),
+        "responses": {
+            "200": {
+                "description": "The job is queued (or, with a replayed Idempotency-Key, was queued earlier).",
+                "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
+                "content": json_content(ref("SubmitResponse")),
+            },
+            **std_errors("400", "401"),
+            "409": {
+                "description": "The Idempotency-Key was used for a different request within the window (idempotency_key_reused).",
+                "headers": {"x-should-retry": hdr("XShouldRetry")},
+                "content": json_content(ref("Error")),
+            },
+            **std_errors("413", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/status"] = {
+    "get": {
+        "operationId": "getJobStatus",
+        "summary": "A job's status, inputs, outputs and extensions.",
+        "tags": ["together"],
+        "parameters": [param("Model"), param("RequestIdQuery"), param("LogsQuery")],
+        "responses": {
+            "200": {"description": "The job.", "content": json_content(ref("JobStatusResponse"))},
+            **std_errors("400", "401", "404", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/status/stream"] = {
+    "get": {
+        "operationId": "streamJobStatus",
+        "summary": "A job's status as Server-Sent Events until it is done, failed or canceled.",
+        "tags": ["together"],
+        "parameters": [param("Model"), param("RequestIdQuery"), param("LogsQuery")],
+        "responses": {
+            "200": {
+                "description": "`data: <JobStatusResponse JSON>` events on every change, `: keep-alive` comments when quiet; the "
+                "stream ends after the job's final state.",
+                "headers": {"Cache-Control": hdr("CacheControl"), "X-Accel-Buffering": hdr("XAccelBuffering")},
+                "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-schema": ref("JobStatusResponse")}},
+            },
+            **std_errors("400", "401", "404", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/cancel"] = {
+    "post": {
+        "operationId": "cancelJob",
+        "summary": "Cancel a pending job (or, with cancel_running, ask a running one to stop).",
+        "tags": ["together"],
+        "requestBody": body("CancelRequest"),
+        "responses": {
+            "200": {"description": "The job is canceled.", "content": json_content(ref("CancelResponse"))},
+            "202": {
+                "description": "cancel_running: the running job's worker is asked to stop.",
+                "content": json_content(ref("CancelRequestedResponse")),
+            },
+            **std_errors("400", "401", "404"),
+            "409": {
+                "description": "The job left pending (running without cancel_running, done or failed) and was left unchanged.",
+                "headers": {"x-should-retry": hdr("XShouldRetry")},
+                "content": json_content(ref("JobNotPendingError")),
+            },
+            **std_errors("413", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/clear"] = {
+    "post": {
+        "operationId": "clearQueue",
+        "summary": "Cancel all of a model's pending jobs.",
+        "tags": ["together"],
+        "requestBody": body("ModelReference"),
+        "responses": {
+            "200": {"description": "How many were canceled.", "content": json_content(ref("ClearResponse"))},
+            **std_errors("400", "401", "413", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/metrics"] = {
+    "get": {
+        "operationId": "getQueueMetrics",
+        "summary": "A model's waiting and running job counts.",
+        "tags": ["together"],
+        "parameters": [param("Model")],
+        "responses": {
+            "200": {"description": "The counts.", "content": json_content(ref("QueueMetricsResponse"))},
+            **std_errors("400", "401", "500"),
+        },
+    }
+}
+
+# fal
+_fal_submit = {
+    "tags": ["fal"],
+    "requestBody": {
+        "required": True,
+        "description": "The arguments: any JSON object, the job's payload.",
+        "content": json_content({"type": "object"}),
+    },
+    "responses": {
+        "200": {
+            "description": "The request is queued.",
+            "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+            "content": json_content(ref("FalSubmitResponse")),
+        },
+        **std_errors("400", "401", "404", "413", fal=True),
+        "422": {
+            "description": "The Idempotency-Key was used for a different request within the window (idempotency_key_reused).",
+            "headers": {"x-should-retry": hdr("XShouldRetry")},
+            "content": json_content(ref("FalError")),
+        },
+        **std_errors("500", fal=True),
+    },
+}
+_fal_submit_params = [param("IdempotencyKey"), param("FalQueuePriority"), param("FalRequestTimeout"), param("FalWebhook")]
+
+paths["/fal/{owner}/{app}"] = {
+    "parameters": [param("Owner"), param("App")],
+    "post": {
+        "operationId": "falSubmit",
+        "summary": "Submit a request to the app `{owner}/{app}` (fal's queue submit).",
+        "parameters": _fal_submit_params,
+        **_fal_submit,
+    },
+}
+
+paths["/fal/{owner}/{app}/{path}"] = {
+    "parameters": [
+        param("Owner"),
+        param("App"),
+        {
+            "name": "path",
+            "in": "path",
+            "required": True,
+            "description": "The endpoint within the app, handed to the worker as the job's `path`. The broker takes any number of "
+            "segments here (a catch-all); OpenAPI can express only one. A path that collides with the request routes (such as "
+            "`requests`, or `requests/{id}`) answers 404.",
+            "schema": {"type": "string", "minLength": 1},
+        },
+    ],
+    "post": {
+        "operationId": "falSubmitToPath",
+        "summary": "Submit a request to an endpoint within the app `{owner}/{app}`.",
+        "parameters": _fal_submit_params,
+        **_fal_submit,
+    },
+}
+
+_fal_req_params = [param("Owner"), param("App"), param("FalRequestId")]
+
+paths["/fal/{owner}/{app}/requests/{request_id}/status"] = {
+    "parameters": _fal_req_params,
+    "get": {
+        "operationId": "falGetStatus",
+        "summary": "A request's status: 202 while IN_QUEUE or IN_PROGRESS, 200 once COMPLETED.",
+        "tags": ["fal"],
+        "parameters": [param("FalLogsQuery")],
+        "responses": {
+            "200": {
+                "description": "COMPLETED.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalStatusCompleted")),
+            },
+            "202": {
+                "description": "IN_QUEUE or IN_PROGRESS.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalStatusQueued")),
+            },
+            **std_errors("401", "404", "500", fal=True),
+        },
+    },
+}
+
+paths["/fal/{owner}/{app}/requests/{request_id}/status/stream"] = {
+    "parameters": _fal_req_params,
+    "get": {
+        "operationId": "falStreamStatus",
+        "summary": "A request's status as Server-Sent Events, closed after COMPLETED.",
+        "tags": ["fal"],
+        "parameters": [param("FalLogsQuery")],
+        "responses": {
+            "200": {
+                "description": "`data: <status JSON>` events on every change, `: keep-alive` comments when quiet; the stream ends "
+                "after COMPLETED.",
+                "headers": {
+                    "X-Fal-Request-Id": hdr("XFalRequestId"),
+                    "Cache-Control": hdr("CacheControl"),
+                    "X-Accel-Buffering": hdr("XAccelBuffering"),
+                },
+                "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-schema": ref("FalStatus")}},
+            },
+            **std_errors("401", "404", "500", fal=True),
+        },
+    },
+}
+
+paths["/fal/{owner}/{app}/requests/{request_id}"] = {
+    "parameters": _fal_req_params,
+    "get": {
+        "operationId": "falGetResult",
+        "summary": "A completed request's outputs.",
+        "tags": ["fal"],
+        "responses": {
+            "200": {
+                "description": "The job's outputs.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalResultOutputs")),
+            },
+            "400": {
+                "description": "The request is still queued or running, or it was cancelled (error_type request_cancelled).",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content({"anyOf": [ref("FalResultInProgress"), ref("FalResultFailed")]}),
+            },
+            **std_errors("401", "404", fal=True),
+            "500": {
+                "description": "The request failed (detail and error_type), or the broker failed.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestIdOptional")},
+                "content": json_content({"anyOf": [ref("FalResultFailed"), ref("FalError")]}),
+            },
+            "504": {
+                "description": "The request did not start before its X-Fal-Request-Timeout (error_type request_timeout).",
+                "headers": {
+                    "X-Fal-Request-Id": hdr("XFalRequestId"),
+                    "X-Fal-Request-Timeout-Type": {
+                        "description": "`user`: a timeout the client set, so fal's clients do not retry.",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["user"]},
+                    },
+                },
+                "content": json_content(ref("FalResultFailed")),
+            },
+        },
+    },
+}
+
+paths["/fal/{owner}/{app}/requests/{request_id}/cancel"] = {
+    "parameters": _fal_req_params,
+    "put": {
+        "operationId": "falCancel",
+        "summary": "Cancel a request: removed when queued, asked to stop when running.",
+        "tags": ["fal"],
+        "responses": {
+            "200": {
+                "description": "OK: the queued request was removed.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalCancelOk")),
+            },
+            "202": {
+                "description": "CANCELLATION_REQUESTED: the running request's worker is asked to stop.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalCancelRequested")),
+            },
+            "400": {
+                "description": "ALREADY_COMPLETED: the request had already finished or been cancelled.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestId")},
+                "content": json_content(ref("FalCancelAlreadyCompleted")),
+            },
+            **std_errors("401", fal=True),
+            "404": {
+                "description": "NOT_FOUND: no such request for this app; or an error body for a request id that is not a UUID.",
+                "headers": {"X-Fal-Request-Id": hdr("XFalRequestIdOptional")},
+                "content": json_content({"anyOf": [ref("FalCancelNotFound"), ref("FalError")]}),
+            },
+            **std_errors("500", fal=True),
+        },
+    },
+}
+
+# worker protocol
+paths["/v1/worker/lease"] = {
+    "post": {
+        "operationId": "leaseJobs",
+        "summary": "Claim up to max_jobs pending jobs of the named models, long-polling up to wait_seconds.",
+        "tags": ["worker"],
+        "requestBody": body("LeaseRequest"),
+        "responses": {
+            "200": {"description": "The claimed jobs (empty when the wait ended first).", "content": json_content(ref("LeaseResponse"))},
+            **std_errors("400", "401", "413", "500"),
+        },
+    }
+}
+
+_lease_lost = {
+    "description": "The lease no longer holds the job (lease_lost).",
+    "headers": {"x-should-retry": hdr("XShouldRetry")},
+    "content": json_content(ref("LeaseLostError")),
+}
+_write_ok = {
+    "description": "Where the job went. A repeat of a write that already succeeded is answered with the job's current state and "
+    "Idempotent-Replayed: true.",
+    "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
+    "content": json_content(ref("JobWriteResponse")),
+}
+
+paths["/v1/worker/jobs/{request_id}/heartbeat"] = {
+    "parameters": [param("WorkerRequestId")],
+    "post": {
+        "operationId": "heartbeatJob",
+        "summary": "Extend a job's lease, emit info and append log lines; hear whether to stop.",
+        "tags": ["worker"],
+        "requestBody": body("HeartbeatRequest"),
+        "responses": {
+            "200": {"description": "The new lease deadline and whether to stop.", "content": json_content(ref("HeartbeatResponse"))},
+            **std_errors("400", "401", "404"),
+            "409": _lease_lost,
+            **std_errors("413", "500"),
+        },
+    },
+}
+
+for action, op, summary, schema_name in [
+    ("complete", "completeJob", "End the attempt with the job's outputs.", "CompleteRequest"),
+    ("fail", "failJob", "End the attempt with an error, retryable or not.", "FailRequest"),
+    ("release", "releaseJob", "Hand an unfinished job back to the queue without using a retry.", "ReleaseRequest"),
+]:
+    paths[f"/v1/worker/jobs/{{request_id}}/{action}"] = {
+        "parameters": [param("WorkerRequestId")],
+        "post": {
+            "operationId": op,
+            "summary": summary,
+            "tags": ["worker"],
+            "requestBody": body(schema_name),
+            "responses": {
+                "200": _write_ok,
+                **std_errors("400", "401", "404"),
+                "409": _lease_lost,
+                **std_errors("413", "500"),
+            },
+        },
+    }
+
+# ---------------------------------------------------------------- document
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Spool",
+        "version": "1",
+        "description": "Spool's broker: Together's Queue API under /v1/queue, fal's queue API under /fal, and the worker protocol "
+        "under /v1/worker (docs/client-api.md, docs/worker-protocol.md). Errors are JSON in the shape of Together's QueueError. "
+        "String length limits count characters (Unicode code points), as JSON Schema does.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}, {"falKey": []}, {}],
+    "tags": [
+        {"name": "broker", "description": "Public endpoints."},
+        {"name": "together", "description": "Together's Queue API."},
+        {"name": "fal", "description": "fal's queue API; the app id {owner}/{app} is the job's model."},
+        {"name": "worker", "description": "The worker protocol."},
+        {"name": "operations", "description": "What operators and the spool command line read."},
+    ],
+    "paths": paths,
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Authorization: Bearer <key>. Without configured keys the broker is open.",
+            },
+            "falKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "Authorization: Key <key> (fal's form), accepted everywhere Bearer is.",
+            },
+        },
+        "schemas": schemas,
+        "parameters": parameters,
+        "headers": headers,
+        "responses": responses,
+    },
+}
+
+text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+if "--check" in sys.argv:
+    current = open(OUT).read() if os.path.exists(OUT) else ""
+    if current != text:
+        print(OUT, "is not the output of", os.path.basename(__file__), "- run it and commit the result")
+        sys.exit(1)
+    print(OUT, "is up to date")
+    sys.exit(0)
+with open(OUT, "w") as f:
+    f.write(text)
+print("wrote", OUT)

@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "spool-broker", targets: ["spool-broker"]),
         .executable(name: "spool-worker", targets: ["spool-worker"]),
         .executable(name: "spool", targets: ["spool"]),
+        .executable(name: "spool-bench", targets: ["spool-bench"]),
         .library(name: "SpoolClient", targets: ["SpoolClient"]),
         .library(name: "SpoolWorker", targets: ["SpoolWorker"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
@@ -26,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
     ],
     targets: [
         // Wire types, errors and the job state machine: no NIO, no Postgres.
@@ -108,6 +110,19 @@ let package = Package(
             dependencies: [
                 "SpoolClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The benchmark: the database floor, submit, drain, pickup, status, depth, memory, churn.
+        .executableTarget(
+            name: "spool-bench",
+            dependencies: [
+                "SpoolCore", "SpoolStore", "SpoolWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The README's Swift worker, built with the package so it cannot rot.

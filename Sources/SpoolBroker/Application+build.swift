@@ -54,7 +54,9 @@ func buildApplication(
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: authenticated)
-    WorkerRoutes(store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics)
+    WorkerRoutes(
+        store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics,
+        completions: CompletionBatcher(store: store, logger: logger))
         .register(on: authenticated)
     FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: authenticated)

@@ -29,7 +29,7 @@ struct JobViews: Sendable {
         var view = JobView(record: record)
         if record.status == .pending {
             view.position = try await positions.position(of: record, logger: logger)
-            if monitor.liveWorkers(for: record.model) == 0 {
+            if try await monitor.liveWorkers(for: record.model) == 0 {
                 view.warnings.append(
                     "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen.")
             }

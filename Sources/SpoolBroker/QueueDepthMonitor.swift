@@ -32,9 +32,10 @@ final class QueueDepthMonitor: Service, Sendable {
 
     var snapshot: Snapshot { latest.withLock { $0 } }
 
-    /// Live workers serving `model`, or nil before the first snapshot.
-    func liveWorkers(for model: String) -> Int? {
-        latest.withLock { $0.takenAt == nil ? nil : $0.liveWorkers[model, default: 0] }
+    /// Live workers serving `model`; the first call before any snapshot takes one.
+    func liveWorkers(for model: String) async throws -> Int {
+        if latest.withLock({ $0.takenAt == nil }) { try await refresh() }
+        return latest.withLock { $0.liveWorkers[model, default: 0] }
     }
 
     func run() async throws {

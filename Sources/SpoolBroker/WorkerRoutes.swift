@@ -14,6 +14,8 @@ struct WorkerRoutes: Sendable {
     let metrics: BrokerMetrics
     /// When this broker last wrote each worker's row: one write per worker per few seconds, not per lease.
     let seen = WorkerSightings()
+    /// Concurrent completions share one statement.
+    let completions: CompletionBatcher
 
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         let worker = router.group("v1/worker")
@@ -21,10 +23,14 @@ struct WorkerRoutes: Sendable {
         worker.post("jobs/:request_id/heartbeat", use: heartbeat)
         worker.post("jobs/:request_id/complete") { request, context in
             let body = try CompleteRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
-            return try await finish(
-                request: request, context: context, token: body.lease_token, end: .complete(outputs: body.outputs),
-                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+            let result = try await complete(Self.requestID(context), body, context: context)
+            if let refusal = result.refusal { throw refusal }
+            guard let status = result.status else { throw SpoolError.internalError() }
+            return JSONResponse.make(
+                JobWriteResponse(request_id: result.request_id, status: status, retries: result.retries ?? 0),
+                headers: result.replayed ? [.idempotentReplayed: "true"] : [:])
         }
+        worker.post("complete", use: completeBatch)
         worker.post("jobs/:request_id/fail") { request, context in
             let body = try FailRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
@@ -103,6 +109,70 @@ struct WorkerRoutes: Sendable {
             return JSONResponse.make(HeartbeatResponse(lease_expires_at: beat.leaseExpiresAt, stop_reason: beat.stopReason))
         case .failure(let refusal):
             throw Self.error(for: refusal, requestID: requestID)
+        }
+    }
+
+    /// Several completions in one request; one result per completion, in order.
+    @Sendable func completeBatch(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let batch = try CompleteBatchRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let results = try await withThrowingTaskGroup(of: (Int, CompleteResult).self) { group in
+            for (index, item) in batch.completions.enumerated() {
+                group.addTask {
+                    guard let id = UUID(uuidString: item.request_id) else {
+                        let refusal = SpoolError.notFound("No job '\(item.request_id)': request ids are UUIDs.", code: "job_not_found")
+                        return (index, CompleteResult(request_id: item.request_id, refusal: refusal))
+                    }
+                    return (index, try await complete(id, item.complete, context: context))
+                }
+            }
+            var results = [CompleteBatchResult?](repeating: nil, count: batch.completions.count)
+            for try await (index, result) in group {
+                results[index] = CompleteBatchResult(
+                    request_id: result.request_id, status: result.status, retries: result.retries,
+                    error: result.refusal.map { BatchItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
+            }
+            return results.compactMap { $0 }
+        }
+        return JSONResponse.make(CompleteBatchResponse(results: results))
+    }
+
+    struct CompleteResult: Sendable {
+        var request_id: String
+        var status: JobStatus? = nil
+        var retries: Int32? = nil
+        /// Why the completion was refused, as a single complete would answer it.
+        var refusal: SpoolError? = nil
+        var replayed = false
+    }
+
+    /// One completion: through the shared statement, and through `finish` when the batch left it
+    /// (to tell a retried complete from a lost lease).
+    func complete(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> CompleteResult {
+        let id = requestID.uuidString.lowercased()
+        let report = AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? [])
+        let token: UUID
+        do {
+            token = try Self.leaseToken(body.lease_token)
+        } catch let error as SpoolError {
+            return CompleteResult(request_id: id, refusal: error)
+        }
+        if let done = try await completions.complete(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: report)) {
+            metrics.count("completed", model: done.model)
+            metrics.recordRunTime(model: done.model, seconds: done.runSeconds)
+            return CompleteResult(request_id: id, status: .done, retries: done.retries)
+        }
+        switch try await store.jobs.finish(
+            requestID: requestID, leaseToken: token, end: .complete(outputs: body.outputs), report: report,
+            retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
+        {
+        case .success(let finished):
+            if !finished.replayed {
+                metrics.count(LeaseReaper.event(finished.status), model: finished.model)
+                metrics.recordRunTime(model: finished.model, seconds: finished.runSeconds)
+            }
+            return CompleteResult(request_id: id, status: finished.status, retries: finished.retries, replayed: finished.replayed)
+        case .failure(let refusal):
+            return CompleteResult(request_id: id, refusal: Self.error(for: refusal, requestID: requestID))
         }
     }
 

@@ -295,3 +295,79 @@ public struct JobWriteResponse: Sendable, Codable, Equatable {
         self.retries = retries
     }
 }
+
+/// `POST /v1/worker/complete`: several completions in one request (a worker finishing many short jobs).
+public struct CompleteBatchRequest: Sendable, Codable, Equatable {
+    public var completions: [CompleteBatchItem]
+
+    public static let maxItems = 1000
+
+    public init(completions: [CompleteBatchItem]) { self.completions = completions }
+
+    public init(json: JSONValue) throws(SpoolError) {
+        let body = try RequestFields(json)
+        guard let items = try body.optionalArray("completions"), !items.isEmpty, items.count <= Self.maxItems else {
+            throw .invalidRequest("'completions' must hold 1 to \(Self.maxItems) completions.", code: "invalid_field", param: "completions")
+        }
+        var completions: [CompleteBatchItem] = []
+        for item in items {
+            let fields = try RequestFields(item)
+            completions.append(
+                CompleteBatchItem(request_id: try fields.requiredString("request_id"), complete: try CompleteRequest(json: item)))
+        }
+        self.completions = completions
+    }
+}
+
+/// One completion of a batch: the job it is for, and what a single complete would carry.
+public struct CompleteBatchItem: Sendable, Codable, Equatable {
+    public var request_id: String
+    public var lease_token: String
+    public var outputs: [String: JSONValue]
+    public var info: [String: JSONValue]?
+    public var logs: [JobLogLine]?
+
+    public init(request_id: String, complete: CompleteRequest) {
+        self.request_id = request_id
+        self.lease_token = complete.lease_token
+        self.outputs = complete.outputs
+        self.info = complete.info
+        self.logs = complete.logs
+    }
+
+    public var complete: CompleteRequest { CompleteRequest(lease_token: lease_token, outputs: outputs, info: info, logs: logs) }
+}
+
+/// The answer to a batch: one result per completion, in order.
+public struct CompleteBatchResponse: Sendable, Codable, Equatable {
+    public var results: [CompleteBatchResult]
+    public init(results: [CompleteBatchResult]) { self.results = results }
+}
+
+/// Where one completion left its job, or why it was refused (`error`: lease_lost, job_not_found, …).
+public struct CompleteBatchResult: Sendable, Codable, Equatable {
+    public var request_id: String
+    public var status: JobStatus?
+    public var retries: Int32?
+    public var error: BatchItemError?
+
+    public init(request_id: String, status: JobStatus? = nil, retries: Int32? = nil, error: BatchItemError? = nil) {
+        self.request_id = request_id
+        self.status = status
+        self.retries = retries
+        self.error = error
+    }
+}
+
+/// Why one item of a batch was refused: the code and message a single request would have answered.
+public struct BatchItemError: Sendable, Codable, Equatable {
+    public var code: String
+    public var message: String
+    public var http_status: Int
+
+    public init(code: String, message: String, http_status: Int) {
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+    }
+}

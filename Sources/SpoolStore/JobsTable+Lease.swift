@@ -237,3 +237,76 @@ struct LogColumns {
         }
     }
 }
+
+/// One completion in a batch.
+public struct Completion: Sendable, Equatable {
+    public var requestID: UUID
+    public var leaseToken: UUID
+    public var outputs: [String: JSONValue]
+    public var report: AttemptReport
+
+    public init(requestID: UUID, leaseToken: UUID, outputs: [String: JSONValue], report: AttemptReport = AttemptReport()) {
+        self.requestID = requestID
+        self.leaseToken = leaseToken
+        self.outputs = outputs
+        self.report = report
+    }
+}
+
+/// A job a batched complete finished.
+public struct Completed: Sendable, Equatable {
+    public var requestID: UUID
+    public var model: String
+    public var retries: Int32
+    public var runSeconds: Double
+}
+
+extension JobsTable {
+    /// Completes many running jobs in one statement, each fenced by its lease token, with their
+    /// last emits and log lines. Returns the jobs it completed; any other (a lease that moved on,
+    /// a retried complete, an unknown id) is left unchanged for `finish` to settle and explain.
+    public func completeMany(_ completions: [Completion], on database: some PostgresQueryable, logger: Logger) async throws
+        -> [Completed]
+    {
+        guard !completions.isEmpty else { return [] }
+        var logIDs: [UUID] = []
+        var logs = LogColumns([])
+        for completion in completions where !completion.report.logs.isEmpty {
+            let columns = LogColumns(completion.report.logs)
+            logIDs += Array(repeating: completion.requestID, count: columns.levels.count)
+            logs.levels += columns.levels
+            logs.sources += columns.sources
+            logs.messages += columns.messages
+            logs.times += columns.times
+        }
+        let rows = try await database.run(
+            """
+            WITH input AS (
+                SELECT * FROM unnest(\(completions.map(\.requestID))::uuid[], \(completions.map(\.leaseToken))::uuid[],
+                                     \(completions.map { JSONValue.object($0.outputs).jsonText })::text[],
+                                     \(completions.map { JSONValue.object($0.report.infoPatch).jsonText })::text[])
+                    AS item(request_id, lease_token, outputs, patch)
+            ), done AS (
+                UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb, info = jobs.info || item.patch::jsonb,
+                                done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL
+                FROM input AS item
+                WHERE jobs.request_id = item.request_id AND jobs.status = 'running' AND jobs.lease_token = item.lease_token
+                RETURNING jobs.id, jobs.attempt, jobs.request_id, jobs.model, jobs.retries,
+                          extract(epoch FROM now() - jobs.claimed_at)::float8 AS run
+            ), logged AS (
+                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
+                SELECT done.id, done.attempt, line.level, line.source, line.message,
+                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
+                FROM unnest(\(logIDs)::uuid[], \(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
+                            \(logs.times)::text[]) AS line(request_id, level, source, message, logged_at)
+                JOIN done ON done.request_id = line.request_id
+            )
+            SELECT request_id, model, retries, run FROM done
+            """, logger: logger)
+        var completed: [Completed] = []
+        for try await (requestID, model, retries, run) in rows.decode((UUID, String, Int32, Double).self) {
+            completed.append(Completed(requestID: requestID, model: model, retries: retries, runSeconds: run))
+        }
+        return completed
+    }
+}

@@ -72,10 +72,18 @@ final class BrokerConnection: Sendable {
     func finish(requestID: String, action: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant) async throws
         -> JobWriteResponse
     {
+        try await callRetrying("/v1/worker/jobs/\(requestID)/\(action)", body: body, until: deadline)
+    }
+
+    /// A write retried through transient failures (with backoff, on the next replica) until `deadline`.
+    /// Worker writes are safe to repeat: each names its lease token.
+    func callRetrying<Answer: Decodable>(_ path: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant)
+        async throws -> Answer
+    {
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
         while true {
             do {
-                return try await call("/v1/worker/jobs/\(requestID)/\(action)", body: body, timeout: .seconds(15))
+                return try await call(path, body: body, timeout: .seconds(15))
             } catch BrokerCallError.transient(let message) {
                 guard ContinuousClock.now < deadline, !Task.isCancelled else { throw BrokerCallError.transient(message) }
                 try await Task.sleep(for: backoff.next())

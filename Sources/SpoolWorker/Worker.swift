@@ -29,20 +29,21 @@ public struct Worker: Service {
             urls: configuration.brokerURLs, apiKey: configuration.apiKey, connections: configuration.concurrency * 3 + 2,
             caFile: configuration.caFile, logger: logger)
         let running = RunningJobs()
+        let completions = CompletionSender(broker: broker, retryFor: .seconds(max(configuration.leaseSeconds * 2, 60)))
         logger.info(
             "worker started",
             metadata: [
                 "worker_id": "\(configuration.workerID)", "models": "\(configuration.models.joined(separator: ","))",
                 "concurrency": "\(configuration.concurrency)", "brokers": "\(configuration.brokerURLs.joined(separator: ","))",
             ])
-        await cancelWhenGracefulShutdown { await leaseLoop(broker: broker, running: running) }
+        await cancelWhenGracefulShutdown { await leaseLoop(broker: broker, running: running, completions: completions) }
         await drain(running)
         await broker.shutdown()
         logger.info("worker stopped", metadata: ["worker_id": "\(configuration.workerID)"])
     }
 
     /// Leases as many jobs as there are free slots, long-polling when none are pending.
-    private func leaseLoop(broker: BrokerConnection, running: RunningJobs) async {
+    private func leaseLoop(broker: BrokerConnection, running: RunningJobs, completions: CompletionSender) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         var failures = 0
         while !Task.isCancelled {
@@ -59,7 +60,7 @@ public struct Worker: Service {
                         host: ProcessInfo.processInfo.hostName))
                 backoff.reset()
                 failures = 0
-                for job in jobs { start(job, broker: broker, running: running) }
+                for job in jobs { start(job, broker: broker, running: running, completions: completions) }
             } catch {
                 if Task.isCancelled { break }
                 failures += 1
@@ -74,16 +75,16 @@ public struct Worker: Service {
         }
     }
 
-    private func start(_ leased: LeasedJob, broker: BrokerConnection, running: RunningJobs) {
+    private func start(_ leased: LeasedJob, broker: BrokerConnection, running: RunningJobs, completions: CompletionSender) {
         running.add(leased.request_id)
         Task {
-            await runJob(leased, broker: broker, running: running)
+            await runJob(leased, broker: broker, running: running, completions: completions)
             running.remove(leased.request_id)
         }
     }
 
     /// Runs one job to its end and reports it: complete, fail, release when drained, or nothing when the lease was lost.
-    private func runJob(_ leased: LeasedJob, broker: BrokerConnection, running: RunningJobs) async {
+    private func runJob(_ leased: LeasedJob, broker: BrokerConnection, running: RunningJobs, completions: CompletionSender) async {
         let metadata: Logger.Metadata = ["request_id": "\(leased.request_id)", "model": "\(leased.model)", "attempt": "\(leased.attempt)"]
         logger.debug("job started", metadata: metadata)
         let reports = Signal()
@@ -111,9 +112,15 @@ public struct Worker: Service {
             let answer: JobWriteResponse
             switch result {
             case .success(let outputs):
-                answer = try await broker.finish(
-                    requestID: leased.request_id, action: "complete",
-                    body: CompleteRequest(lease_token: leased.lease_token, outputs: outputs, info: info, logs: logs), until: deadline)
+                // Completions of many short jobs share requests; see CompletionSender.
+                let result = try await completions.complete(
+                    CompleteBatchItem(
+                        request_id: leased.request_id,
+                        complete: CompleteRequest(lease_token: leased.lease_token, outputs: outputs, info: info, logs: logs)))
+                if let error = result.error {
+                    throw error.code == "lease_lost" ? BrokerCallError.leaseLost(error.message) : BrokerCallError.refused(status: error.http_status, message: error.message)
+                }
+                answer = JobWriteResponse(request_id: result.request_id, status: result.status ?? .done, retries: result.retries ?? 0)
             case .failure where running.isDrained(leased.request_id):
                 answer = try await broker.finish(
                     requestID: leased.request_id, action: "release",

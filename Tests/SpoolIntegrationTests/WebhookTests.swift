@@ -106,8 +106,10 @@ import Glibc
             let model = uniqueModel("hook")
             // Nothing listens yet: the first attempt fails, the next is 3 s away.
             let id = try await Self.runJob(broker, model: model, webhook: "http://127.0.0.1:\(port)/hook")
-            try await eventually("the first attempt fails") {
-                try await HTTP.status(broker: broker, model: model, requestID: id)["webhook"]?.objectValue?["attempts"] == 1
+            // Recorded, not just begun: a broker killed mid-attempt leaves the delivery leased for a minute.
+            try await eventually("the first attempt's failure is recorded") {
+                let webhook = try await HTTP.status(broker: broker, model: model, requestID: id)["webhook"]?.objectValue
+                return webhook?["attempts"] == 1 && webhook?["last_error"] != .null && webhook?["last_error"] != nil
             }
             broker.process.signal(SIGKILL)
             _ = await broker.process.stop()

@@ -281,7 +281,8 @@ import Testing
             let jobs = try await broker.lease(models: [uniqueModel()], waitSeconds: 1)
             let elapsed = ContinuousClock.now - start
             #expect(jobs.isEmpty)
-            #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(5))
+            // At least the wait; the upper bound only guards against a lease that never ends (CI machines are busy).
+            #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(20))
         }
     }
 

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SpoolStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The PostgreSQL server the benchmark runs against (its own embedded cluster, or a URL), and a
+/// fresh database per scenario so one scenario's dead rows do not slow the next.
+final class BenchDatabase: Sendable {
+    let url: URLComponents
+    let cluster: EmbeddedPostgres?
+    let logger: Logger
+
+    init(url: String?, logger: Logger) throws {
+        self.logger = logger
+        if let url {
+            self.url = URLComponents(string: url)!
+            self.cluster = nil
+        } else {
+            let directory = NSTemporaryDirectory() + "spool-bench-\(getpid())"
+            let cluster = try EmbeddedPostgres(dataDirectory: directory, logger: logger)
+            self.cluster = cluster
+            self.url = URLComponents(string: cluster.url)!
+        }
+    }
+
+    func url(database: String) -> String {
+        var components = url
+        components.path = "/" + database
+        return components.string!
+    }
+
+    func configuration(database: String) throws -> PostgresClient.Configuration {
+        try DatabaseURL(url(database: database)).configuration
+    }
+
+    /// Runs `body` with a pool of `connections` on `database`.
+    func withClient<Result: Sendable>(
+        database: String, connections: Int = 20, _ body: (PostgresClient) async throws -> Result
+    ) async throws -> Result {
+        var configuration = try configuration(database: database)
+        configuration.options.maximumConnections = connections
+        configuration.options.minimumConnections = 0
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+
+    /// A new, migrated database named after the scenario.
+    func fresh(_ name: String) async throws -> String {
+        let database = "bench_\(name)"
+        try await withClient(database: "postgres", connections: 1) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"), logger: logger)
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"), logger: logger)
+        }
+        try await withClient(database: database, connections: 1) { client in
+            _ = try await Migrator(client: client).migrate(logger: logger)
+        }
+        return database
+    }
+
+    /// Inserts `count` pending jobs of `model` straight into the table, in batches (not what is measured).
+    func insertPending(_ count: Int, model: String, database: String) async throws {
+        try await withClient(database: database, connections: 1) { client in
+            var inserted = 0
+            while inserted < count {
+                let batch = min(100_000, count - inserted)
+                try await client.query(
+                    """
+                    INSERT INTO jobs (request_id, model, priority, payload)
+                    SELECT gen_random_uuid(), \(model), 0, jsonb_build_object('i', i) FROM generate_series(1, \(batch)) AS i
+                    """, logger: logger)
+                inserted += batch
+            }
+            try await client.query("VACUUM (ANALYZE) jobs", logger: logger)
+        }
+    }
+
+    func stop() { cluster?.stop() }
+}
+
+/// A `spool-broker` process started from beside this executable.
+final class BrokerProcess: Sendable {
+    let pid: pid_t
+    let port: Int
+    let outputPath: String
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    init(databaseURL: String, arguments: [String] = [], environment: [String: String] = [:]) async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path + "/spool-broker"
+        outputPath = NSTemporaryDirectory() + "spool-bench-broker-\(UUID().uuidString.prefix(8)).log"
+        pid = try Self.spawn([binary, "--database-url", databaseURL, "--port", "0"] + arguments,
+                             output: outputPath, environment: environment)
+        let deadline = ContinuousClock.now + .seconds(60)
+        var found: Int?
+        while found == nil, ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            if let match = text.firstMatch(of: #/listening on 127\.0\.0\.1:(\d+)/#) { found = Int(match.1) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        guard let found else { throw BenchError("spool-broker did not start: \((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")") }
+        port = found
+    }
+
+    /// Resident memory in MiB, from /proc.
+    var residentMiB: Double {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+
+    func stop() {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        unlink(outputPath)
+    }
+
+    static func spawn(_ arguments: [String], output: String, environment: [String: String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var merged = ProcessInfo.processInfo.environment
+        merged.merge(environment) { _, new in new }
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+        guard result == 0 else { throw BenchError("cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        return pid
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

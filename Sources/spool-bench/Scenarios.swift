@@ -1,0 +1,431 @@
+import AsyncHTTPClient
+import Foundation
+import Histogram
+import Logging
+import NIOCore
+import PostgresNIO
+import SpoolCore
+import SpoolStore
+import SpoolWorker
+import Synchronization
+
+/// How many jobs and clients each scenario uses: the full run, or `--quick` for CI.
+struct BenchSizes: Sendable {
+    var floorJobs = 100_000
+    var connections = 20
+    var submitJobs = 20_000
+    var submitClients = 32
+    var drainJobs = 100_000
+    var drainWorkers = 4
+    var drainConcurrency = 32
+    var pickups = 500
+    var statusReads = 20_000
+    var statusClients = 32
+    var depthSamples = 300
+    var deepQueue = 1_000_000
+    var longPolls = 1000
+    var churnJobs = 1_000_000
+
+    static let quick = BenchSizes(
+        floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
+        pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000)
+}
+
+/// Latencies in microseconds, for percentiles (HdrHistogram).
+struct Latencies {
+    var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func record(_ duration: Duration) {
+        _ = histogram.record(UInt64(max(0, duration.microseconds)))
+    }
+
+    mutating func merge(_ other: Latencies) {
+        for bucket in other.histogram.recordedValues() { _ = histogram.record(bucket.value, count: bucket.count) }
+    }
+
+    func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1000 }
+    var maxMs: Double { Double(histogram.max) / 1000 }
+    var count: UInt64 { histogram.totalCount }
+}
+
+extension Duration {
+    var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// The scenarios. Each starts what it needs on a fresh database and stops it after.
+struct Scenarios: Sendable {
+    let database: BenchDatabase
+    let sizes: BenchSizes
+    let http: HTTPClient
+    let logger: Logger
+    let report: Report
+
+    // MARK: floor
+
+    /// The broker's own claim and complete statements, straight to PostgreSQL, from as many
+    /// connections as a broker's pool: one job per statement, then batches of 100.
+    func floor() async throws {
+        for (label, batch) in [("single", 1), ("batched", 100)] {
+            let name = try await database.fresh("floor_\(label)")
+            try await database.insertPending(sizes.floorJobs, model: "bench/floor", database: name)
+            let elapsed = try await database.withClient(database: name, connections: sizes.connections) { client in
+                let start = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<sizes.connections {
+                        group.addTask {
+                            let jobs = JobsTable()
+                            while true {
+                                let claimed = try await jobs.claim(
+                                    models: ["bench/floor"], limit: batch, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "floor",
+                                    on: client, logger: logger)
+                                if claimed.isEmpty { return }
+                                _ = try await jobs.completeMany(
+                                    claimed.map { Completion(requestID: $0.requestID, leaseToken: $0.leaseToken, outputs: [:]) },
+                                    on: client, logger: logger)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                return ContinuousClock.now - start
+            }
+            let rate = Double(sizes.floorJobs) / elapsed.seconds
+            report.add("floor_\(label)_jobs_per_s", rate, "floor: claim + complete \(batch == 1 ? "one job per statement" : "100 jobs per statement"), \(sizes.connections) connections", "jobs/s")
+        }
+    }
+
+    // MARK: submit
+
+    func submit() async throws -> (broker: BrokerProcess, ids: [String]) {
+        let name = try await database.fresh("submit")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        let ids = Locked<[String]>([])
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<sizes.submitClients {
+                group.addTask {
+                    var mine: [String] = []
+                    for index in stride(from: client, to: sizes.submitJobs, by: sizes.submitClients) {
+                        let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/submit", "payload": ["i": .int(Int64(index))]])
+                        guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
+                        mine.append(id)
+                    }
+                    ids.withLock { $0 += mine }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        report.add("submit_jobs_per_s", Double(sizes.submitJobs) / elapsed.seconds, "submit over HTTP, \(sizes.submitClients) concurrent clients", "jobs/s")
+        return (broker, ids.withLock { $0 })
+    }
+
+    // MARK: status
+
+    func status(broker: BrokerProcess, ids: [String]) async throws {
+        let latencies = Locked(Latencies())
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<sizes.statusClients {
+                group.addTask {
+                    var mine = Latencies()
+                    for index in stride(from: client, to: sizes.statusReads, by: sizes.statusClients) {
+                        let id = ids[index % ids.count]
+                        let began = ContinuousClock.now
+                        _ = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Fsubmit&request_id=\(id)")
+                        mine.record(ContinuousClock.now - began)
+                    }
+                    let recorded = mine
+                    latencies.withLock { $0.merge(recorded) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        let recorded = latencies.withLock { $0 }
+        report.add("status_reads_per_s", Double(sizes.statusReads) / elapsed.seconds, "status reads, \(sizes.statusClients) concurrent clients", "reads/s")
+        report.add("status_p99_ms", recorded.ms(99), "status read latency p99 under that load", "ms")
+    }
+
+    // MARK: drain
+
+    /// Jobs waiting, then workers on the SDK with a no-op handler: first lease to last complete.
+    func drain() async throws {
+        let name = try await database.fresh("drain")
+        try await database.insertPending(sizes.drainJobs, model: "bench/drain", database: name)
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        var configuration = WorkerConfiguration()
+        configuration.brokerURLs = [broker.baseURL]
+        configuration.models = ["bench/drain"]
+        configuration.concurrency = sizes.drainConcurrency
+        configuration.waitSeconds = 5
+        let start = ContinuousClock.now
+        let workers = try (0..<sizes.drainWorkers).map { _ in try Worker(configuration: configuration, handler: NoOp(), logger: logger) }
+        let running = workers.map { worker in Task { try await worker.run() } }
+        try await database.withClient(database: name, connections: 1) { client in
+            while true {
+                let done = try await client.query("SELECT count(*) FROM jobs WHERE status = 'done'", logger: logger).collect().first?.decode(Int.self) ?? 0
+                if done >= sizes.drainJobs { return }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        running.forEach { $0.cancel() }
+        for task in running { _ = try? await task.value }
+        report.add(
+            "drain_jobs_per_s", Double(sizes.drainJobs) / elapsed.seconds,
+            "drain \(sizes.drainJobs) waiting jobs: \(sizes.drainWorkers) SDK workers × concurrency \(sizes.drainConcurrency), no-op handler", "jobs/s")
+    }
+
+    // MARK: pickup
+
+    /// An idle worker waiting in a lease; jobs submitted one at a time: submit to handler start.
+    func pickup() async throws {
+        let name = try await database.fresh("pickup")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        let starts = StartSignals()
+        var configuration = WorkerConfiguration()
+        configuration.brokerURLs = [broker.baseURL]
+        configuration.models = ["bench/pickup"]
+        configuration.waitSeconds = 20
+        let worker = try Worker(configuration: configuration, handler: Recording(starts: starts), logger: logger)
+        let running = Task { try await worker.run() }
+        defer { running.cancel() }
+        var latencies = Latencies()
+        try await Task.sleep(for: .milliseconds(300))
+        for index in 0..<sizes.pickups {
+            // Idle again: the worker finished the last job and is back in its long-poll.
+            try await Task.sleep(for: .milliseconds(20))
+            let submitted = ContinuousClock.now
+            let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/pickup", "payload": ["i": .int(Int64(index))]])
+            guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
+            let started = try await starts.start(of: id, timeout: .seconds(30))
+            latencies.record(started - submitted)
+        }
+        report.add("pickup_p50_ms", latencies.ms(50), "pickup latency, submit to handler start (idle worker), p50", "ms")
+        report.add("pickup_p99_ms", latencies.ms(99), "pickup latency p99", "ms")
+        report.add("pickup_max_ms", latencies.maxMs, "pickup latency max", "ms")
+    }
+
+    // MARK: depth
+
+    /// Claim (a lease over HTTP) and status latency with 1,000 and with 1,000,000 jobs waiting.
+    func depth() async throws {
+        let name = try await database.fresh("depth")
+        for (label, waiting) in [("1k", 1000), ("1m", sizes.deepQueue)] {
+            let already = try await database.withClient(database: name, connections: 1) { client in
+                try await client.query("SELECT count(*) FROM jobs WHERE status = 'pending'", logger: logger).collect().first?.decode(Int.self) ?? 0
+            }
+            try await database.insertPending(waiting - already, model: "bench/depth", database: name)
+            let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+            defer { broker.stop() }
+            let ids = try await database.withClient(database: name, connections: 1) { client in
+                var ids: [String] = []
+                let rows = try await client.query(
+                    "SELECT request_id::text FROM jobs WHERE status = 'pending' ORDER BY random() LIMIT \(sizes.depthSamples)", logger: logger)
+                for try await id in rows.decode(String.self) { ids.append(id) }
+                return ids
+            }
+            // One warm-up each: the first status of a deep queue reads its pending index once.
+            _ = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Fdepth&request_id=\(ids[0])")
+            var claims = Latencies()
+            var statuses = Latencies()
+            for id in ids {
+                let began = ContinuousClock.now
+                let lease = try await post(
+                    broker.baseURL + "/v1/worker/lease", ["worker_id": "depth", "models": ["bench/depth"], "max_jobs": 1, "lease_seconds": 60])
+                claims.record(ContinuousClock.now - began)
+                if let job = lease.objectValue?["jobs"]?.arrayValue?.first?.objectValue, let jobID = job["request_id"]?.stringValue {
+                    _ = try await post(broker.baseURL + "/v1/worker/jobs/\(jobID)/complete", ["lease_token": job["lease_token"] ?? .null, "outputs": [:]])
+                }
+                let statusBegan = ContinuousClock.now
+                _ = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Fdepth&request_id=\(id)")
+                statuses.record(ContinuousClock.now - statusBegan)
+            }
+            let shown = label == "1k" ? "1,000" : waiting.formatted()
+            report.add("claim_ms_at_\(label)", claims.ms(50), "claim (lease of one job over HTTP) p50, \(shown) waiting", "ms")
+            report.add("status_ms_at_\(label)", statuses.ms(50), "status (with queue position) p50, \(shown) waiting", "ms")
+        }
+    }
+
+    // MARK: memory
+
+    /// Broker resident memory idle, and with `longPolls` workers waiting in long-polls.
+    func memory() async throws {
+        let name = try await database.fresh("memory")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        for _ in 0..<20 { _ = try await get(broker.baseURL + "/v1/queue/metrics?model=bench%2Fidle") }
+        try await Task.sleep(for: .seconds(1))
+        let idle = broker.residentMiB
+        let polls = (0..<sizes.longPolls).map { index in
+            Task {
+                try await post(
+                    broker.baseURL + "/v1/worker/lease",
+                    ["worker_id": .string("poll-\(index)"), "models": ["bench/idle"], "wait_seconds": 30], timeout: .seconds(45))
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        var open = 0
+        while open < sizes.longPolls, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            let metrics = try await getText(broker.baseURL + "/metrics")
+            open = metrics.split(separator: "\n").first { $0.hasPrefix("spool_long_polls_open ") }.flatMap { Int(Double($0.split(separator: " ")[1]) ?? 0) } ?? 0
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let loaded = broker.residentMiB
+        polls.forEach { $0.cancel() }
+        report.add("broker_rss_idle_mb", idle, "broker resident memory, idle", "MiB")
+        report.add("broker_rss_1k_polls_mb", loaded, "broker resident memory with \(open) long-polls waiting", "MiB")
+        report.add("broker_kb_per_long_poll", (loaded - idle) * 1024 / Double(max(open, 1)), "memory per waiting long-poll", "KiB")
+    }
+
+    // MARK: churn
+
+    /// Pushes jobs through (insert, claim, complete, prune) and compares the table's size on disk
+    /// with the size of the rows still live: how well the queue tables resist bloat.
+    func churn() async throws {
+        let name = try await database.fresh("churn")
+        let keep = 10_000
+        let batch = 1000
+        let start = ContinuousClock.now
+        try await database.withClient(database: name, connections: 4) { client in
+            let jobs = JobsTable()
+            var pushed = 0
+            while pushed < sizes.churnJobs {
+                try await client.query(
+                    """
+                    INSERT INTO jobs (request_id, model, priority, payload)
+                    SELECT gen_random_uuid(), 'bench/churn', 0, jsonb_build_object('i', i) FROM generate_series(1, \(batch)) AS i
+                    """, logger: logger)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<4 {
+                        group.addTask {
+                            while true {
+                                let claimed = try await jobs.claim(
+                                    models: ["bench/churn"], limit: 100, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "churn", on: client, logger: logger)
+                                if claimed.isEmpty { return }
+                                _ = try await jobs.completeMany(
+                                    claimed.map { Completion(requestID: $0.requestID, leaseToken: $0.leaseToken, outputs: ["ok": true]) }, on: client, logger: logger)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                pushed += batch
+                // Retention: everything but the newest `keep` finished jobs goes, in the broker's batches.
+                try await client.query(
+                    """
+                    DELETE FROM jobs WHERE id IN (
+                        SELECT id FROM jobs WHERE status = 'done' ORDER BY id DESC OFFSET \(keep) LIMIT \(batch * 2) FOR UPDATE SKIP LOCKED)
+                    """, logger: logger)
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        let sizesOnDisk = try await database.withClient(database: name, connections: 1) { client in
+            try await client.query(
+                """
+                SELECT pg_relation_size('jobs'), pg_indexes_size('jobs'), pg_total_relation_size('jobs'),
+                       (SELECT coalesce(sum(pg_column_size(j.*)), 0)::bigint FROM jobs j), (SELECT count(*) FROM jobs)
+                """, logger: logger
+            ).collect().first!.decode((Int64, Int64, Int64, Int64, Int).self)
+        }
+        let mib = { (bytes: Int64) in Double(bytes) / 1_048_576 }
+        report.add("churn_jobs_per_s", Double(sizes.churnJobs) / elapsed.seconds, "churn: \(sizes.churnJobs.formatted()) jobs inserted, claimed, completed, pruned", "jobs/s")
+        report.add("churn_table_mb", mib(sizesOnDisk.0), "jobs table (heap) after the churn, \(sizesOnDisk.4) live rows", "MiB")
+        report.add("churn_indexes_mb", mib(sizesOnDisk.1), "jobs indexes after the churn", "MiB")
+        report.add("churn_live_rows_mb", mib(sizesOnDisk.3), "size of the live rows themselves", "MiB")
+    }
+
+    // MARK: HTTP
+
+    func post(_ url: String, _ body: JSONValue, timeout: Duration = .seconds(60)) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body.jsonText))
+        let response = try await http.execute(request, timeout: .init(timeout))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return bytes.readableBytes == 0 ? .null : try JSONValue.parse(bytes.readableBytesView)
+    }
+
+    func get(_ url: String) async throws -> JSONValue {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return try JSONValue.parse(bytes.readableBytesView)
+    }
+
+    func getText(_ url: String) async throws -> String {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+        return String(buffer: try await response.body.collect(upTo: 16 << 20))
+    }
+}
+
+struct NoOp: JobHandler {
+    func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] { [:] }
+}
+
+/// Records when each job's handler started, and wakes whoever waits for it.
+final class StartSignals: Sendable {
+    private typealias Waiter = CheckedContinuation<ContinuousClock.Instant?, Never>
+    private let state = Mutex<(starts: [String: ContinuousClock.Instant], waiters: [String: Waiter])>(([:], [:]))
+
+    func record(_ id: String) {
+        let now = ContinuousClock.now
+        let waiter = state.withLock { state -> Waiter? in
+            if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
+            state.starts[id] = now
+            return nil
+        }
+        waiter?.resume(returning: now)
+    }
+
+    func start(of id: String, timeout: Duration) async throws -> ContinuousClock.Instant {
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+        }
+        defer { timer.cancel() }
+        let start = await withCheckedContinuation { (continuation: Waiter) in
+            let known = state.withLock { state -> ContinuousClock.Instant? in
+                if let start = state.starts.removeValue(forKey: id) { return start }
+                state.waiters[id] = continuation
+                return nil
+            }
+            if let known { continuation.resume(returning: known) }
+        }
+        guard let start else { throw BenchError("job \(id) did not start within \(timeout)") }
+        return start
+    }
+}
+
+struct Recording: JobHandler {
+    let starts: StartSignals
+    func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
+        starts.record(job.requestID)
+        return [:]
+    }
+}
+
+extension JSONValue {
+    var arrayValue: [JSONValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+}
+
+/// A value several tasks add to.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<Result: Sendable>(_ body: (inout sending Value) -> sending Result) -> Result { mutex.withLock(body) }
+}

@@ -3,28 +3,31 @@ import Logging
 import SpoolStore
 import Synchronization
 
-/// Completes concurrent completions in one statement each round (group commit).
+/// Completes concurrent completions in few statements (group commit).
 ///
-/// The first completion to arrive is written at once; those that arrive while a statement runs
-/// wait for it and go together in the next. At low load nothing waits; under load, one statement
-/// carries up to `maxBatch` completions. Nothing is acknowledged before its statement committed.
+/// A completion that arrives while fewer than `maxWriters` statements run is written at once;
+/// those that arrive while all run wait and go together in the next. At low load nothing waits;
+/// under load, each statement carries up to `maxBatch` completions. Nothing is acknowledged before
+/// its statement committed.
 final class CompletionBatcher: Sendable {
     private typealias Waiter = (completion: Completion, continuation: CheckedContinuation<Result<Completed?, any Error>, Never>)
 
     private struct State {
         var queue: [Waiter] = []
-        var writing = false
+        var writers = 0
     }
 
     let store: SpoolStore
     let logger: Logger
     let maxBatch: Int
+    let maxWriters: Int
     private let state = Mutex(State())
 
-    init(store: SpoolStore, logger: Logger, maxBatch: Int = 500) {
+    init(store: SpoolStore, logger: Logger, maxBatch: Int = 500, maxWriters: Int = 4) {
         self.store = store
         self.logger = logger
         self.maxBatch = maxBatch
+        self.maxWriters = maxWriters
     }
 
     /// Completes the job if its lease holds; nil when the batch left it for `finish` to settle
@@ -33,8 +36,8 @@ final class CompletionBatcher: Sendable {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Completed?, any Error>, Never>) in
             let startWriting = state.withLock { state -> Bool in
                 state.queue.append((completion, continuation))
-                guard !state.writing else { return false }
-                state.writing = true
+                guard state.writers < maxWriters else { return false }
+                state.writers += 1
                 return true
             }
             if startWriting { Task { await self.write() } }
@@ -59,7 +62,7 @@ final class CompletionBatcher: Sendable {
         while true {
             let batch = state.withLock { state -> [Waiter] in
                 guard !state.queue.isEmpty else {
-                    state.writing = false
+                    state.writers -= 1
                     return []
                 }
                 let batch = Array(state.queue.prefix(maxBatch))

@@ -45,22 +45,10 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
-    /// Parses a complete JSON document.
-    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-    }
-
     /// Parses a complete JSON document from text, as PostgreSQL returns jsonb.
     public static func parse(_ text: String) throws -> JSONValue {
-        try parse(Array(text.utf8))
-    }
-
-    /// Compact JSON text, as stored in a jsonb column.
-    public var jsonText: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail: every case maps to a JSON value.
-        return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
+        var text = text
+        return try text.withUTF8 { try parse($0) }
     }
 }
 

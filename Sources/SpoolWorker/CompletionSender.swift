@@ -1,33 +1,35 @@
 import Foundation
 import Synchronization
 
-/// Sends completions to the broker in batches (group commit): the first goes at once; those that
-/// finish while a request is in flight go together in the next one. A worker running many short
-/// jobs reports them in a few requests instead of one each.
+/// Sends completions to the broker in batches (group commit): a completion goes at once while
+/// fewer than `maxInFlight` requests are out; those that finish while all are out go together in
+/// the next. A worker running many short jobs reports them in a few requests instead of one each.
 final class CompletionSender: Sendable {
     private typealias Waiter = (item: CompleteBatchItem, continuation: CheckedContinuation<Result<CompleteBatchResult, any Error>, Never>)
 
     private struct State {
         var queue: [Waiter] = []
-        var sending = false
+        var senders = 0
     }
 
     let broker: BrokerConnection
     /// How long a batch is retried through broker outages before its jobs are left to their leases.
     let retryFor: Duration
+    let maxInFlight: Int
     private let state = Mutex(State())
 
-    init(broker: BrokerConnection, retryFor: Duration) {
+    init(broker: BrokerConnection, retryFor: Duration, maxInFlight: Int = 2) {
         self.broker = broker
         self.retryFor = retryFor
+        self.maxInFlight = maxInFlight
     }
 
     func complete(_ item: CompleteBatchItem) async throws -> CompleteBatchResult {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<CompleteBatchResult, any Error>, Never>) in
             let start = state.withLock { state -> Bool in
                 state.queue.append((item, continuation))
-                guard !state.sending else { return false }
-                state.sending = true
+                guard state.senders < maxInFlight else { return false }
+                state.senders += 1
                 return true
             }
             if start { Task { await self.send() } }
@@ -39,7 +41,7 @@ final class CompletionSender: Sendable {
         while true {
             let batch = state.withLock { state -> [Waiter] in
                 guard !state.queue.isEmpty else {
-                    state.sending = false
+                    state.senders -= 1
                     return []
                 }
                 let batch = Array(state.queue.prefix(CompleteBatchRequest.maxItems))

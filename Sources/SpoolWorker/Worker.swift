@@ -101,6 +101,8 @@ public struct Worker: Service {
         let keeperTask = Task { await keeper.run() }
         let result = await handlerTask.result
         keeperTask.cancel()
+        // The slot is free once the handler is done: the next lease need not wait for this report.
+        running.markReporting(leased.request_id)
         if await keeperTask.value == .leaseLost { return }
 
         let report = context.takeReport()
@@ -153,18 +155,18 @@ public struct Worker: Service {
     /// Waits for running jobs up to `drainSeconds`, then hands the rest back.
     private func drain(_ running: RunningJobs) async {
         let deadline = ContinuousClock.now + .seconds(configuration.drainSeconds)
-        if running.count > 0 {
-            logger.notice("draining: no new leases; waiting for running jobs", metadata: ["running": "\(running.count)"])
+        if running.total > 0 {
+            logger.notice("draining: no new leases; waiting for running jobs", metadata: ["running": "\(running.total)"])
         }
-        while running.count > 0, ContinuousClock.now < deadline {
+        while running.total > 0, ContinuousClock.now < deadline {
             await running.changed.wait(timeout: deadline - .now)
         }
-        if running.count > 0 {
-            logger.notice("drain period over; handing unfinished jobs back", metadata: ["running": "\(running.count)"])
+        if running.total > 0 {
+            logger.notice("drain period over; handing unfinished jobs back", metadata: ["running": "\(running.total)"])
             running.drainAll()
             // Releases get a few seconds; a job still unreported after that is requeued when its lease expires.
             let releaseDeadline = ContinuousClock.now + .seconds(15)
-            while running.count > 0, ContinuousClock.now < releaseDeadline {
+            while running.total > 0, ContinuousClock.now < releaseDeadline {
                 await running.changed.wait(timeout: releaseDeadline - .now)
             }
         }
@@ -176,13 +178,24 @@ final class RunningJobs: Sendable {
     private struct Entry {
         var handler: Task<[String: JSONValue], any Error>?
         var drained = false
+        /// The handler has returned; its result is being reported.
+        var reporting = false
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    /// Raised whenever a job ends.
+    /// Raised whenever a handler returns or a job ends.
     let changed = Signal()
 
-    var count: Int { entries.withLock { $0.count } }
+    /// Jobs whose handler runs: what takes a concurrency slot.
+    var count: Int { entries.withLock { $0.values.count { !$0.reporting } } }
+
+    /// Jobs running or being reported: what a drain waits for.
+    var total: Int { entries.withLock { $0.count } }
+
+    func markReporting(_ requestID: String) {
+        entries.withLock { $0[requestID]?.reporting = true }
+        changed.raise()
+    }
 
     func add(_ requestID: String) {
         entries.withLock { $0[requestID] = Entry() }

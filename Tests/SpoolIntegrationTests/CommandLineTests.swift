@@ -38,9 +38,9 @@ import Testing
         let status = try await spool(["status", id, "--model", model, "--json"], broker: broker)
         #expect(status.status == 0)
         let statusJSON = try JSONValue.parse(status.output).objectValue
-        #expect(statusJSON?["status"] == "pending" && statusJSON?["priority"] == 5 && statusJSON?["queue_position"] == 0)
+        #expect(statusJSON?["status"] == "pending" && statusJSON?["priority"] == 5 && statusJSON?["queue_position"] == 0, "\(status.output)")
         let text = try await spool(["status", id, "--model", model], broker: broker)
-        #expect(text.output.contains("pending") && text.output.contains("queue position 0") && text.output.contains("warning: No live worker"))
+        #expect(text.output.contains("pending") && text.output.contains("queue position 0") && text.output.contains("warning: No live worker"), "\(text.output)")
 
         try await eventually("the metrics table lists the model") {
             let table = try await spool(["metrics"], broker: broker)

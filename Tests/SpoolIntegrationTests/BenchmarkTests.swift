@@ -1,0 +1,28 @@
+import Foundation
+import SpoolCore
+import Testing
+
+/// `spool-bench --quick` runs every scenario with small counts, so the benchmark cannot rot. Its
+/// figures from a debug build mean little; BENCHMARKS.md has a release run's.
+@Suite(.serialized) struct BenchmarkTests {
+    @Test func theQuickBenchmarkRunsAndWritesEveryFigure() async throws {
+        let json = NSTemporaryDirectory() + "spool-bench-\(UUID().uuidString.prefix(8)).json"
+        let process = try SpawnedProcess([SpawnedProcess.buildDirectory + "/spool-bench", "--quick", "--json", json])
+        let status = try await process.wait(timeout: .seconds(600))
+        #expect(status == 0, "\(process.output.suffix(4000))")
+        let figures = try JSONValue.parse(try String(contentsOfFile: json, encoding: .utf8)).objectValue ?? [:]
+        for key in [
+            "floor_single_jobs_per_s", "floor_batched_jobs_per_s", "submit_jobs_per_s", "drain_jobs_per_s", "pickup_p50_ms",
+            "pickup_p99_ms", "status_reads_per_s", "claim_ms_at_1k", "claim_ms_at_1m", "status_ms_at_1k", "status_ms_at_1m",
+            "broker_rss_idle_mb", "broker_rss_1k_polls_mb",
+        ] {
+            let value: Double? = switch figures[key] {
+            case .double(let value)?: value
+            case .int(let value)?: Double(value)
+            default: nil
+            }
+            #expect((value ?? 0) > 0, "\(key) is \(String(describing: figures[key]))")
+        }
+        print(process.output.split(separator: "\n").filter { $0.hasPrefix("  ") }.joined(separator: "\n"))
+    }
+}

@@ -23,6 +23,36 @@ final class BrokerMetrics: Sendable {
     private let reportedModels = Mutex<Set<String>>([])
     private let reportedTiers = Mutex<Set<TierKey>>([])
 
+    /// Counters and histograms by name and labels: the registry's own lookup cost more than the
+    /// event it counts (BENCHMARKS.md), so each is made once.
+    private struct MetricKey: Hashable {
+        let name: String
+        let labels: [String]
+        init(_ name: String, _ labels: [(String, String)]) {
+            self.name = name
+            self.labels = labels.flatMap { [$0.0, $0.1] }
+        }
+    }
+
+    private let counters = Mutex<[MetricKey: Counter]>([:])
+    private let histograms = Mutex<[MetricKey: ValueHistogram]>([:])
+
+    private func counter(_ name: String, labels: [(String, String)], help: @autoclosure () -> String) -> Counter {
+        let key = MetricKey(name, labels)
+        if let cached = counters.withLock({ $0[key] }) { return cached }
+        let made = registry.makeCounter(name: name, labels: labels, help: help())
+        counters.withLock { $0[key] = made }
+        return made
+    }
+
+    private func histogram(_ name: String, labels: [(String, String)], buckets: [Double], help: @autoclosure () -> String) -> ValueHistogram {
+        let key = MetricKey(name, labels)
+        if let cached = histograms.withLock({ $0[key] }) { return cached }
+        let made = registry.makeValueHistogram(name: name, labels: labels, buckets: buckets, help: help())
+        histograms.withLock { $0[key] = made }
+        return made
+    }
+
     private struct TierKey: Hashable {
         let model: String
         let priority: Int32
@@ -48,28 +78,27 @@ final class BrokerMetrics: Sendable {
     /// Counts a job event of this replica: submitted, completed, failed, requeued, canceled.
     func count(_ event: String, model: String, by amount: Int = 1) {
         guard amount > 0 else { return }
-        registry.makeCounter(
-            name: "spool_jobs_\(event)_total", labels: [("model", model)], help: "Jobs \(event) through this broker replica."
-        ).increment(by: Int64(amount))
+        counter("spool_jobs_\(event)_total", labels: [("model", model)], help: "Jobs \(event) through this broker replica.")
+            .increment(by: Int64(amount))
     }
 
     func recordQueueWait(model: String, seconds: Double) {
-        registry.makeValueHistogram(
-            name: "spool_job_queue_wait_seconds", labels: [("model", model)], buckets: Self.waitBuckets,
+        histogram(
+            "spool_job_queue_wait_seconds", labels: [("model", model)], buckets: Self.waitBuckets,
             help: "Seconds from submit to claim, per claim on this replica."
         ).record(seconds)
     }
 
     func recordRunTime(model: String, seconds: Double) {
-        registry.makeValueHistogram(
-            name: "spool_job_run_seconds", labels: [("model", model)], buckets: Self.runBuckets,
+        histogram(
+            "spool_job_run_seconds", labels: [("model", model)], buckets: Self.runBuckets,
             help: "Seconds from claim to the end of the attempt, per attempt ended on this replica."
         ).record(seconds)
     }
 
     func recordRequest(route: String, method: String, status: Int, seconds: Double) {
-        registry.makeValueHistogram(
-            name: "spool_http_request_duration_seconds", labels: [("route", route), ("method", method), ("status", String(status))],
+        histogram(
+            "spool_http_request_duration_seconds", labels: [("route", route), ("method", method), ("status", String(status))],
             buckets: Self.requestBuckets, help: "HTTP request durations by route."
         ).record(seconds)
     }

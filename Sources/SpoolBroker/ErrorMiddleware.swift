@@ -54,11 +54,16 @@ struct ErrorMiddleware: RouterMiddleware {
 /// JSON responses with compact, slash-preserving encoding.
 enum JSONResponse {
     static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        let body: ByteBuffer
+        if let fast = value as? any JSONValueEncodable {
+            body = ByteBuffer(bytes: fast.jsonValue.jsonBytes)
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
+            body = ByteBuffer(bytes: (try? encoder.encode(value)) ?? Data("{}".utf8))
+        }
         var headers = headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 }

@@ -35,37 +35,10 @@ extension JobsTable {
         // locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
         // pg-boss updated more rows than their limit when it thought otherwise).
         let rows = try await database.run(
-            """
-            WITH claimable AS MATERIALIZED (
-                SELECT candidate.id
-                FROM unnest(\(models)::text[]) AS wanted(model)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND model = wanted.model
-                      -- A job past its start deadline is failed by the sweep, never started late.
-                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
-                    ORDER BY priority DESC, id
-                    LIMIT \(limit)
-                    FOR UPDATE SKIP LOCKED
-                ) AS candidate
-                ORDER BY candidate.priority DESC, candidate.id
-                LIMIT \(limit)
-            )
-            UPDATE jobs SET status = 'running',
-                            attempt = attempt + 1,
-                            lease_token = gen_random_uuid(),
-                            lease_seconds = \(leaseSeconds),
-                            lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
-                            run_deadline_at = now() + make_interval(secs => \(maxRunSeconds)),
-                            stop_reason = NULL,
-                            claimed_at = now(),
-                            worker_id = \(workerID)
-            WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
-            RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
-                      run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8
-            """, logger: logger)
+            ClaimStatement(models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID),
+            logger: logger)
         var claimed: [ClaimedJob] = []
-        for try await row in rows.decode((Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double).self) {
+        for try await row in rows {
             claimed.append(
                 ClaimedJob(
                     id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
@@ -89,4 +62,62 @@ extension JobsTable {
         for try await model in rows.decode(String.self) { found.append(model) }
         return found
     }
+}
+
+/// The claim, prepared once per connection.
+///
+/// Per model, the first `limit` rows of the pending index (a short index scan each), then the
+/// best `limit` of those. MATERIALIZED and `= ANY(ARRAY(…))` make the UPDATE touch exactly the
+/// locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
+/// pg-boss updated more rows than their limit when it thought otherwise).
+struct ClaimStatement: PostgresPreparedStatement {
+    static let name = "spool_claim_v1"
+    static let sql = """
+        WITH claimable AS MATERIALIZED (
+            SELECT candidate.id
+            FROM unnest($1::text[]) AS wanted(model)
+            CROSS JOIN LATERAL (
+                SELECT id, priority FROM jobs
+                WHERE status = 'pending' AND model = wanted.model
+                  -- A job past its start deadline is failed by the sweep, never started late.
+                  AND (start_deadline_at IS NULL OR start_deadline_at > now())
+                ORDER BY priority DESC, id
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+            ) AS candidate
+            ORDER BY candidate.priority DESC, candidate.id
+            LIMIT $2
+        )
+        UPDATE jobs SET status = 'running',
+                        attempt = attempt + 1,
+                        lease_token = gen_random_uuid(),
+                        lease_seconds = $3,
+                        lease_expires_at = now() + make_interval(secs => $3),
+                        run_deadline_at = now() + make_interval(secs => $4),
+                        stop_reason = NULL,
+                        claimed_at = now(),
+                        worker_id = $5
+        WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
+        RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
+                  run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8
+        """
+    typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double)
+
+    var models: [String]
+    var limit: Int
+    var leaseSeconds: Double
+    var maxRunSeconds: Double
+    var workerID: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(models)
+        bindings.append(limit)
+        bindings.append(leaseSeconds)
+        bindings.append(maxRunSeconds)
+        bindings.append(workerID)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -280,33 +280,63 @@ extension JobsTable {
             logs.times += columns.times
         }
         let rows = try await database.run(
-            """
-            WITH input AS (
-                SELECT * FROM unnest(\(completions.map(\.requestID))::uuid[], \(completions.map(\.leaseToken))::uuid[],
-                                     \(completions.map { JSONValue.object($0.outputs).jsonText })::text[],
-                                     \(completions.map { JSONValue.object($0.report.infoPatch).jsonText })::text[])
-                    AS item(request_id, lease_token, outputs, patch)
-            ), done AS (
-                UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb, info = jobs.info || item.patch::jsonb,
-                                done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL
-                FROM input AS item
-                WHERE jobs.request_id = item.request_id AND jobs.status = 'running' AND jobs.lease_token = item.lease_token
-                RETURNING jobs.id, jobs.attempt, jobs.request_id, jobs.model, jobs.retries,
-                          extract(epoch FROM now() - jobs.claimed_at)::float8 AS run
-            ), logged AS (
-                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
-                SELECT done.id, done.attempt, line.level, line.source, line.message,
-                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
-                FROM unnest(\(logIDs)::uuid[], \(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
-                            \(logs.times)::text[]) AS line(request_id, level, source, message, logged_at)
-                JOIN done ON done.request_id = line.request_id
-            )
-            SELECT request_id, model, retries, run FROM done
-            """, logger: logger)
+            CompleteManyStatement(
+                requestIDs: completions.map(\.requestID), leaseTokens: completions.map(\.leaseToken),
+                outputs: completions.map { JSONValue.object($0.outputs).jsonText },
+                patches: completions.map { JSONValue.object($0.report.infoPatch).jsonText }, logIDs: logIDs, logs: logs),
+            logger: logger)
         var completed: [Completed] = []
-        for try await (requestID, model, retries, run) in rows.decode((UUID, String, Int32, Double).self) {
+        for try await (requestID, model, retries, run) in rows {
             completed.append(Completed(requestID: requestID, model: model, retries: retries, runSeconds: run))
         }
         return completed
     }
+}
+
+/// Many completions in one statement, prepared once per connection; each fenced by its lease token.
+struct CompleteManyStatement: PostgresPreparedStatement {
+    static let name = "spool_complete_many_v1"
+    static let sql = """
+        WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS item(request_id, lease_token, outputs, patch)
+        ), done AS (
+            UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb, info = jobs.info || item.patch::jsonb,
+                            done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL
+            FROM input AS item
+            WHERE jobs.request_id = item.request_id AND jobs.status = 'running' AND jobs.lease_token = item.lease_token
+            RETURNING jobs.id, jobs.attempt, jobs.request_id, jobs.model, jobs.retries,
+                      extract(epoch FROM now() - jobs.claimed_at)::float8 AS run
+        ), logged AS (
+            INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
+            SELECT done.id, done.attempt, line.level, line.source, line.message,
+                   coalesce(nullif(line.logged_at, '')::timestamptz, now())
+            FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[]) AS line(request_id, level, source, message, logged_at)
+            JOIN done ON done.request_id = line.request_id
+        )
+        SELECT request_id, model, retries, run FROM done
+        """
+    typealias Row = (UUID, String, Int32, Double)
+
+    var requestIDs: [UUID]
+    var leaseTokens: [UUID]
+    var outputs: [String]
+    var patches: [String]
+    var logIDs: [UUID]
+    var logs: LogColumns
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 9)
+        bindings.append(requestIDs)
+        bindings.append(leaseTokens)
+        bindings.append(outputs)
+        bindings.append(patches)
+        bindings.append(logIDs)
+        bindings.append(logs.levels)
+        bindings.append(logs.sources)
+        bindings.append(logs.messages)
+        bindings.append(logs.times)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -99,9 +99,13 @@ final class BrokerConnection: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .withoutEscapingSlashes
-        request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
+        if let fast = body as? any JSONValueEncodable {
+            request.body = .bytes(ByteBuffer(bytes: fast.jsonValue.jsonBytes))
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .withoutEscapingSlashes
+            request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
+        }
         let status: Int
         let bytes: ByteBuffer
         do {
@@ -117,6 +121,9 @@ final class BrokerConnection: Sendable {
         case 200..<300:
             recovered(base)
             do {
+                if let fast = Answer.self as? any JSONValueDecodable.Type {
+                    return try fast.init(jsonValue: JSONValue.parse(bytes.readableBytesView)) as! Answer
+                }
                 return try JSONDecoder().decode(Answer.self, from: Data(bytes.readableBytesView))
             } catch {
                 throw BrokerCallError.refused(status: status, message: "unreadable answer from \(base)\(path): \(error)")

@@ -46,6 +46,8 @@ public struct Worker: Service {
     private func leaseLoop(broker: BrokerConnection, running: RunningJobs, completions: CompletionSender) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         var failures = 0
+        // Looked up once: Foundation asks the resolver every time.
+        let host = ProcessInfo.processInfo.hostName
         while !Task.isCancelled {
             let free = configuration.concurrency - running.count
             guard free > 0 else {
@@ -57,7 +59,7 @@ public struct Worker: Service {
                     LeaseRequest(
                         worker_id: configuration.workerID, models: configuration.models, max_jobs: free,
                         wait_seconds: configuration.waitSeconds, lease_seconds: configuration.leaseSeconds,
-                        host: ProcessInfo.processInfo.hostName))
+                        host: host))
                 backoff.reset()
                 failures = 0
                 for job in jobs { start(job, broker: broker, running: running, completions: completions) }

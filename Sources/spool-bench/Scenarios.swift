@@ -181,6 +181,14 @@ struct Scenarios: Sendable {
         report.add(
             "drain_jobs_per_s", Double(sizes.drainJobs) / elapsed.seconds,
             "drain \(sizes.drainJobs) waiting jobs: \(sizes.drainWorkers) SDK workers × concurrency \(sizes.drainConcurrency), no-op handler", "jobs/s")
+        // How well leases and completes were batched: what the per-request costs are spread over.
+        let metrics = try await getText(broker.baseURL + "/metrics")
+        func requests(_ route: String) -> Double {
+            metrics.split(separator: "\n").filter { $0.hasPrefix("spool_http_request_duration_seconds_count{") && $0.contains("route=\"\(route)\"") }
+                .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+        }
+        report.add("drain_jobs_per_lease", Double(sizes.drainJobs) / max(1, requests("/v1/worker/lease")), "drain: jobs per lease request", "jobs")
+        report.add("drain_jobs_per_complete", Double(sizes.drainJobs) / max(1, requests("/v1/worker/complete")), "drain: jobs per complete request", "jobs")
     }
 
     // MARK: pickup

@@ -1,0 +1,106 @@
+import Foundation
+@testable import SpoolCore
+import Testing
+
+/// The byte-level JSON reader and writer, and the hand-written conversions of the hot messages.
+@Suite struct JSONTests {
+    @Test(arguments: [
+        #"{"a":[1,-2,3.5,1e3,true,false,null],"b":{"c":"d\"\\\/\n\u00e9\ud83d\ude00"}}"#,
+        #"  [ ]  "#, #"{}"#, #""""#, #"-0.25"#, #"9223372036854775807"#, #"1.0"#,
+    ])
+    func readsWhatFoundationReads(text: String) throws {
+        let ours = try JSONValue.parse(text)
+        let foundations = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        #expect(Self.numbersAsDoubles(ours) == Self.numbersAsDoubles(foundations))
+        // And what it writes reads back the same.
+        #expect(try JSONValue.parse(ours.jsonText) == ours)
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", #"{"a" 1}"#, "01", "1.", "-", "tru", #""\x""#, "\"\u{01}\"", #""\ud800""#, "[1] 2", "1e",
+        String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
+    ])
+    func refusesWhatIsNotJSON(text: String) {
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(text) }
+    }
+
+    @Test func integersStayIntegersAndBigOnesBecomeDoubles() throws {
+        #expect(try JSONValue.parse("42") == .int(42))
+        #expect(try JSONValue.parse("-9223372036854775808") == .int(.min))
+        #expect(try JSONValue.parse("9223372036854775808") == .double(9_223_372_036_854_775_808))
+        #expect(try JSONValue.parse("2.5") == .double(2.5))
+    }
+
+    @Test func timestampsMatchTheFormatStyle() {
+        var generator = SystemRandomNumberGenerator()
+        let dates = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_795_000_000.9995), Date(timeIntervalSince1970: -1.5)]
+            + (0..<20000).map { _ in Date(timeIntervalSince1970: Double.random(in: 0..<4_000_000_000, using: &generator)) }
+        for date in dates {
+            #expect(RFC3339.string(from: date) == RFC3339.formatStyleString(from: date), "\(date.timeIntervalSince1970)")
+        }
+    }
+
+    @Test func handWrittenEncodingsMatchCodable() throws {
+        let job = LeasedJob(
+            request_id: "r", model: "m", lease_token: "t", attempt: 2, priority: -1, payload: ["a": [1, "x"]], info: ["p": 0.5],
+            lease_expires_at: Date(), run_deadline_at: Date(), path: nil)
+        let line = JobLogLine(message: "hi", level: "stdout", source: "handler", timestamp: Date())
+        let values: [any Encodable & JSONValueEncodable] = [
+            LeaseRequest(worker_id: "w", models: ["a", "b"], max_jobs: 3, wait_seconds: 20, lease_seconds: 30.5, host: "h"),
+            LeaseRequest(worker_id: "w", models: ["a"]),
+            LeaseResponse(jobs: [job, job]),
+            HeartbeatRequest(lease_token: "t", info: ["progress": 0.5], logs: [line], lease_seconds: 60),
+            HeartbeatRequest(lease_token: "t"),
+            HeartbeatResponse(lease_expires_at: Date(), stop_reason: nil),
+            HeartbeatResponse(lease_expires_at: Date(), stop_reason: .maxRunTime),
+            CompleteRequest(lease_token: "t", outputs: ["x": nil], info: ["done": true], logs: [JobLogLine(message: "m")]),
+            FailRequest(lease_token: "t", error: "boom", retryable: true),
+            ReleaseRequest(lease_token: "t", info: ["a": 1]),
+            JobWriteResponse(request_id: "r", status: .done, retries: 1),
+            CompleteBatchRequest(completions: [CompleteBatchItem(request_id: "r", complete: CompleteRequest(lease_token: "t", outputs: [:]))]),
+            CompleteBatchResponse(results: [
+                CompleteBatchResult(request_id: "a", status: .done, retries: 0),
+                CompleteBatchResult(request_id: "b", error: BatchItemError(code: "lease_lost", message: "gone", http_status: 409)),
+            ]),
+            SubmitResponse(requestId: "r"),
+            JobStatusResponse(
+                model: "m", request_id: "r", status: .pending, priority: 1, info: [:], inputs: ["a": "b"], outputs: nil, error: nil,
+                retries: 0, created_at: Date(), claimed_at: nil, done_at: nil, warnings: ["w"], queue_position: 3,
+                webhook: WebhookStatus(webhook_id: nil, url: "https://x", state: "waiting")),
+            JobStatusResponse(
+                model: "m", request_id: "r", status: .done, priority: 1, info: ["i": 1], inputs: [:], outputs: ["o": 1], error: nil,
+                retries: 2, created_at: Date(), claimed_at: Date(), done_at: Date(), estimated_wait_seconds: 1.5, logs: [line]),
+        ]
+        for value in values {
+            let codable = try JSONValue.parse(JSONEncoder().encode(value))
+            #expect(Self.numbersAsDoubles(value.jsonValue) == Self.numbersAsDoubles(codable), "\(type(of: value))")
+        }
+    }
+
+    @Test func handWrittenDecodingsReadWhatTheBrokerWrites() throws {
+        let job = LeasedJob(
+            request_id: "r", model: "m", lease_token: "t", attempt: 1, priority: 0, payload: ["a": 1], info: [:],
+            lease_expires_at: Date(), run_deadline_at: Date(), path: "/sub")
+        let lease = LeaseResponse(jobs: [job])
+        #expect(try LeaseResponse(jsonValue: JSONValue.parse(lease.jsonValue.jsonBytes)) == lease)
+        let beat = HeartbeatResponse(lease_expires_at: Date(), stop_reason: .canceled)
+        #expect(try HeartbeatResponse(jsonValue: JSONValue.parse(beat.jsonValue.jsonBytes)) == beat)
+        let batch = CompleteBatchResponse(results: [
+            CompleteBatchResult(request_id: "a", status: .failed, retries: 3),
+            CompleteBatchResult(request_id: "b", error: BatchItemError(code: "job_not_found", message: "no", http_status: 404)),
+        ])
+        #expect(try CompleteBatchResponse(jsonValue: JSONValue.parse(batch.jsonValue.jsonBytes)) == batch)
+        #expect(throws: JSONShapeError.self) { try LeaseResponse(jsonValue: ["jobs": [["request_id": 1]]]) }
+        #expect(throws: JSONShapeError.self) { try JobWriteResponse(jsonValue: ["request_id": "r", "status": "lost", "retries": 0]) }
+    }
+
+    /// Codable writes 30.0 as 30; the hand-written encodings keep it a double. Both mean the same number.
+    static func numbersAsDoubles(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .int(let int): .double(Double(int))
+        case .array(let elements): .array(elements.map(numbersAsDoubles))
+        case .object(let members): .object(members.mapValues(numbersAsDoubles))
+        default: value
+        }
+    }
+}

@@ -49,7 +49,9 @@ func buildApplication(
     operations.registerPublic(on: router)
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     operations.register(on: authenticated)
-    let submitter = Submitter(store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics)
+    let submitter = Submitter(
+        store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
+        batcher: SubmitBatcher(store: store, logger: logger))
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)

@@ -33,7 +33,7 @@ final class QueuePositions: Sendable {
     /// One refresh per model at a time: concurrent status calls wait for it rather than repeat it.
     private let refreshing = Mutex<[String: Task<[PendingBucket], any Error>]>([:])
 
-    init(store: SpoolStore, exactLimit: Int = 20_000, snapshotSeconds: Double = 2) {
+    init(store: SpoolStore, exactLimit: Int = 2048, snapshotSeconds: Double = 2) {
         self.store = store
         self.exactLimit = exactLimit
         self.snapshotSeconds = snapshotSeconds

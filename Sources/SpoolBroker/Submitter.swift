@@ -10,6 +10,8 @@ struct Submitter: Sendable {
     let configuration: BrokerConfiguration
     let targets: WebhookTargets
     let metrics: BrokerMetrics
+    /// Submits without an idempotency key, written many to a statement under load.
+    let batcher: SubmitBatcher
 
     /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
     static let maxIdempotencyKeyLength = 255
@@ -44,6 +46,12 @@ struct Submitter: Sendable {
             ]
             let hash = SHA256.hash(data: Data(canonical.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
             idempotency = (key, hash, configuration.idempotencyWindowSeconds)
+        }
+        guard let idempotency else {
+            let requestID = UUID()
+            try await batcher.submit(NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id))
+            metrics.count("submitted", model: submit.model)
+            return (requestID, false)
         }
         switch try await store.submit(submit, submittedBy: context.caller.id, idempotency: idempotency, logger: context.logger) {
         case .created(let requestID):

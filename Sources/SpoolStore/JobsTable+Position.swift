@@ -15,7 +15,7 @@ public struct PendingBucket: Sendable, Equatable {
 // add up bucket counts (read in one pass and cached by the broker) and count only inside J's bucket.
 extension JobsTable {
     /// Ids per bucket: the exact count inside one bucket reads at most this many index entries.
-    public static let positionBucketSize: Int64 = 4096
+    public static let positionBucketSize: Int64 = 1024
 
     /// Pending jobs ahead of the job with `id` and `priority`, counted exactly.
     public func pendingAhead(

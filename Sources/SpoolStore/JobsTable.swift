@@ -59,20 +59,13 @@ public struct JobsTable: Sendable {
     public func insert(
         _ submit: SubmitRequest, requestID: UUID, submittedBy: String, on database: some PostgresQueryable, logger: Logger
     ) async throws {
-        try await database.run(
-            """
-            WITH inserted AS (
-                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at,
-                                  webhook_url, webhook_format)
-                VALUES (\(requestID), \(submit.model), \(submit.priority),
-                        \(JSONValue.object(submit.payload).jsonText)::jsonb, \(JSONValue.object(submit.info).jsonText)::jsonb,
-                        \(submittedBy), \(submit.path)::text,
-                        now() + make_interval(secs => \(submit.startTimeoutSeconds)::float8),
-                        \(submit.webhookURL)::text, \(submit.webhookURL == nil ? nil : submit.webhookFormat.rawValue)::text)
-                RETURNING model
-            )
-            SELECT pg_notify(\(Self.pendingChannel), model) FROM inserted
-            """, logger: logger)
+        try await insertMany([NewJob(request: submit, requestID: requestID, submittedBy: submittedBy)], on: database, logger: logger)
+    }
+
+    /// Inserts jobs in one statement, ids in the order given, and wakes each model's waiting leases once.
+    public func insertMany(_ jobs: [NewJob], on database: some PostgresQueryable, logger: Logger) async throws {
+        guard !jobs.isEmpty else { return }
+        for try await _ in try await database.run(InsertJobsStatement(jobs: jobs), logger: logger) {}
     }
 
     /// The job with this request id, if it belongs to `model`.
@@ -181,4 +174,60 @@ public struct JobsTable: Sendable {
     static func object(_ text: String) throws -> [String: JSONValue] {
         try JSONValue.parse(text).objectValue ?? [:]
     }
+}
+
+/// A job to insert: what was submitted, its new request id, and who submitted it.
+public struct NewJob: Sendable {
+    public var request: SubmitRequest
+    public var requestID: UUID
+    public var submittedBy: String
+
+    public init(request: SubmitRequest, requestID: UUID, submittedBy: String) {
+        self.request = request
+        self.requestID = requestID
+        self.submittedBy = submittedBy
+    }
+}
+
+/// The insert of one or many submitted jobs, prepared once per connection. Optional columns travel
+/// as empty strings and negative timeouts, since the arrays hold no NULLs.
+struct InsertJobsStatement: PostgresPreparedStatement {
+    static let name = "spool_insert_jobs_v1"
+    static let sql = """
+        WITH inserted AS (
+            INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at,
+                              webhook_url, webhook_format)
+            SELECT item.request_id, item.model, item.priority, item.payload::jsonb, item.info::jsonb, item.submitted_by,
+                   nullif(item.path, ''),
+                   CASE WHEN item.start_timeout >= 0 THEN now() + make_interval(secs => item.start_timeout) END,
+                   nullif(item.webhook_url, ''), nullif(item.webhook_format, '')
+            FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
+                        $9::text[], $10::text[])
+                 WITH ORDINALITY AS item(request_id, model, priority, payload, info, submitted_by, path, start_timeout,
+                                         webhook_url, webhook_format, arrival)
+            ORDER BY item.arrival
+            RETURNING model
+        )
+        SELECT pg_notify('\(JobsTable.pendingChannel)', model) FROM (SELECT DISTINCT model FROM inserted) AS models
+        """
+    typealias Row = ()
+
+    var jobs: [NewJob]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 10)
+        bindings.append(jobs.map(\.requestID))
+        bindings.append(jobs.map(\.request.model))
+        bindings.append(jobs.map(\.request.priority))
+        bindings.append(jobs.map { JSONValue.object($0.request.payload).jsonText })
+        bindings.append(jobs.map { JSONValue.object($0.request.info).jsonText })
+        bindings.append(jobs.map(\.submittedBy))
+        bindings.append(jobs.map { $0.request.path ?? "" })
+        bindings.append(jobs.map { $0.request.startTimeoutSeconds ?? -1 })
+        bindings.append(jobs.map { $0.request.webhookURL ?? "" })
+        bindings.append(jobs.map { $0.request.webhookURL == nil ? "" : $0.request.webhookFormat.rawValue })
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
 }

@@ -156,6 +156,12 @@ public struct Worker: Service {
 
     /// Waits for running jobs up to `drainSeconds`, then hands the rest back.
     private func drain(_ running: RunningJobs) async {
+        // A cancelled worker stops now (waits return at once under cancellation): its handlers are
+        // cancelled and its unreported jobs are requeued when their leases expire.
+        guard !Task.isCancelled else {
+            running.drainAll()
+            return
+        }
         let deadline = ContinuousClock.now + .seconds(configuration.drainSeconds)
         if running.total > 0 {
             logger.notice("draining: no new leases; waiting for running jobs", metadata: ["running": "\(running.total)"])

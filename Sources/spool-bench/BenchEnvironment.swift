@@ -148,3 +148,37 @@ struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// CPU time spent by the processes of one run, from /proc: where each drained job's cost goes.
+struct CPUTimes {
+    var postgres: Double
+    var broker: Double
+    var bench: Double
+
+    /// The broker's, this process's (the SDK workers run here), and every `postgres` process's
+    /// (the cluster's backends; zero when the server is elsewhere).
+    static func now(broker: pid_t) -> CPUTimes {
+        var postgres = 0.0
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries where entry.first?.isNumber == true {
+            let comm = (try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8)) ?? ""
+            if comm.hasPrefix("postgres") { postgres += seconds(pid: entry) }
+        }
+        return CPUTimes(postgres: postgres, broker: seconds(pid: String(broker)), bench: seconds(pid: "self"))
+    }
+
+    /// utime + stime of a process, in seconds.
+    static func seconds(pid: String) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after the command name: state is the 1st, utime the 12th, stime the 13th.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func - (after: CPUTimes, before: CPUTimes) -> CPUTimes {
+        CPUTimes(postgres: after.postgres - before.postgres, broker: after.broker - before.broker, bench: after.bench - before.bench)
+    }
+}

@@ -69,7 +69,9 @@ struct Scenarios: Sendable {
         for (label, batch) in [("single", 1), ("batched", 100)] {
             let name = try await database.fresh("floor_\(label)")
             try await database.insertPending(sizes.floorJobs, model: "bench/floor", database: name)
-            let elapsed = try await database.withClient(database: name, connections: sizes.connections) { client in
+            let (elapsed, cpu) = try await database.withClient(database: name, connections: sizes.connections) { client in
+                // Inside the pool's lifetime: a backend's CPU time leaves /proc with it.
+                let cpuBefore = CPUTimes.now(broker: 0)
                 let start = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for _ in 0..<sizes.connections {
@@ -88,10 +90,11 @@ struct Scenarios: Sendable {
                     }
                     try await group.waitForAll()
                 }
-                return ContinuousClock.now - start
+                return (ContinuousClock.now - start, CPUTimes.now(broker: 0) - cpuBefore)
             }
             let rate = Double(sizes.floorJobs) / elapsed.seconds
             report.add("floor_\(label)_jobs_per_s", rate, "floor: claim + complete \(batch == 1 ? "one job per statement" : "100 jobs per statement"), \(sizes.connections) connections", "jobs/s")
+            report.add("floor_\(label)_cpu_us_postgres", cpu.postgres * 1_000_000 / Double(sizes.floorJobs), "floor \(label): PostgreSQL CPU per job", "µs")
         }
     }
 
@@ -162,6 +165,7 @@ struct Scenarios: Sendable {
         configuration.concurrency = sizes.drainConcurrency
         configuration.waitSeconds = 5
         let start = ContinuousClock.now
+        let cpuBefore = CPUTimes.now(broker: broker.pid)
         let workers = try (0..<sizes.drainWorkers).map { _ in try Worker(configuration: configuration, handler: NoOp(), logger: logger) }
         let running = workers.map { worker in Task { try await worker.run() } }
         try await database.withClient(database: name, connections: 1) { client in
@@ -176,6 +180,7 @@ struct Scenarios: Sendable {
             }
         }
         let elapsed = ContinuousClock.now - start
+        let cpu = CPUTimes.now(broker: broker.pid) - cpuBefore
         running.forEach { $0.cancel() }
         for task in running { _ = try? await task.value }
         report.add(
@@ -188,6 +193,11 @@ struct Scenarios: Sendable {
                 .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
         }
         report.add("drain_jobs_per_lease", Double(sizes.drainJobs) / max(1, requests("/v1/worker/lease")), "drain: jobs per lease request", "jobs")
+        // CPU per drained job by process: on a machine the database shares, this is what bounds the drain.
+        let perJob = { (seconds: Double) in seconds * 1_000_000 / Double(sizes.drainJobs) }
+        report.add("drain_cpu_us_postgres", perJob(cpu.postgres), "drain: PostgreSQL CPU per job", "µs")
+        report.add("drain_cpu_us_broker", perJob(cpu.broker), "drain: broker CPU per job", "µs")
+        report.add("drain_cpu_us_workers", perJob(cpu.bench), "drain: SDK workers' CPU per job (this process)", "µs")
         report.add("drain_jobs_per_complete", Double(sizes.drainJobs) / max(1, requests("/v1/worker/complete")), "drain: jobs per complete request", "jobs")
     }
 
@@ -207,16 +217,22 @@ struct Scenarios: Sendable {
         let running = Task { try await worker.run() }
         defer { running.cancel() }
         var latencies = Latencies()
+        var submits = Latencies()
         try await Task.sleep(for: .milliseconds(300))
         for index in 0..<sizes.pickups {
             // Idle again: the worker finished the last job and is back in its long-poll.
             try await Task.sleep(for: .milliseconds(20))
             let submitted = ContinuousClock.now
             let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/pickup", "payload": ["i": .int(Int64(index))]])
+            submits.record(ContinuousClock.now - submitted)
             guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
             let started = try await starts.start(of: id, timeout: .seconds(30))
             latencies.record(started - submitted)
         }
+        // The last job's result reaches the broker before the worker stops.
+        try await Task.sleep(for: .milliseconds(500))
+        // The part of the pickup that is the submit's own round trip (insert, commit, answer).
+        report.add("pickup_submit_p50_ms", submits.ms(50), "pickup: the submit's own round trip p50", "ms")
         report.add("pickup_p50_ms", latencies.ms(50), "pickup latency, submit to handler start (idle worker), p50", "ms")
         report.add("pickup_p99_ms", latencies.ms(99), "pickup latency p99", "ms")
         report.add("pickup_max_ms", latencies.maxMs, "pickup latency max", "ms")

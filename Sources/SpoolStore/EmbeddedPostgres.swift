@@ -26,7 +26,9 @@ public final class EmbeddedPostgres: Sendable {
     static let socketPort = 5432
 
     /// Starts (creating it first if need be) the cluster under `dataDirectory`, and waits until it accepts connections.
-    public init(dataDirectory: String, binDirectory: String? = nil, logger: Logger) throws(SpoolStoreError) {
+    /// `maxConnections` is passed at every start (it overrides postgresql.conf): brokers sharing
+    /// the cluster each hold a pool.
+    public init(dataDirectory: String, binDirectory: String? = nil, maxConnections: Int = 200, logger: Logger) throws(SpoolStoreError) {
         let dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
         self.clusterDirectory = dataDirectory + "/postgres"
         if let binDirectory { self.binDirectory = binDirectory } else { self.binDirectory = try Self.findBinDirectory() }
@@ -59,7 +61,6 @@ public final class EmbeddedPostgres: Sendable {
                 listen_addresses = ''
                 unix_socket_directories = '\(clusterDirectory)'
                 port = \(Self.socketPort)
-                max_connections = 200
                 fsync = on
                 # A queue's rows die fast: look for tables to vacuum every 10 s, not every minute,
                 # so dead rows are reused before the table grows (BENCHMARKS.md, churn).
@@ -83,7 +84,7 @@ public final class EmbeddedPostgres: Sendable {
         } else {
             try Self.run(
                 binDirectory: self.binDirectory, "pg_ctl",
-                ["-D", clusterDirectory, "-l", clusterDirectory + "/server.log", "-w", "-t", "60", "-s", "start"],
+                ["-D", clusterDirectory, "-l", clusterDirectory + "/server.log", "-o", "-c max_connections=\(maxConnections)", "-w", "-t", "60", "-s", "start"],
                 as: runAsUser, in: clusterDirectory)
             self.ownsServer = true
         }

@@ -24,7 +24,9 @@ enum TestDatabase {
             // One cluster per checkout: test runs of two checkouts must not stop each other's server.
             let checkout = SpawnedProcess.packageRoot.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
             let embedded = try EmbeddedPostgres(
-                dataDirectory: "/tmp/spool-test-postgres-\(getuid())-\(String(checkout, radix: 16))", logger: logger)
+                dataDirectory: "/tmp/spool-test-postgres-\(getuid())-\(String(checkout, radix: 16))",
+                // Suites run in parallel, some with three brokers of 20 connections each.
+                maxConnections: 500, logger: logger)
             cluster = embedded
             atexit { TestDatabase.cluster?.stop() }
             return URLComponents(string: embedded.url)!

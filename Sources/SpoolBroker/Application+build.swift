@@ -25,6 +25,8 @@ struct BrokerConnections: Sendable {
     let watchers = JobWatchers()
     /// Raised when a webhook delivery is enqueued (NOTIFY), to start its first attempt at once.
     let webhooks = Signal()
+    /// Raised when a batch is created or canceled, so the batch runner acts at once.
+    let batches = Signal()
 }
 
 /// The same, with the registries of waiting clients given: tests watch them to know a client waits.
@@ -47,6 +49,8 @@ func buildApplication(
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     let operations = OperationsRoutes(store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections)
     operations.registerPublic(on: router)
+    let files = FileRoutes(store: store, configuration: configuration)
+    files.registerUpload(on: router)
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     operations.register(on: authenticated)
     let submitter = Submitter(
@@ -62,13 +66,16 @@ func buildApplication(
         .register(on: authenticated)
     FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: authenticated)
+    files.register(on: authenticated)
+    BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: authenticated)
 
     let listener = JobNotificationListener(
         store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
     let retention = RetentionService(store: store, configuration: configuration, schema: schema, logger: logger)
-    var services: [any Service] = [client, listener, reaper, retention, monitor]
+    let batches = BatchRunner(store: store, configuration: configuration, schema: schema, wakeups: connections.batches, logger: logger)
+    var services: [any Service] = [client, listener, reaper, retention, monitor, batches]
     if let secret = configuration.webhookSecret {
         services.append(
             WebhookSender(

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 /// Everything a broker needs to start; every field has a documented default.
 public struct BrokerConfiguration: Sendable {
@@ -17,6 +18,8 @@ public struct BrokerConfiguration: Sendable {
     public var apiKeys: [String] = []
     /// Largest request body accepted, in bytes; larger ones get a 413. Defaults to 10 MiB.
     public var maxBodyBytes: Int = 10 * 1024 * 1024
+    /// Largest file accepted (uploads, batch inputs, workers' file outputs), in bytes; larger ones get a 413. Defaults to 4 GiB.
+    public var maxFileBytes: Int64 = 4 << 30
     /// How long an `Idempotency-Key` is remembered, in seconds. Defaults to 24 hours.
     public var idempotencyWindowSeconds: Int = 24 * 60 * 60
     /// Connections in the database pool. Defaults to 20.
@@ -72,6 +75,9 @@ public struct BrokerConfiguration: Sendable {
         }
         if databaseURL == nil, dataDirectory.isEmpty {
             throw ConfigurationError("--data-dir/SPOOL_DATA_DIR is empty: the embedded database needs a directory.")
+        }
+        guard maxFileBytes >= 1024 else {
+            throw ConfigurationError("The file size limit must be at least 1024 bytes, got \(maxFileBytes).")
         }
         guard maxBodyBytes >= 1024 else {
             throw ConfigurationError("The body limit must be at least 1024 bytes, got \(maxBodyBytes).")
@@ -143,4 +149,15 @@ public struct BrokerConfiguration: Sendable {
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension BrokerConfiguration {
+    /// Where URLs handed to clients point: the broker's public URL, else the address the client used.
+    func publicRoot(_ request: Request) -> String {
+        if let publicURL {
+            return publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        }
+        let scheme = tlsCertificatePath != nil ? "https" : "http"
+        return "\(scheme)://\(request.head.authority ?? "\(host):\(port)")"
+    }
 }

@@ -131,14 +131,7 @@ struct FalRoutes: Sendable {
 
     /// Where the request's URLs point: the broker's public URL, else the address the client used.
     func baseURL(_ request: Request, model: String, requestID: String) -> String {
-        let root: String
-        if let publicURL = configuration.publicURL {
-            root = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
-        } else {
-            let scheme = configuration.tlsCertificatePath != nil ? "https" : "http"
-            root = "\(scheme)://\(request.head.authority ?? "\(configuration.host):\(configuration.port)")"
-        }
-        return "\(root)/\(Self.prefix)/\(model)/requests/\(requestID)"
+        "\(configuration.publicRoot(request))/\(Self.prefix)/\(model)/requests/\(requestID)"
     }
 
     static func model(_ context: BrokerRequestContext) throws -> String {

@@ -7,4 +7,6 @@ extension HTTPField.Name {
     static let idempotentReplayed = Self("Idempotent-Replayed")!
     /// Tells Stainless-generated SDKs (together) whether retrying can help.
     static let xShouldRetry = Self("x-should-retry")!
+    /// The id of a file whose content is to be PUT to the Location (Together's upload).
+    static let togetherFileID = Self("X-Together-File-Id")!
 }

@@ -49,6 +49,11 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         SpoolError(.payloadTooLarge, "The request body is larger than this broker's limit of \(limit) bytes.", code: "payload_too_large", param: nil)
     }
 
+    /// 413: an uploaded file is larger than the broker accepts.
+    public static func payloadTooLarge(limit: Int, what: String) -> SpoolError {
+        SpoolError(.payloadTooLarge, "The \(what) is larger than this broker's limit of \(limit) bytes (--max-file-bytes); nothing was stored.", code: "payload_too_large", param: nil)
+    }
+
     /// 500: something failed inside the broker; the details are in its log, not here.
     public static func internalError(_ message: String = "The broker failed to handle this request; see its log.") -> SpoolError {
         SpoolError(.internalError, message, code: "internal_error", param: nil)

@@ -340,3 +340,13 @@ struct CompleteManyStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
+
+extension JobsTable {
+    /// Whether `leaseToken` is the lease of the job's running attempt: what a worker's file upload checks first.
+    public func holdsLease(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+        let rows = try await database.run(
+            "SELECT 1 FROM jobs WHERE request_id = \(requestID) AND lease_token = \(leaseToken) AND status = 'running'", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+}

@@ -22,6 +22,8 @@ public struct SpoolStore: Sendable {
     public let jobLogs = JobLogsTable()
     public let webhookDeliveries = WebhookDeliveriesTable()
     public let workers = WorkersTable()
+    public let files = FilesTable()
+    public let batches = BatchesTable()
 
     public init(client: PostgresClient) {
         self.client = client

@@ -53,6 +53,9 @@ final class BrokerConnection: Sendable {
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
+    /// The broker URL calls go to now.
+    var currentURL: String { urls[state.withLock { $0.current } % urls.count] }
+
     func shutdown() async {
         try? await http.shutdown()
     }

@@ -11,6 +11,11 @@ import Glibc
 /// line, `{"outputs": {…}}` is the result; other stdout lines are kept as logs. stderr lines are
 /// kept as logs. A non-zero exit fails the job with stderr's tail; exit 75 (EX_TEMPFAIL) fails it
 /// as retryable. When the job is asked to stop, the process group gets SIGTERM, then SIGKILL.
+///
+/// Files the command writes into `$SPOOL_OUTPUT_DIR` (a fresh directory per job) are uploaded to
+/// the broker once it exits 0: the outputs get `files` (one object per file: `file_id`,
+/// `file_name`, `file_size`, `content_type`, `url`), and an output whose value is a file's name is
+/// replaced by that file's object.
 package struct CommandHandler: JobHandler {
     package let command: String
     /// Between SIGTERM and SIGKILL when a job is stopped.
@@ -29,9 +34,16 @@ package struct CommandHandler: JobHandler {
             "request_id": .string(job.requestID), "model": .string(job.model), "payload": .object(job.payload),
             "info": .object(job.info), "attempt": .int(Int64(job.attempt)), "path": job.path.map(JSONValue.string) ?? .null,
         ]
+        let outputDirectory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("spool-\(job.requestID)-\(job.attempt)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outputDirectory) }
         let process = try ChildProcess(
             shellCommand: command, input: Data((input.jsonText + "\n").utf8),
-            environment: ["SPOOL_REQUEST_ID": job.requestID, "SPOOL_MODEL": job.model, "SPOOL_ATTEMPT": "\(job.attempt)"])
+            environment: [
+                "SPOOL_REQUEST_ID": job.requestID, "SPOOL_MODEL": job.model, "SPOOL_ATTEMPT": "\(job.attempt)",
+                "SPOOL_OUTPUT_DIR": outputDirectory,
+            ])
         var outputs: [String: JSONValue]?
         var stderrTail: [String] = []
         await withTaskCancellationHandler {
@@ -59,7 +71,24 @@ package struct CommandHandler: JobHandler {
             let message = "The command exited with status \(status)" + (tail.isEmpty ? "." : ": \(tail)")
             throw JobFailure(message, retryable: status == 75)
         }
-        return outputs ?? [:]
+        return try await uploadFiles(in: outputDirectory, into: outputs ?? [:], context: context)
+    }
+
+    /// Uploads the regular files the command left in `directory` (by name order) and names them in the outputs.
+    private func uploadFiles(in directory: String, into outputs: [String: JSONValue], context: JobContext) async throws -> [String: JSONValue] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.sorted() ?? []
+        var outputs = outputs
+        var files: [JSONValue] = []
+        for name in names {
+            let path = directory + "/" + name
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            let file = try await context.upload(fileAt: path, name: name)
+            files.append(file)
+            for (key, value) in outputs where value == .string(name) { outputs[key] = file }
+        }
+        if !files.isEmpty { outputs["files"] = .array(files) }
+        return outputs
     }
 
     private func handleStdout(_ text: String, context: JobContext, outputs: inout [String: JSONValue]?) {

@@ -62,9 +62,23 @@ public final class JobContext: Sendable {
 
     private let pending = Mutex(Pending())
     private let onReport: @Sendable () -> Void
+    /// Stores a file with the broker: (path, name, content type) → the file's object.
+    typealias Uploader = @Sendable (_ path: String, _ name: String, _ contentType: String) async throws -> JSONValue
+    private let uploader: Uploader?
 
-    init(onReport: @escaping @Sendable () -> Void = {}) {
+    init(onReport: @escaping @Sendable () -> Void = {}, uploader: Uploader? = nil) {
         self.onReport = onReport
+        self.uploader = uploader
+    }
+
+    /// Uploads the file at `path` to the broker's files store (streamed, never read whole) and
+    /// returns the object to put in the outputs in its place: `file_id`, `file_name`, `file_size`,
+    /// `content_type`, `url` (downloaded with the client's own key). A failed upload throws a
+    /// retryable ``JobFailure``: the job runs again rather than finishing without its file.
+    public func upload(fileAt path: String, name: String? = nil, contentType: String? = nil) async throws -> JSONValue {
+        guard let uploader else { throw JobFailure("This job context cannot upload files (it is not run by a Worker).") }
+        let name = name ?? (path as NSString).lastPathComponent
+        return try await uploader(path, name, contentType ?? BrokerConnection.contentType(forFileNamed: name))
     }
 
     /// Merges `patch` into the job's `info` (top-level keys replace), so status polls show it:

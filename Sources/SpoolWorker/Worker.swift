@@ -90,7 +90,12 @@ public struct Worker: Service {
         let metadata: Logger.Metadata = ["request_id": "\(leased.request_id)", "model": "\(leased.model)", "attempt": "\(leased.attempt)"]
         logger.debug("job started", metadata: metadata)
         let reports = Signal()
-        let context = JobContext(onReport: { reports.raise() })
+        let context = JobContext(
+            onReport: { reports.raise() },
+            uploader: { path, name, contentType in
+                try await broker.uploadFile(
+                    requestID: leased.request_id, leaseToken: leased.lease_token, path: path, name: name, contentType: contentType)
+            })
         let job = Job(
             requestID: leased.request_id, model: leased.model, payload: leased.payload, info: leased.info, attempt: leased.attempt,
             priority: leased.priority, path: leased.path)

@@ -61,6 +61,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes. Env: SPOOL_MAX_BODY_BYTES. Default: 10485760 (10 MiB).")
     var maxBodyBytes: Int?
 
+    @Option(help: "Largest uploaded file in bytes. Env: SPOOL_MAX_FILE_BYTES. Default: 4294967296 (4 GiB).")
+    var maxFileBytes: Int?
+
     @Option(help: "Lease expiries (or retryable fails) a job may use before it fails. Env: SPOOL_RETRY_LIMIT. Default: 3.")
     var retryLimit: Int?
 
@@ -73,7 +76,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert. Env: SPOOL_TLS_KEY.")
     var tlsKey: String?
 
-    @Option(help: "The URL clients reach this broker at, for URLs in fal answers. Env: SPOOL_PUBLIC_URL. Default: each request's own.")
+    @Option(help: "The URL clients reach this broker at, for URLs in answers (fal, files). Env: SPOOL_PUBLIC_URL. Default: each request's own.")
     var publicURL: String?
 
     @Option(help: "Standard Webhooks signing secret (whsec_…); without one, webhooks are off. Env: SPOOL_WEBHOOK_SECRET.")
@@ -91,6 +94,7 @@ struct Serve: AsyncParsableCommand {
         if let host = host ?? environment["SPOOL_HOST"] { configuration.host = host }
         if let port = try port ?? Self.integer(environment, "SPOOL_PORT") { configuration.port = port }
         if let limit = try maxBodyBytes ?? Self.integer(environment, "SPOOL_MAX_BODY_BYTES") { configuration.maxBodyBytes = limit }
+        if let limit = try maxFileBytes ?? Self.integer(environment, "SPOOL_MAX_FILE_BYTES") { configuration.maxFileBytes = Int64(limit) }
         if let limit = try retryLimit ?? Self.integer(environment, "SPOOL_RETRY_LIMIT") { configuration.retryLimit = limit }
         if let seconds = try maxRunSeconds ?? Self.number(environment, "SPOOL_MAX_RUN_SECONDS") { configuration.maxRunSeconds = seconds }
         configuration.tlsCertificatePath = tlsCert ?? environment["SPOOL_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 }

@@ -6,60 +6,62 @@ import Testing
 @testable import SpoolStore
 
 /// A queue a million jobs deep: status calls (with the exact queue position) stay fast.
-@Suite(.serialized) struct DeepQueueTests {
-    @Test func statusWithAMillionPendingJobs() async throws {
-        try await TestDatabase.withFreshDatabase(migrated: true) { database in
-            let model = "deep/queue"
-            let count = 1_000_000
-            let inserted = ContinuousClock.now
-            try await TestDatabase.withClient(database: database) { client in
-                try await client.query(
-                    """
-                    INSERT INTO jobs (request_id, model, priority, payload)
-                    SELECT gen_random_uuid(), \(model), (i % 3), '{}'::jsonb FROM generate_series(1, \(count)) AS i
-                    """, logger: TestDatabase.logger)
-                try await client.query("ANALYZE jobs", logger: TestDatabase.logger)
-            }
-            print("deep queue: inserted \(count) pending jobs in \((ContinuousClock.now - inserted).milliseconds) ms")
-            // Samples across the queue: every priority tier, near the head and at the tail.
-            let samples = try await TestDatabase.withClient(database: database) { client in
-                var samples: [(id: String, priority: Int32, rowID: Int64)] = []
-                let rows = try await client.query(
-                    """
-                    SELECT request_id::text, priority, id FROM jobs
-                    WHERE id IN (SELECT (random() * \(count))::bigint + 1 FROM generate_series(1, 200))
-                       OR id IN (1, 2, 3, \(count), \(count - 1))
-                    """, logger: TestDatabase.logger)
-                for try await (id, priority, rowID) in rows.decode((String, Int32, Int64).self) { samples.append((id, priority, rowID)) }
-                return samples
-            }
-
-            try await withTestBroker(database: database) { broker in
-                var latencies: [Duration] = []
-                var checked = 0
-                for (index, sample) in samples.enumerated() {
-                    let start = ContinuousClock.now
-                    let answer = try await HTTP.get(broker.baseURL + "/v1/queue/status?model=deep%2Fqueue&request_id=\(sample.id)")
-                    latencies.append(ContinuousClock.now - start)
-                    let position = try #require(answer["queue_position"].flatMap { if case .int(let p) = $0 { Int(p) } else { nil } })
-                    // Exact: the same count SQL gives, for a spread of samples (the count itself is slow, so not all).
-                    if index % 20 == 0 {
-                        let exact = try await TestDatabase.withClient(database: database) { client in
-                            try await JobsTable().pendingAhead(
-                                model: model, priority: sample.priority, id: sample.rowID, on: client, logger: TestDatabase.logger)
-                        }
-                        #expect(position == exact)
-                        checked += 1
-                    }
+extension HeavyTests {
+    @Suite struct DeepQueueTests {
+        @Test func statusWithAMillionPendingJobs() async throws {
+            try await TestDatabase.withFreshDatabase(migrated: true) { database in
+                let model = "deep/queue"
+                let count = 1_000_000
+                let inserted = ContinuousClock.now
+                try await TestDatabase.withClient(database: database) { client in
+                    try await client.query(
+                        """
+                        INSERT INTO jobs (request_id, model, priority, payload)
+                        SELECT gen_random_uuid(), \(model), (i % 3), '{}'::jsonb FROM generate_series(1, \(count)) AS i
+                        """, logger: TestDatabase.logger)
+                    try await client.query("ANALYZE jobs", logger: TestDatabase.logger)
                 }
-                let sorted = latencies.sorted()
-                let p50 = sorted[sorted.count / 2]
-                let p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
-                print(
-                    "deep queue: status with queue_position at \(count) pending, \(sorted.count) calls: p50 \(p50.milliseconds) ms, p99 \(p99.milliseconds) ms, max \(sorted.last!.milliseconds) ms (\(checked) checked exact)"
-                )
-                #expect(p50 < .milliseconds(50))
-                #expect(p99 < .milliseconds(500))
+                print("deep queue: inserted \(count) pending jobs in \((ContinuousClock.now - inserted).milliseconds) ms")
+                // Samples across the queue: every priority tier, near the head and at the tail.
+                let samples = try await TestDatabase.withClient(database: database) { client in
+                    var samples: [(id: String, priority: Int32, rowID: Int64)] = []
+                    let rows = try await client.query(
+                        """
+                        SELECT request_id::text, priority, id FROM jobs
+                        WHERE id IN (SELECT (random() * \(count))::bigint + 1 FROM generate_series(1, 200))
+                           OR id IN (1, 2, 3, \(count), \(count - 1))
+                        """, logger: TestDatabase.logger)
+                    for try await (id, priority, rowID) in rows.decode((String, Int32, Int64).self) { samples.append((id, priority, rowID)) }
+                    return samples
+                }
+
+                try await withTestBroker(database: database) { broker in
+                    var latencies: [Duration] = []
+                    var checked = 0
+                    for (index, sample) in samples.enumerated() {
+                        let start = ContinuousClock.now
+                        let answer = try await HTTP.get(broker.baseURL + "/v1/queue/status?model=deep%2Fqueue&request_id=\(sample.id)")
+                        latencies.append(ContinuousClock.now - start)
+                        let position = try #require(answer["queue_position"].flatMap { if case .int(let p) = $0 { Int(p) } else { nil } })
+                        // Exact: the same count SQL gives, for a spread of samples (the count itself is slow, so not all).
+                        if index % 20 == 0 {
+                            let exact = try await TestDatabase.withClient(database: database) { client in
+                                try await JobsTable().pendingAhead(
+                                    model: model, priority: sample.priority, id: sample.rowID, on: client, logger: TestDatabase.logger)
+                            }
+                            #expect(position == exact)
+                            checked += 1
+                        }
+                    }
+                    let sorted = latencies.sorted()
+                    let p50 = sorted[sorted.count / 2]
+                    let p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
+                    print(
+                        "deep queue: status with queue_position at \(count) pending, \(sorted.count) calls: p50 \(p50.milliseconds) ms, p99 \(p99.milliseconds) ms, max \(sorted.last!.milliseconds) ms (\(checked) checked exact)"
+                    )
+                    #expect(p50 < .milliseconds(50))
+                    #expect(p99 < .milliseconds(500))
+                }
             }
         }
     }

@@ -1,8 +1,11 @@
 """A job handler for `spool-worker --exec`, driven by its payload; used by the process tests.
 
 payload.mode: ok (default), fail (exit 3 with an error on stderr), tempfail (exit 75: retryable),
-sleep (payload.seconds, then ok), hang-first (the first attempt emits, then sleeps until killed).
+sleep (payload.seconds, then ok), hang-first (the first attempt emits, then sleeps until killed),
+file (writes payload.bytes of seeded random bytes to $SPOOL_OUTPUT_DIR/video.bin; outputs name it and its SHA-256).
 """
+import hashlib
+import random
 import json
 import os
 import sys
@@ -38,6 +41,19 @@ if mode == "tempfail":
 if mode == "sleep":
     send({"emit": {"pid": os.getpid()}})
     time.sleep(payload["seconds"])
+
+if mode == "file":
+    digest = hashlib.sha256()
+    generator = random.Random(payload.get("seed", 1))
+    remaining = payload["bytes"]
+    with open(os.path.join(os.environ["SPOOL_OUTPUT_DIR"], "video.bin"), "wb") as f:
+        while remaining > 0:
+            piece = generator.randbytes(min(remaining, 1 << 20))
+            f.write(piece)
+            digest.update(piece)
+            remaining -= len(piece)
+    send({"outputs": {"video": "video.bin", "sha256": digest.hexdigest(), "attempt": job["attempt"]}})
+    sys.exit(0)
 
 send({"emit": {"progress": 1.0}})
 send({"outputs": {"echo": payload, "attempt": job["attempt"], "by": "attempt %d" % job["attempt"]}})

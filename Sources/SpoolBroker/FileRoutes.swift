@@ -1,0 +1,309 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import PostgresNIO
+import SpoolCore
+import SpoolStore
+
+/// Files: Together's upload (`POST /v1/files` → 302 → `PUT` → `preprocess`), a plain multipart
+/// upload like OpenAI's, retrieve, list, content and delete; and the upload of a worker's file output.
+struct FileRoutes: Sendable {
+    let store: SpoolStore
+    let configuration: BrokerConfiguration
+
+    static let purposes: Set<String> = ["batch-api", "batch", "fine-tune", "eval", "calibration", "user_data", "job-output"]
+
+    func register(on router: some RouterMethods<BrokerRequestContext>) {
+        let files = router.group("v1/files")
+        files.post(use: create)
+        files.get(use: list)
+        files.get(":id", use: retrieve)
+        files.delete(":id", use: delete)
+        files.get(":id/content", use: content)
+        files.post(":id/preprocess", use: retrieve)
+        router.post("v1/worker/jobs/:request_id/files", use: workerUpload)
+    }
+
+    /// The PUT of content to the Location a create answered: authorized by the secret in that URL,
+    /// since the together SDK sends no API key there (as to a presigned URL).
+    func registerUpload(on router: some RouterMethods<BrokerRequestContext>) {
+        router.put("v1/files/:id/upload", use: upload)
+    }
+
+    /// Multipart with a `file` part stores it now (200 and the file); without one it records the
+    /// file and answers 302 with where to PUT the content (Together's flow).
+    @Sendable func create(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        guard var reader = MultipartReader(contentType: request.headers[.contentType]) else {
+            throw SpoolError.invalidRequest(
+                "Upload files as multipart/form-data with a 'purpose' field and a 'file' part (or no file part, then PUT the content to the Location answered).",
+                code: "invalid_content_type")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes + 64 << 10 {
+            throw Self.tooLarge(configuration.maxFileBytes)
+        }
+        let id = FilesTable.newID()
+        let caller = context.caller.id
+        let limit = configuration.maxFileBytes
+        let logger = context.logger
+        let outcome: Response = try await Self.refusingUploadErrors(limit: limit) {
+            try await store.client.withTransaction(logger: logger) { connection in
+                var fields: [String: String] = [:]
+                var current: (name: String?, filename: String?) = (nil, nil)
+                var fieldBytes: [UInt8] = []
+                var writer: FileContentWriter?
+                var stored: (filename: String, contentType: String)?
+                func endField() {
+                    if let name = current.name, current.filename == nil {
+                        fields[name] = String(decoding: fieldBytes, as: UTF8.self)
+                    }
+                    fieldBytes = []
+                }
+                for try await piece in request.body {
+                    for event in try reader.feed(piece) {
+                        switch event {
+                        case .part(let headers):
+                            endField()
+                            current = MultipartReader.disposition(headers)
+                            if current.name == "file" {
+                                guard writer == nil else { throw SpoolError.invalidRequest("Send one 'file' part.", code: "invalid_multipart") }
+                                let filename = current.filename ?? "upload"
+                                let contentType = headers["content-type"] ?? "application/octet-stream"
+                                try await store.files.create(
+                                    id: id, filename: filename, purpose: "batch-api", fileType: Self.fileType(filename: filename, declared: nil),
+                                    contentType: contentType, expectedSHA256: nil, uploadTokenHash: nil, owner: caller, on: connection,
+                                    logger: logger)
+                                writer = try await FileContentWriter(fileID: id, limit: limit, connection: connection, logger: logger)
+                                stored = (filename, contentType)
+                            }
+                        case .data(let bytes):
+                            if current.name == "file", let writer {
+                                try await writer.append(bytes)
+                            } else if current.filename == nil {
+                                fieldBytes.append(contentsOf: bytes.readableBytesView)
+                                guard fieldBytes.count <= 64 << 10 else { throw MultipartReader.malformed("a form field is longer than 64 KiB") }
+                            }
+                        }
+                    }
+                }
+                endField()
+                guard reader.isFinished else { throw MultipartReader.malformed("it ends before its closing boundary") }
+                let purpose = try Self.purpose(fields["purpose"])
+                let checksum = fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }
+                if let writer, let stored {
+                    // A plain multipart upload: the content is here.
+                    _ = try await writer.finish(expectedSHA256: checksum)
+                    try await store.files.describe(
+                        id: id, filename: fields["file_name"] ?? stored.filename, purpose: purpose,
+                        fileType: Self.fileType(filename: stored.filename, declared: fields["file_type"]), on: connection, logger: logger)
+                    guard let record = try await store.files.find(id: id, on: connection, logger: logger) else { throw SpoolError.internalError() }
+                    return JSONResponse.make(Self.view(record), status: .ok)
+                }
+                // Together's flow: the content comes in a PUT to the Location, authorized by its token.
+                let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
+                let token = Self.newToken()
+                try await store.files.create(
+                    id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: fields["file_type"]),
+                    contentType: "application/octet-stream", expectedSHA256: checksum, uploadTokenHash: APIKeyHash.of(token),
+                    owner: caller, on: connection, logger: logger)
+                var headers = HTTPFields()
+                headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
+                headers[.togetherFileID] = id
+                return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
+            }
+        }
+        return outcome
+    }
+
+    /// Stores the content of a file created without it; the file becomes ready (200), or on a
+    /// checksum mismatch or an oversized body stays waiting for a good upload.
+    @Sendable func upload(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let id = try Self.fileID(context)
+        let token = request.uri.queryParameters["token"].map(String.init) ?? ""
+        guard let pending = try await store.files.pendingUpload(id: id, on: store.client, logger: context.logger),
+            !token.isEmpty, APIKeyHash.of(token) == pending.tokenHash
+        else {
+            throw SpoolError.notFound(
+                "No upload is waiting at this URL: the file is unknown, already uploaded, or the token is wrong.", code: "upload_not_found")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes {
+            throw Self.tooLarge(configuration.maxFileBytes)
+        }
+        let limit = configuration.maxFileBytes
+        let logger = context.logger
+        return try await Self.refusingUploadErrors(limit: limit) {
+            try await store.client.withTransaction(logger: logger) { connection in
+                // Locks the row: two PUTs of the same upload store one after the other.
+                try await store.files.lock(id: id, on: connection, logger: logger)
+                _ = try await store.files.writeContent(
+                    fileID: id, body: request.body, limit: limit, expectedSHA256: pending.expectedSHA256, on: connection, logger: logger)
+                guard let record = try await store.files.find(id: id, on: connection, logger: logger) else { throw SpoolError.internalError() }
+                return JSONResponse.make(Self.view(record))
+            }
+        }
+    }
+
+    @Sendable func retrieve(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        JSONResponse.make(Self.view(try await find(context)))
+    }
+
+    @Sendable func list(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let limit = try Self.limit(request)
+        let records = try await store.files.list(limit: limit, on: store.client, logger: context.logger)
+        return JSONResponse.make(["object": "list", "data": JSONValue.array(records.map(Self.view))] as JSONValue)
+    }
+
+    @Sendable func delete(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let id = try Self.fileID(context)
+        guard try await store.files.delete(id: id, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        return JSONResponse.make(["id": .string(id), "object": "file", "deleted": true] as JSONValue)
+    }
+
+    /// The content, streamed a stored piece at a time.
+    @Sendable func content(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let record = try await find(context)
+        guard record.isReady else {
+            throw SpoolError.conflict("File '\(record.id)' has no content yet: its upload has not finished.", code: "file_not_ready", param: "id")
+        }
+        let store = self.store
+        let logger = context.logger
+        var headers = HTTPFields()
+        headers[.contentType] = record.contentType
+        headers[.contentDisposition] = "attachment; filename=\"\(record.filename.replacingOccurrences(of: "\"", with: ""))\""
+        let body = ResponseBody(contentLength: Int(record.bytes)) { writer in
+            var sequence: Int32 = 0
+            while let piece = try await store.files.chunk(fileID: record.id, sequence: sequence, on: store.client, logger: logger) {
+                try await writer.write(piece)
+                sequence += 1
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// A worker's file output, streamed into the files store; fenced by the lease like every worker write.
+    @Sendable func workerUpload(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        guard let requestText = context.parameters.get("request_id"), let requestID = UUID(uuidString: requestText) else {
+            throw SpoolError.notFound("No such job.", code: "job_not_found", param: "request_id")
+        }
+        guard let token = parameters["lease_token"].flatMap({ UUID(uuidString: String($0)) }) else {
+            throw SpoolError.invalidRequest("'lease_token' (a UUID) is required in the query.", code: "missing_field", param: "lease_token")
+        }
+        let name = parameters["name"].map(String.init) ?? "output"
+        guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else {
+            throw SpoolError.invalidRequest("'name' must be a file name of at most 255 bytes without '/'.", code: "invalid_field", param: "name")
+        }
+        guard try await store.jobs.holdsLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) else {
+            throw SpoolError.conflict(
+                "This lease no longer holds the job (it expired or the job moved on); the file was not stored.", code: "lease_lost",
+                param: "lease_token")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes {
+            throw Self.tooLarge(configuration.maxFileBytes)
+        }
+        let id = FilesTable.newID()
+        let contentType = request.headers[.contentType] ?? "application/octet-stream"
+        let limit = configuration.maxFileBytes
+        let logger = context.logger
+        let caller = context.caller.id
+        let url = "\(configuration.publicRoot(request))/v1/files/\(id)/content"
+        return try await Self.refusingUploadErrors(limit: limit) {
+            try await store.client.withTransaction(logger: logger) { connection in
+                try await store.files.create(
+                    id: id, filename: name, purpose: "job-output", fileType: "binary", contentType: contentType, expectedSHA256: nil,
+                    uploadTokenHash: nil, owner: caller, requestID: requestID, on: connection, logger: logger)
+                let (bytes, sha256) = try await store.files.writeContent(
+                    fileID: id, body: request.body, limit: limit, expectedSHA256: parameters["sha256"].map(String.init), on: connection,
+                    logger: logger)
+                let output: JSONValue = [
+                    "file_id": .string(id), "file_name": .string(name), "file_size": .int(bytes), "content_type": .string(contentType),
+                    "url": .string(url), "sha256": .string(sha256),
+                ]
+                return JSONResponse.make(output, status: .created)
+            }
+        }
+    }
+
+    private func find(_ context: BrokerRequestContext) async throws -> FileRecord {
+        let id = try Self.fileID(context)
+        guard let record = try await store.files.find(id: id, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        return record
+    }
+
+    /// A file in Together's `FileResponse` shape (and OpenAI's `file` object).
+    static func view(_ record: FileRecord) -> JSONValue {
+        [
+            "id": .string(record.id), "object": "file", "bytes": .int(record.bytes), "created_at": .int(Int64(record.createdAt.timeIntervalSince1970)),
+            "filename": .string(record.filename), "purpose": .string(record.purpose), "FileType": .string(record.fileType),
+            "content_type": .string(record.contentType), "processing_status": .string(record.isReady ? "COMPLETED" : "PENDING"),
+            "status": .string(record.isReady ? "processed" : "uploaded"), "sha256": record.sha256.map(JSONValue.string) ?? .null,
+            "request_id": record.requestID.map { .string($0.uuidString.lowercased()) } ?? .null,
+        ]
+    }
+
+    /// Maps an upload's refusals to clear errors; the transaction they end has stored nothing.
+    static func refusingUploadErrors(limit: Int64, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            do {
+                return try await body()
+            } catch let error as PostgresTransactionError {
+                // What the transaction's body threw, once it has been rolled back.
+                throw error.closureError ?? error
+            }
+        } catch FileUploadError.tooLarge {
+            throw tooLarge(limit)
+        } catch FileUploadError.checksumMismatch(let expected, let actual) {
+            throw SpoolError.invalidRequest(
+                "The content's SHA-256 is \(actual), not the checksum \(expected) sent with the upload; nothing was stored. Upload it again.",
+                code: "checksum_mismatch", param: "checksum")
+        }
+    }
+
+    static func tooLarge(_ limit: Int64) -> SpoolError {
+        .payloadTooLarge(limit: Int(limit), what: "file")
+    }
+
+    static func purpose(_ value: String?) throws(SpoolError) -> String {
+        guard let value, !value.isEmpty else {
+            throw .invalidRequest("'purpose' is required (for batches: 'batch-api').", code: "missing_field", param: "purpose")
+        }
+        guard purposes.contains(value) else {
+            throw .invalidRequest(
+                "'purpose' must be one of \(purposes.sorted().joined(separator: ", ")); got '\(value)'.", code: "invalid_field", param: "purpose")
+        }
+        return value
+    }
+
+    static func fileType(filename: String, declared: String?) -> String {
+        if let declared, ["jsonl", "csv", "parquet"].contains(declared) { return declared }
+        let lower = filename.lowercased()
+        for type in ["csv", "parquet"] where lower.hasSuffix(".\(type)") { return type }
+        return "jsonl"
+    }
+
+    static func limit(_ request: Request) throws(SpoolError) -> Int {
+        guard let text = request.uri.queryParameters["limit"] else { return 100 }
+        guard let limit = Int(text), (1...1000).contains(limit) else {
+            throw .invalidRequest("'limit' must be an integer from 1 to 1000.", code: "invalid_field", param: "limit")
+        }
+        return limit
+    }
+
+    static func fileID(_ context: BrokerRequestContext) throws(SpoolError) -> String {
+        guard let id = context.parameters.get("id"), !id.isEmpty, id.utf8.count <= 128 else {
+            throw .notFound("No such file.", code: "file_not_found", param: "id")
+        }
+        return id
+    }
+
+    static func notFound(_ id: String) -> SpoolError {
+        .notFound("No file '\(id)' on this broker.", code: "file_not_found", param: "id")
+    }
+
+    static func newToken() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,252 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SpoolCore
+
+/// A batch as stored.
+public struct BatchRecord: Sendable, Equatable {
+    public var id: UUID
+    public var status: BatchStatus
+    public var endpoint: String
+    public var inputFileID: String
+    public var outputFileID: String?
+    public var errorFileID: String?
+    public var modelID: String?
+    public var priority: Int32
+    public var completionWindow: String
+    public var createdAt: Date
+    public var jobDeadline: Date
+    public var completedAt: Date?
+    public var error: String?
+    public var fileSizeBytes: Int64
+    public var totalLines: Int32?
+    public var finishedLines: Int32
+    public var failedLines: Int32
+    public var owner: String?
+}
+
+/// What a cancel found.
+public enum BatchCancelOutcome: Sendable, Equatable {
+    /// The batch now cancels (or has canceled) its lines; this is its record.
+    case canceling(BatchRecord)
+    /// The batch had already ended this way; nothing changed.
+    case alreadyEnded(BatchStatus)
+    case notFound
+}
+
+/// A batch the batch pass found with work to do.
+public struct ActiveBatch: Sendable {
+    public var id: UUID
+    public var status: BatchStatus
+    public var totalLines: Int32
+    public var finishedLines: Int32
+    /// Lines not yet done, failed or canceled.
+    public var unfinished: Int
+    /// Set when the batch ends early: its unfinished lines are to be canceled.
+    public var ending: String?
+}
+
+/// The `batches` table, and the batch's view of its jobs.
+public struct BatchesTable: Sendable {
+    public init() {}
+
+    public func create(
+        id: UUID, endpoint: String, inputFileID: String, modelID: String?, priority: Int32, completionWindow: String,
+        windowSeconds: Double, fileSizeBytes: Int64, owner: String, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> BatchRecord {
+        let rows = try await database.run(
+            """
+            INSERT INTO batches (id, endpoint, input_file_id, model_id, priority, completion_window, job_deadline, file_size_bytes, owner)
+            VALUES (\(id), \(endpoint), \(inputFileID), \(modelID), \(priority), \(completionWindow),
+                    now() + make_interval(secs => \(windowSeconds)), \(fileSizeBytes), \(owner))
+            RETURNING \(unescaped: Self.columns)
+            """, logger: logger)
+        for try await row in rows { return try Self.record(row) }
+        throw SpoolStoreError(description: "INSERT INTO batches returned no row.")
+    }
+
+    public func find(id: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
+        let rows = try await database.run("SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id)", logger: logger)
+        for try await row in rows { return try Self.record(row) }
+        return nil
+    }
+
+    /// Batches, newest first.
+    public func list(limit: Int, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
+        let rows = try await database.run(
+            "SELECT \(unescaped: Self.columns) FROM batches ORDER BY created_at DESC, id LIMIT \(limit)", logger: logger)
+        var records: [BatchRecord] = []
+        for try await row in rows { records.append(try Self.record(row)) }
+        return records
+    }
+
+    /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
+    /// pending lines, asks its running ones to stop, and shows CANCELLING until they have ended.
+    public func cancel(id: UUID, graceSeconds: Double, on client: PostgresClient, logger: Logger) async throws -> BatchCancelOutcome {
+        try await client.withTransaction(logger: logger) { connection in
+            // Waits for a validation in progress: it holds the row until its lines are enqueued.
+            let rows = try await connection.run("SELECT status FROM batches WHERE id = \(id) FOR UPDATE", logger: logger).collect()
+            guard let text = try rows.first?.decode(String.self) else { return .notFound }
+            let status = try Self.status(text)
+            switch status {
+            case .validating:
+                try await connection.run(
+                    """
+                    UPDATE batches SET status = 'CANCELLED', ending = 'cancel', completed_at = now(), total_lines = 0
+                    WHERE id = \(id)
+                    """, logger: logger)
+            case .inProgress:
+                try await connection.run(
+                    "UPDATE batches SET status = 'CANCELLING', ending = 'cancel' WHERE id = \(id)", logger: logger)
+                try await stopLines(
+                    batchID: id, reason: "The batch was canceled before this line finished.", graceSeconds: graceSeconds,
+                    on: connection, logger: logger)
+            case .cancelling:
+                break
+            case .completed, .failed, .expired, .cancelled:
+                return .alreadyEnded(status)
+            }
+            guard let record = try await find(id: id, on: connection, logger: logger) else { return .notFound }
+            return .canceling(record)
+        }
+    }
+
+    /// Cancels the batch's pending lines and asks its running ones to stop (their leases cut to
+    /// `graceSeconds`); lines that already ended are kept.
+    public func stopLines(batchID: UUID, reason: String, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger)
+        async throws
+    {
+        try await database.run(
+            """
+            WITH canceled AS (
+                UPDATE jobs SET status = 'canceled', done_at = now(), error = \(reason)
+                WHERE batch_id = \(batchID) AND status = 'pending'
+            )
+            UPDATE jobs SET stop_reason = 'canceled',
+                            lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
+            WHERE batch_id = \(batchID) AND status = 'running' AND stop_reason IS DISTINCT FROM 'canceled'
+            """, logger: logger)
+    }
+
+    /// The oldest batch waiting for validation, locked for this transaction; another replica skips it.
+    public func lockNextToValidate(on connection: PostgresConnection, logger: Logger) async throws -> BatchRecord? {
+        let rows = try await connection.run(
+            """
+            SELECT \(unescaped: Self.columns) FROM batches WHERE status = 'VALIDATING'
+            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
+            """, logger: logger
+        ).collect()
+        return try rows.first.map(Self.record)
+    }
+
+    public func markInProgress(id: UUID, totalLines: Int32, on database: some PostgresQueryable, logger: Logger) async throws {
+        try await database.run(
+            """
+            UPDATE batches SET status = 'IN_PROGRESS', in_progress_at = now(), total_lines = \(totalLines)
+            WHERE id = \(id) AND status = 'VALIDATING'
+            """, logger: logger)
+    }
+
+    public func markFailed(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
+        try await database.run(
+            """
+            UPDATE batches SET status = 'FAILED', error = \(error), completed_at = now(), total_lines = 0
+            WHERE id = \(id) AND status = 'VALIDATING'
+            """, logger: logger)
+    }
+
+    /// Marks batches whose completion window has passed as ending; returns them.
+    public func expireOverdue(on database: some PostgresQueryable, logger: Logger) async throws -> [UUID] {
+        let rows = try await database.run(
+            """
+            UPDATE batches SET ending = 'expire'
+            WHERE status = 'IN_PROGRESS' AND ending IS NULL AND job_deadline <= now()
+            RETURNING id
+            """, logger: logger)
+        var ids: [UUID] = []
+        for try await id in rows.decode(UUID.self) { ids.append(id) }
+        return ids
+    }
+
+    /// Batches with lines enqueued and not yet finalised, each with its count of unfinished lines.
+    public func active(on database: some PostgresQueryable, logger: Logger) async throws -> [ActiveBatch] {
+        let rows = try await database.run(
+            """
+            SELECT b.id, b.status, b.total_lines, b.finished_lines, b.ending,
+                   (SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.done_at IS NULL)
+            FROM batches b
+            WHERE b.status IN ('IN_PROGRESS', 'CANCELLING')
+            ORDER BY b.created_at
+            """, logger: logger)
+        var batches: [ActiveBatch] = []
+        for try await (id, status, total, finished, ending, unfinished) in rows.decode((UUID, String, Int32?, Int32, String?, Int).self) {
+            batches.append(
+                ActiveBatch(
+                    id: id, status: try Self.status(status), totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished,
+                    ending: ending))
+        }
+        return batches
+    }
+
+    /// Lines of the batch not yet done, failed or canceled.
+    public func unfinishedLines(id: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        let rows = try await database.run("SELECT count(*) FROM jobs WHERE batch_id = \(id) AND done_at IS NULL", logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    public func recordProgress(id: UUID, finishedLines: Int32, on database: some PostgresQueryable, logger: Logger) async throws {
+        try await database.run(
+            "UPDATE batches SET finished_lines = \(finishedLines) WHERE id = \(id) AND finished_lines <> \(finishedLines)",
+            logger: logger)
+    }
+
+    /// Locks an active batch for finalising; nil if another replica holds it or it has moved on.
+    public func lockForFinalising(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> (BatchRecord, ending: String?)? {
+        let rows = try await connection.run(
+            """
+            SELECT \(unescaped: Self.columns), ending FROM batches
+            WHERE id = \(id) AND status IN ('IN_PROGRESS', 'CANCELLING')
+            FOR UPDATE SKIP LOCKED
+            """, logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        let ending = try row.makeRandomAccess()[Self.columnCount].decode(String?.self)
+        return (try Self.record(row), ending)
+    }
+
+    public func markFinished(
+        id: UUID, status: BatchStatus, outputFileID: String, errorFileID: String?, totalLines: Int32, failedLines: Int32,
+        on database: some PostgresQueryable, logger: Logger
+    ) async throws {
+        try await database.run(
+            """
+            UPDATE batches SET status = \(status.rawValue), output_file_id = \(outputFileID), error_file_id = \(errorFileID),
+                               completed_at = now(), finished_lines = \(totalLines), failed_lines = \(failedLines)
+            WHERE id = \(id)
+            """, logger: logger)
+    }
+
+    static let columnCount = 19
+    static let columns = """
+        id, status, endpoint, input_file_id, output_file_id, error_file_id, model_id, priority, completion_window, created_at,
+        job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner, in_progress_at
+        """
+
+    static func record(_ row: PostgresRow) throws -> BatchRecord {
+        let cells = row.makeRandomAccess()
+        func cell<T: PostgresDecodable>(_ index: Int, _ type: T.Type = T.self) throws -> T { try cells[index].decode(T.self) }
+        return BatchRecord(
+            id: try cell(0), status: try status(try cell(1)), endpoint: try cell(2), inputFileID: try cell(3), outputFileID: try cell(4),
+            errorFileID: try cell(5), modelID: try cell(6), priority: try cell(7), completionWindow: try cell(8), createdAt: try cell(9),
+            jobDeadline: try cell(10), completedAt: try cell(11), error: try cell(12), fileSizeBytes: try cell(13),
+            totalLines: try cell(14), finishedLines: try cell(15), failedLines: try cell(16), owner: try cell(17))
+    }
+
+    static func status(_ text: String) throws -> BatchStatus {
+        guard let status = BatchStatus(rawValue: text) else {
+            throw SpoolStoreError(description: "The batches table holds an unknown status '\(text)'.")
+        }
+        return status
+    }
+}

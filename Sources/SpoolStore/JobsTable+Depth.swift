@@ -48,7 +48,7 @@ extension JobsTable {
     }
 
     /// Deletes up to `batchSize` jobs that ended more than `retentionSeconds` ago, oldest first;
-    /// their log lines and webhook deliveries go with them. Returns how many.
+    /// their log lines and webhook deliveries go with them; lines of batches still running stay. Returns how many.
     public func pruneFinished(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         // Small batches through the done_at index, skipping rows anyone holds: the queue is never blocked.
         let rows = try await database.run(
@@ -56,6 +56,9 @@ extension JobsTable {
             WITH old AS (
                 SELECT id FROM jobs
                 WHERE done_at < now() - make_interval(secs => \(retentionSeconds)) AND status IN ('done', 'failed', 'canceled')
+                  -- A batch still running needs its finished lines for its output file.
+                  AND (batch_id IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM batches b WHERE b.id = jobs.batch_id AND b.status IN ('VALIDATING', 'IN_PROGRESS', 'CANCELLING')))
                 ORDER BY done_at
                 LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED

@@ -25,10 +25,12 @@ struct BenchSizes: Sendable {
     var deepQueue = 1_000_000
     var longPolls = 1000
     var churnJobs = 1_000_000
+    var batchLines = 100_000
 
     static let quick = BenchSizes(
         floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
-        pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000)
+        pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000,
+        batchLines: 2000)
 }
 
 /// Latencies in microseconds, for percentiles (HdrHistogram).
@@ -366,6 +368,62 @@ struct Scenarios: Sendable {
         report.add("churn_table_mb", mib(sizesOnDisk.0), "jobs table (heap) after the churn, \(sizesOnDisk.4) live rows", "MiB")
         report.add("churn_indexes_mb", mib(sizesOnDisk.1), "jobs indexes after the churn", "MiB")
         report.add("churn_live_rows_mb", mib(sizesOnDisk.3), "size of the live rows themselves", "MiB")
+    }
+
+    // MARK: batch
+
+    /// A JSONL file of `batchLines` lines uploaded (multipart), then made a batch: how long until
+    /// every line is validated and enqueued (the batch shows IN_PROGRESS).
+    func batch() async throws {
+        let name = try await database.fresh("batch")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        var content = ByteBuffer()
+        for index in 0..<sizes.batchLines {
+            let line: JSONValue = [
+                "custom_id": .string("line-\(index)"),
+                "body": ["model": "bench/batch", "payload": ["prompt": .string("a cat in a hat, take \(index)"), "steps": 30]],
+            ]
+            content.writeString(line.jsonText + "\n")
+        }
+        let fileBytes = content.readableBytes
+        let boundary = "spool-bench"
+        var body = ByteBuffer(string: "--\(boundary)\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch-api\r\n")
+        body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"batch.jsonl\"\r\n\r\n")
+        body.writeBuffer(&content)
+        body.writeString("\r\n--\(boundary)--\r\n")
+        var request = HTTPClientRequest(url: broker.baseURL + "/v1/files")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
+        request.body = .bytes(body)
+        let uploadStart = ContinuousClock.now
+        let response = try await http.execute(request, timeout: .seconds(600))
+        let file = try JSONValue.parse(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        let uploaded = ContinuousClock.now - uploadStart
+        guard let fileID = file.objectValue?["id"]?.stringValue else { throw BenchError("upload failed: \(file)") }
+
+        let cpuBefore = CPUTimes.now(broker: broker.pid)
+        let start = ContinuousClock.now
+        let created = try await post(broker.baseURL + "/v1/batches", ["input_file_id": .string(fileID), "endpoint": "/v1/queue/submit"])
+        guard let id = created.objectValue?["job"]?.objectValue?["id"]?.stringValue else { throw BenchError("batch create failed: \(created)") }
+        var reads = Latencies()
+        while true {
+            let readStart = ContinuousClock.now
+            let batch = try await get(broker.baseURL + "/v1/batches/\(id)")
+            reads.record(ContinuousClock.now - readStart)
+            let status = batch.objectValue?["status"]?.stringValue
+            if status == "IN_PROGRESS" { break }
+            guard status == "VALIDATING" else { throw BenchError("batch ended as \(status ?? "?"): \(batch)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let enqueued = ContinuousClock.now - start
+        let cpu = CPUTimes.now(broker: broker.pid) - cpuBefore
+        let megabytes = Double(fileBytes) / 1_048_576
+        report.add("batch_upload_mb_per_s", megabytes / uploaded.seconds, "batch: upload of a \(sizes.batchLines.formatted())-line JSONL file (\(String(format: "%.1f", megabytes)) MiB, multipart)", "MiB/s")
+        report.add("batch_enqueue_s", enqueued.seconds, "batch: create → every line validated and enqueued (IN_PROGRESS)", "s")
+        report.add("batch_enqueue_lines_per_s", Double(sizes.batchLines) / enqueued.seconds, "batch: lines validated and enqueued per second", "lines/s")
+        report.add("batch_cpu_us_per_line", (cpu.postgres + cpu.broker) * 1_000_000 / Double(sizes.batchLines), "batch: broker + PostgreSQL CPU per line enqueued", "µs")
+        report.add("batch_status_read_p50_ms", reads.ms(50), "batch: a status read while it validates, p50", "ms")
     }
 
     // MARK: HTTP

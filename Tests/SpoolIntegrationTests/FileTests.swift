@@ -6,6 +6,7 @@ import NIOHTTP1
 import SpoolCore
 import Testing
 @testable import SpoolStore
+import SpoolWorker
 
 /// The files store: Together's upload flow and its refusals, fenced worker uploads, and a large
 /// file from an `--exec` handler streamed through broker and worker to the client.
@@ -151,6 +152,58 @@ extension HeavyTests {
                 print("\(name) peak RSS while moving a 200 MiB file: \(peak / 1024) MiB")
                 #expect(peak < 128 * 1024, "\(name) peaked at \(peak / 1024) MiB")
             }
+            #expect(await worker.process.stop() == 0)
+            #expect(await broker.process.stop() == 0)
+        }
+
+        /// A Swift handler returns a file: `context.upload` stores it and its object goes in the outputs.
+        @Test func aSwiftHandlerReturnsAFileOutput() async throws {
+            struct Painter: JobHandler {
+                func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
+                    let path = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(job.requestID).png").path
+                    try Data("a picture of \(job.requestID)".utf8).write(to: URL(fileURLWithPath: path))
+                    defer { try? FileManager.default.removeItem(atPath: path) }
+                    return ["image": try await context.upload(fileAt: path, name: "picture.png"), "seed": 4]
+                }
+            }
+            let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: TestDatabase.migrated()))
+            let model = uniqueModel("file-swift")
+            var configuration = WorkerConfiguration()
+            configuration.brokerURLs = [broker.baseURL]
+            configuration.models = [model]
+            let worker = try Worker(configuration: configuration, handler: Painter(), logger: TestDatabase.logger)
+            let running = Task { try await worker.run() }
+            let requestID = try await HTTP.submit(broker: broker, model: model)
+            var status: Answer?
+            try await eventually("the job is done", timeout: .seconds(30)) {
+                status = try await HTTP.status(broker: broker, model: model, requestID: requestID)
+                return status?["status"] == "done"
+            }
+            running.cancel()
+            _ = try? await running.value
+            let image = try #require(status?["outputs"]?.objectValue?["image"]?.objectValue, "\(String(describing: status?.json))")
+            #expect(image["content_type"] == "image/png" && image["file_name"] == "picture.png")
+            let content = try await HTTP.text(try #require(image["url"]?.stringValue))
+            #expect(content == "a picture of \(requestID)")
+            #expect(await broker.process.stop() == 0)
+        }
+
+        /// An upload the broker refuses (here: over its file limit) fails the attempt as retryable; the job is never done without its file.
+        @Test func aJobWhoseFileUploadFailsIsRetriedNotDone() async throws {
+            let broker = try await BrokerProcess.start(
+                databaseURL: TestDatabase.url(database: TestDatabase.migrated()), arguments: ["--max-file-bytes", "2048", "--retry-limit", "2"])
+            let model = uniqueModel("file-refused")
+            let handler = "\(PythonScript.interpreter) \(SpawnedProcess.packageRoot)/Tests/sdk/exec_handler.py"
+            let worker = try await WorkerProcess.start(brokers: [broker], models: [model], arguments: ["--exec", handler])
+            let requestID = try await HTTP.submit(broker: broker, model: model, payload: ["mode": "file", "bytes": 4096])
+            var status: Answer?
+            try await eventually("the job has failed", timeout: .seconds(60)) {
+                status = try await HTTP.status(broker: broker, model: model, requestID: requestID)
+                #expect(status?["status"] != "done", "done without its file: \(String(describing: status?.json))")
+                return status?["status"] == "failed"
+            }
+            #expect(status?["retries"] == .int(2), "\(String(describing: status?.json))")
+            #expect(status?["error"]?.stringValue?.contains("could not be uploaded") == true, "\(String(describing: status?.json))")
             #expect(await worker.process.stop() == 0)
             #expect(await broker.process.stop() == 0)
         }

@@ -1,0 +1,69 @@
+import Testing
+@testable import SpoolCore
+
+@Suite struct BatchLineTests {
+    func parse(_ text: String, _ endpoint: BatchEndpoint = .queueSubmit, model: String? = nil) -> Result<
+        (customID: String, request: SubmitRequest), BatchLine.Problem
+    > {
+        BatchLine.parse(ArraySlice(Array(text.utf8)), endpoint: endpoint, defaultModel: model)
+    }
+
+    @Test func aQueueLineBecomesASubmit() throws {
+        let parsed = try parse(#"{"custom_id": "a", "body": {"model": "m", "payload": {"x": 1}, "info": {"k": "v"}}}"#).get()
+        #expect(parsed.customID == "a")
+        #expect(parsed.request.model == "m" && parsed.request.payload == ["x": 1] && parsed.request.info == ["k": "v"])
+        // The batch's model_id stands in for a body without one.
+        #expect(try parse(#"{"custom_id": "b", "body": {"payload": {}}}"#, model: "d").get().request.model == "d")
+    }
+
+    @Test func aChatLineBecomesAJobForItsModelWithTheBodyAsPayload() throws {
+        let parsed = try parse(#"{"custom_id": "c", "body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}}"#, .chatCompletions).get()
+        #expect(parsed.request.model == "llama")
+        #expect(parsed.request.payload["messages"] == [["role": "user", "content": "hi"]])
+        #expect(parsed.request.payload["model"] == "llama")
+    }
+
+    @Test func badLinesSayWhatIsWrong() {
+        let cases: [(String, BatchEndpoint, String)] = [
+            ("{oops", .queueSubmit, "is not valid JSON"),
+            ("[1]", .queueSubmit, "is not a JSON object"),
+            (#"{"body": {}}"#, .queueSubmit, "has no 'custom_id'"),
+            (#"{"custom_id": "a"}"#, .queueSubmit, "has no 'body' object"),
+            (#"{"custom_id": "a", "body": {"model": "m"}}"#, .queueSubmit, "'payload' is required"),
+            (#"{"custom_id": "a", "body": {"model": "m", "payload": {}, "webhook_url": "https://x"}}"#, .queueSubmit, "webhook_url"),
+            (#"{"custom_id": "a", "body": {"messages": [{"role": "user"}]}}"#, .chatCompletions, "without 'model'"),
+            (#"{"custom_id": "a", "body": {"model": "m", "messages": []}}"#, .chatCompletions, "'messages'"),
+        ]
+        for (line, endpoint, expected) in cases {
+            guard case .failure(let problem) = parse(line, endpoint) else {
+                Issue.record("accepted: \(line)")
+                continue
+            }
+            #expect(problem.text.contains(expected), "\(line): \(problem.text)")
+        }
+    }
+
+    @Test func linesAreSplitAcrossPiecesAndCRLF() {
+        let text = "one\r\ntwo\nthree\n\nfour"
+        for size in 1...text.utf8.count {
+            var splitter = LineSplitter()
+            var lines: [String] = []
+            let bytes = Array(text.utf8)
+            for start in stride(from: 0, to: bytes.count, by: size) {
+                lines += splitter.lines(in: bytes[start..<min(start + size, bytes.count)]).map { String(decoding: $0, as: UTF8.self) }
+            }
+            if let last = splitter.finish() { lines.append(String(decoding: last, as: UTF8.self)) }
+            #expect(lines == ["one", "two", "three", "", "four"], "piece size \(size)")
+        }
+    }
+
+    @Test func completionWindows() throws {
+        #expect(try BatchCreateRequest.seconds("24h") == 86400)
+        #expect(try BatchCreateRequest.seconds("90m") == 5400)
+        #expect(try BatchCreateRequest.seconds("2d") == 172_800)
+        #expect(try BatchCreateRequest.seconds("30") == 30)
+        for bad in ["", "soon", "0h", "-1h", "31d"] {
+            #expect(throws: SpoolError.self, "\(bad)") { try BatchCreateRequest.seconds(bad) }
+        }
+    }
+}

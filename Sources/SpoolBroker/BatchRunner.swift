@@ -112,7 +112,7 @@ struct BatchRunner: Service {
         guard let endpoint = BatchEndpoint(rawValue: batch.endpoint) else {
             throw Invalid(message: "The batch's endpoint '\(batch.endpoint)' is not supported.")
         }
-        guard try await store.files.find(id: batch.inputFileID, on: connection, logger: logger)?.isReady == true else {
+        guard try await store.files.holdForReading(id: batch.inputFileID, on: connection, logger: logger) else {
             throw Invalid(message: "The input file '\(batch.inputFileID)' was deleted before the batch started.")
         }
         var splitter = LineSplitter()

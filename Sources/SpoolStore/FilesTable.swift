@@ -71,6 +71,12 @@ public struct FilesTable: Sendable {
         _ = try await connection.run("SELECT 1 FROM files WHERE id = \(id) FOR UPDATE", logger: logger).collect()
     }
 
+    /// Whether the file is ready, holding it for this transaction: a delete waits until the reader is done.
+    public func holdForReading(id: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        let rows = try await connection.run("SELECT status FROM files WHERE id = \(id) FOR SHARE", logger: logger).collect()
+        return try rows.first?.decode(String.self) == "ready"
+    }
+
     /// The file, ready or still uploading.
     public func find(id: String, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
         let rows = try await database.run(

@@ -15,20 +15,29 @@ extension HeavyTests {
             let key = "batch-key-\(UUID().uuidString)"
             let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: TestDatabase.migrated()), arguments: ["--api-key", key])
             let model = uniqueModel("batch-sdk")
+            let chatModel = uniqueModel("batch-chat")
             let worker = try await WorkerProcess.start(
                 brokers: [broker], models: [model], arguments: ["--exec", Self.handler, "--concurrency", "4", "--api-key", key])
+            let server = try SpawnedProcess([PythonScript.interpreter, "-u", SpawnedProcess.packageRoot + "/Tests/sdk/echo_server.py"])
+            let port = try await server.waitForOutput(matching: #"listening on (\d+)"#)
+            let forwarder = try await WorkerProcess.start(
+                brokers: [broker], models: [chatModel],
+                arguments: ["--forward", "http://127.0.0.1:\(port)/v1/chat/completions", "--api-key", key])
             let workdir = FileManager.default.temporaryDirectory.appendingPathComponent("spool-batch-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: workdir) }
             let (status, output) = try await PythonScript.run(
                 "together_batches.py",
                 environment: [
-                    "TOGETHER_BASE_URL": broker.baseURL, "TOGETHER_API_KEY": key, "SPOOL_MODEL": model, "SPOOL_LINES": "40",
+                    "TOGETHER_BASE_URL": broker.baseURL, "TOGETHER_API_KEY": key, "SPOOL_MODEL": model, "SPOOL_CHAT_MODEL": chatModel,
+                    "SPOOL_LINES": "40",
                     "SPOOL_WORKDIR": workdir,
                 ])
             #expect(status == 0, "together SDK batch script failed:\n\(output)")
             #expect(output.contains("together SDK files and batches passed"), "\(output)")
             #expect(await worker.process.stop() == 0)
+            #expect(await forwarder.process.stop() == 0)
+            await server.stop(signal: SIGKILL)
             #expect(await broker.process.stop() == 0)
         }
 

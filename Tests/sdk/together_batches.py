@@ -1,8 +1,9 @@
 """The `together` SDK's files and batches API against a live broker with a worker running.
 
-Env: TOGETHER_BASE_URL, TOGETHER_API_KEY, SPOOL_MODEL, SPOOL_LINES, SPOOL_WORKDIR.
-Uploads a JSONL file the SDK's way, runs it as a batch to COMPLETED, downloads the output; then
-a file with bad lines, which fails validation naming them; then a plain multipart upload.
+Env: TOGETHER_BASE_URL, TOGETHER_API_KEY, SPOOL_MODEL, SPOOL_CHAT_MODEL, SPOOL_LINES, SPOOL_WORKDIR.
+Uploads a JSONL file the SDK's way, runs it as a batch to COMPLETED, downloads the output; then a
+chat-completions batch (answered by a --forward worker); then a file with bad lines, which fails
+validation naming them; then a plain multipart upload.
 """
 import hashlib
 import json
@@ -15,6 +16,7 @@ import together
 from together import Together
 
 model = os.environ["SPOOL_MODEL"]
+chat_model = os.environ["SPOOL_CHAT_MODEL"]
 lines = int(os.environ.get("SPOOL_LINES", "50"))
 workdir = os.environ["SPOOL_WORKDIR"]
 client = Together()
@@ -71,6 +73,23 @@ for i in range(lines):
     assert answer["response"]["status_code"] == 200, answer
     assert answer["response"]["body"]["echo"] == {"n": i, "text": f"line {i}"}, answer
 print(f"batch of {lines} lines COMPLETED; progress seen: {sorted(set(int(p or 0) for p in progresses))}")
+
+# 2b. Chat completions: each body is the payload of a job for body.model; a --forward worker answers.
+chat_path = os.path.join(workdir, "chat.jsonl")
+with open(chat_path, "w") as f:
+    for i in range(5):
+        body = {"model": chat_model, "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 8}
+        f.write(json.dumps({"custom_id": f"chat-{i}", "body": body}) + "\n")
+chat_file = client.files.upload(chat_path, purpose="batch-api")
+chat = client.batches.create(input_file_id=chat_file.id, endpoint="/v1/chat/completions").job
+chat, _ = wait_for(chat.id, {"COMPLETED", "FAILED", "EXPIRED", "CANCELLED"})
+assert chat.status == "COMPLETED", chat
+chat_answers = {json.loads(line)["custom_id"]: json.loads(line) for line in client.files.content(chat.output_file_id).read().decode().splitlines()}
+assert sorted(chat_answers) == [f"chat-{i}" for i in range(5)], chat_answers
+for i in range(5):
+    received = chat_answers[f"chat-{i}"]["response"]["body"]["received"]
+    assert received["messages"][0]["content"] == f"question {i}" and received["model"] == chat_model, received
+print("chat-completions batch COMPLETED through a forwarding worker")
 
 # 3. Bad lines fail validation, named by line number; nothing is enqueued.
 bad_path = os.path.join(workdir, "bad.jsonl")

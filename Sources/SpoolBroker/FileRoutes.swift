@@ -196,10 +196,15 @@ struct FileRoutes: Sendable {
         guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else {
             throw SpoolError.invalidRequest("'name' must be a file name of at most 255 bytes without '/'.", code: "invalid_field", param: "name")
         }
-        guard try await store.jobs.holdsLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) else {
+        switch try await store.jobs.checkLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) {
+        case .holds:
+            break
+        case .lost(let status, let attempt):
             throw SpoolError.conflict(
                 "This lease no longer holds the job (it expired or the job moved on); the file was not stored.", code: "lease_lost",
-                param: "lease_token")
+                param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+        case .noSuchJob:
+            throw SpoolError.notFound("No job '\(requestText)'.", code: "job_not_found", param: "request_id")
         }
         if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes {
             throw Self.tooLarge(configuration.maxFileBytes)

@@ -341,12 +341,23 @@ struct CompleteManyStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+/// Whether a worker's lease still holds its job.
+public enum LeaseCheck: Sendable, Equatable {
+    case holds
+    /// The job moved on: where it is now.
+    case lost(status: JobStatus, attempt: Int32)
+    case noSuchJob
+}
+
 extension JobsTable {
     /// Whether `leaseToken` is the lease of the job's running attempt: what a worker's file upload checks first.
-    public func holdsLease(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+    public func checkLease(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> LeaseCheck {
         let rows = try await database.run(
-            "SELECT 1 FROM jobs WHERE request_id = \(requestID) AND lease_token = \(leaseToken) AND status = 'running'", logger: logger)
-        for try await _ in rows { return true }
-        return false
+            "SELECT status, attempt, lease_token = \(leaseToken) FROM jobs WHERE request_id = \(requestID)", logger: logger)
+        for try await (status, attempt, matches) in rows.decode((String, Int32, Bool?).self) {
+            let status = try Self.status(status)
+            return status == .running && matches == true ? .holds : .lost(status: status, attempt: attempt)
+        }
+        return .noSuchJob
     }
 }

@@ -81,7 +81,8 @@ import Testing
         try await withTestBroker(Self.fastMaintenance) { broker in
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
-            let first = try #require(try await broker.lease(models: [model], worker: "slow", leaseSeconds: 1).first)
+            // Long enough that the heartbeat below lands inside it on a busy machine, short enough to expire soon.
+            let first = try #require(try await broker.lease(models: [model], worker: "slow", leaseSeconds: 3).first)
             _ = try await broker.write("heartbeat", job: first, ["info": ["first": true]])
             try await eventually("the expired lease is requeued") {
                 try await broker.status(model: model, requestID: id)["status"] == "pending"

@@ -2,6 +2,7 @@
 
 payload.mode: ok (default), fail (exit 3 with an error on stderr), tempfail (exit 75: retryable),
 sleep (payload.seconds, then ok), hang-first (the first attempt emits, then sleeps until killed),
+payload.record: a file each run appends payload.n to (to count runs).
 file (writes payload.bytes of seeded random bytes to $SPOOL_OUTPUT_DIR/video.bin; outputs name it and its SHA-256).
 """
 import hashlib
@@ -19,6 +20,10 @@ mode = payload.get("mode", "ok")
 def send(message):
     print(json.dumps(message), flush=True)
 
+
+if "record" in payload:
+    with open(payload["record"], "a") as record:
+        record.write("%s\n" % payload.get("n"))
 
 send({"emit": {"stage": "started", "attempt": job["attempt"]}})
 send({"log": "handler started for " + job["request_id"]})

@@ -1227,6 +1227,313 @@ for action, op, summary, schema_name in [
         },
     }
 
+
+# ---------------------------------------------------------------- files and batches
+
+FILE_PURPOSES = ["batch-api", "batch", "fine-tune", "eval", "calibration", "user_data", "job-output"]
+BATCH_STATUSES = ["VALIDATING", "IN_PROGRESS", "CANCELLING", "COMPLETED", "FAILED", "EXPIRED", "CANCELLED"]
+
+schemas["File"] = {
+    "type": "object",
+    "description": "A stored file in Together's FileResponse shape (and OpenAI's file object).",
+    "required": ["id", "object", "bytes", "created_at", "filename", "purpose", "FileType", "processing_status"],
+    "properties": {
+        "id": {"type": "string", "description": "file-<uuid>"},
+        "object": {"type": "string", "enum": ["file"]},
+        "bytes": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "integer", "description": "Unix seconds."},
+        "filename": {"type": "string"},
+        "purpose": {"type": "string", "enum": FILE_PURPOSES},
+        "FileType": {"type": "string", "enum": ["jsonl", "csv", "parquet", "binary"]},
+        "content_type": {"type": "string"},
+        "processing_status": {"type": "string", "enum": ["PENDING", "COMPLETED"], "description": "COMPLETED once the content is in."},
+        "status": {"type": "string", "enum": ["uploaded", "processed"]},
+        "sha256": nullable({"type": "string"}),
+        "request_id": nullable({"type": "string", "format": "uuid"}),
+    },
+}
+schemas["FileList"] = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {"object": {"type": "string", "enum": ["list"]}, "data": {"type": "array", "items": ref("File")}},
+}
+schemas["FileDeleted"] = {
+    "type": "object",
+    "required": ["id", "object", "deleted"],
+    "properties": {"id": {"type": "string"}, "object": {"type": "string", "enum": ["file"]}, "deleted": {"type": "boolean"}},
+}
+schemas["FileUploadForm"] = {
+    "type": "object",
+    "description": "With a `file` part the content is stored now (200); without one the broker answers 302 with where to PUT it "
+    "(the together SDK's flow).",
+    "required": ["purpose"],
+    "properties": {
+        "purpose": {"type": "string", "enum": FILE_PURPOSES},
+        "file_name": {"type": "string"},
+        "file_type": {"type": "string", "enum": ["jsonl", "csv", "parquet"]},
+        "checksum": {"type": "string", "description": "Hex SHA-256 of the content; a mismatch is refused with 400."},
+        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+    },
+}
+schemas["UploadLocation"] = {
+    "type": "object",
+    "required": ["id", "upload_url"],
+    "properties": {"id": {"type": "string"}, "upload_url": {"type": "string"}},
+}
+schemas["WorkerFileOutput"] = {
+    "type": "object",
+    "description": "What to put in a job's outputs for a file it returns; clients download `url` with their own key.",
+    "required": ["file_id", "file_name", "file_size", "content_type", "url", "sha256"],
+    "properties": {
+        "file_id": {"type": "string"},
+        "file_name": {"type": "string"},
+        "file_size": {"type": "integer", "minimum": 0},
+        "content_type": {"type": "string"},
+        "url": {"type": "string"},
+        "sha256": {"type": "string"},
+    },
+}
+schemas["BatchCreateRequest"] = {
+    "type": "object",
+    "required": ["input_file_id", "endpoint"],
+    "properties": {
+        "input_file_id": {"type": "string", "pattern": NO_NUL},
+        "endpoint": {"type": "string", "enum": ["/v1/queue/submit", "/v1/chat/completions"]},
+        "completion_window": {
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$",
+            "description": "A duration such as 24h (default), 90m, 2d; more than 0 and at most 30 days.",
+        },
+        "model_id": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+        "priority": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
+    },
+}
+schemas["Batch"] = {
+    "type": "object",
+    "description": "A batch in Together's BatchJob shape; request_counts is an extension.",
+    "required": ["id", "object", "status", "endpoint", "input_file_id", "progress", "created_at", "job_deadline", "file_size_bytes"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "object": {"type": "string", "enum": ["batch"]},
+        "status": {"type": "string", "enum": BATCH_STATUSES},
+        "endpoint": {"type": "string"},
+        "input_file_id": {"type": "string"},
+        "output_file_id": nullable({"type": "string"}),
+        "error_file_id": nullable({"type": "string"}),
+        "model_id": nullable({"type": "string"}),
+        "priority": {"type": "integer"},
+        "completion_window": {"type": "string"},
+        "progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "created_at": {"type": "string", "format": "date-time"},
+        "job_deadline": {"type": "string", "format": "date-time"},
+        "completed_at": nullable({"type": "string", "format": "date-time"}),
+        "error": nullable({"type": "string"}),
+        "file_size_bytes": {"type": "integer", "minimum": 0},
+        "user_id": nullable({"type": "string"}),
+        "request_counts": {
+            "type": "object",
+            "required": ["total", "completed", "failed"],
+            "properties": {n: {"type": "integer", "minimum": 0} for n in ["total", "completed", "failed"]},
+        },
+    },
+}
+schemas["BatchCreateResponse"] = {
+    "type": "object",
+    "required": ["job"],
+    "properties": {"job": ref("Batch"), "warning": {"type": "string"}},
+}
+
+parameters["FileId"] = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The file's id (file-<uuid>).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+}
+parameters["BatchId"] = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The batch's id; one that is not a UUID answers 404.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+parameters["ListLimit"] = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "description": "How many, newest first: 1 to 1000 (default 100).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+parameters["UploadToken"] = {
+    "name": "token",
+    "in": "query",
+    "required": True,
+    "description": "The secret from the Location a create answered.",
+    "schema": {"type": "string"},
+}
+headers["Location"] = {"required": True, "description": "Where to PUT the content.", "schema": {"type": "string"}}
+headers["XTogetherFileId"] = {"required": True, "description": "The new file's id.", "schema": {"type": "string"}}
+responses["NotFound"] = {"description": "No such file, batch, job or upload.", "content": json_content(ref("Error"))}
+responses["FileTooLarge"] = {
+    "description": "The file is over the broker's limit (--max-file-bytes, 4 GiB by default); nothing was kept.",
+    "content": json_content(ref("Error")),
+}
+responses["Conflict"] = {
+    "description": "The file has no content yet, or the batch has already ended.",
+    "headers": {"x-should-retry": hdr("XShouldRetry")},
+    "content": json_content(ref("Error")),
+}
+
+paths["/v1/files"] = {
+    "get": {
+        "operationId": "listFiles",
+        "summary": "Files, newest first.",
+        "tags": ["files"],
+        "parameters": [param("ListLimit")],
+        "responses": {"200": {"description": "The files.", "content": json_content(ref("FileList"))}, **std_errors("400", "401", "500")},
+    },
+    "post": {
+        "operationId": "createFile",
+        "summary": "Upload a file (multipart), or start Together's upload (no file part: 302 to where to PUT it).",
+        "tags": ["files"],
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("FileUploadForm")}}},
+        "responses": {
+            "200": {"description": "The file part is stored.", "content": json_content(ref("File"))},
+            "302": {
+                "description": "PUT the content to Location.",
+                "headers": {"Location": {"$ref": "#/components/headers/Location"}, "X-Together-File-Id": {"$ref": "#/components/headers/XTogetherFileId"}},
+                "content": json_content(ref("UploadLocation")),
+            },
+            **std_errors("400", "401"),
+            "413": resp("FileTooLarge"),
+            **std_errors("500"),
+        },
+    },
+}
+paths["/v1/files/{id}"] = {
+    "parameters": [param("FileId")],
+    "get": {
+        "operationId": "retrieveFile",
+        "summary": "One file.",
+        "tags": ["files"],
+        "responses": {"200": {"description": "The file.", "content": json_content(ref("File"))}, **std_errors("401"), "404": resp("NotFound"), **std_errors("500")},
+    },
+    "delete": {
+        "operationId": "deleteFile",
+        "summary": "Delete a file and its content.",
+        "tags": ["files"],
+        "responses": {"200": {"description": "Deleted.", "content": json_content(ref("FileDeleted"))}, **std_errors("401"), "404": resp("NotFound"), **std_errors("500")},
+    },
+}
+paths["/v1/files/{id}/content"] = {
+    "parameters": [param("FileId")],
+    "get": {
+        "operationId": "getFileContent",
+        "summary": "The file's bytes, streamed.",
+        "tags": ["files"],
+        "responses": {
+            "200": {"description": "The content.", "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+            **std_errors("401"),
+            "404": resp("NotFound"),
+            "409": resp("Conflict"),
+            **std_errors("500"),
+        },
+    },
+}
+paths["/v1/files/{id}/preprocess"] = {
+    "parameters": [param("FileId")],
+    "post": {
+        "operationId": "preprocessFile",
+        "summary": "The file, after Together's upload (processing_status COMPLETED once its content is in).",
+        "tags": ["files"],
+        "responses": {"200": {"description": "The file.", "content": json_content(ref("File"))}, **std_errors("401"), "404": resp("NotFound"), **std_errors("500")},
+    },
+}
+paths["/v1/files/{id}/upload"] = {
+    "parameters": [param("FileId"), param("UploadToken")],
+    "put": {
+        "operationId": "uploadFileContent",
+        "summary": "The content of a file created without it; authorized by the token, not an API key.",
+        "tags": ["files"],
+        "security": [],
+        "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+        "responses": {
+            "200": {"description": "Stored; the upload URL is spent.", "content": json_content(ref("File"))},
+            "400": {"description": "The content's SHA-256 is not the announced checksum; nothing was kept.", "content": json_content(ref("Error"))},
+            "404": resp("NotFound"),
+            "413": resp("FileTooLarge"),
+            **std_errors("500"),
+        },
+    },
+}
+paths["/v1/batches"] = {
+    "get": {
+        "operationId": "listBatches",
+        "summary": "Batches, newest first.",
+        "tags": ["batches"],
+        "parameters": [param("ListLimit")],
+        "responses": {"200": {"description": "The batches.", "content": json_content({"type": "array", "items": ref("Batch")})}, **std_errors("400", "401", "500")},
+    },
+    "post": {
+        "operationId": "createBatch",
+        "summary": "Run every line of a JSONL file as a job.",
+        "tags": ["batches"],
+        "requestBody": body("BatchCreateRequest"),
+        "responses": {
+            "201": {"description": "The batch, VALIDATING.", "content": json_content(ref("BatchCreateResponse"))},
+            **std_errors("400", "401"),
+            "404": resp("NotFound"),
+            "409": resp("Conflict"),
+            **std_errors("413", "500"),
+        },
+    },
+}
+paths["/v1/batches/{id}"] = {
+    "parameters": [param("BatchId")],
+    "get": {
+        "operationId": "retrieveBatch",
+        "summary": "One batch, with its progress.",
+        "tags": ["batches"],
+        "responses": {"200": {"description": "The batch.", "content": json_content(ref("Batch"))}, **std_errors("401"), "404": resp("NotFound"), **std_errors("500")},
+    },
+}
+paths["/v1/batches/{id}/cancel"] = {
+    "parameters": [param("BatchId")],
+    "post": {
+        "operationId": "cancelBatch",
+        "summary": "Cancel pending lines and stop running ones: CANCELLING, then CANCELLED with partial results.",
+        "tags": ["batches"],
+        "responses": {
+            "200": {"description": "The batch.", "content": json_content(ref("Batch"))},
+            **std_errors("401"),
+            "404": resp("NotFound"),
+            "409": resp("Conflict"),
+            **std_errors("500"),
+        },
+    },
+}
+paths["/v1/worker/jobs/{request_id}/files"] = {
+    "parameters": [param("WorkerRequestId")],
+    "post": {
+        "operationId": "uploadJobFile",
+        "summary": "A file the job returns, fenced by its lease; the answer goes in the job's outputs.",
+        "tags": ["worker"],
+        "parameters": [
+            {"name": "lease_token", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
+            {"name": "name", "in": "query", "required": False, "description": "The file's name: 1 to 255 bytes, no '/'.", "schema": {"type": "string"}},
+            {"name": "sha256", "in": "query", "required": False, "description": "Hex SHA-256 to check the content against.", "schema": {"type": "string"}},
+        ],
+        "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+        "responses": {
+            "201": {"description": "Stored.", "content": json_content(ref("WorkerFileOutput"))},
+            **std_errors("400", "401", "404"),
+            "409": _lease_lost,
+            "413": resp("FileTooLarge"),
+            **std_errors("500"),
+        },
+    },
+}
+
 # ---------------------------------------------------------------- document
 
 doc = {
@@ -1234,7 +1541,7 @@ doc = {
     "info": {
         "title": "Spool",
         "version": "1",
-        "description": "Spool's broker: Together's Queue API under /v1/queue, fal's queue API under /fal, and the worker protocol "
+        "description": "Spool's broker: Together's Queue API under /v1/queue, its files and batches under /v1/files and /v1/batches, fal's queue API under /fal, and the worker protocol "
         "under /v1/worker (docs/client-api.md, docs/worker-protocol.md). Errors are JSON in the shape of Together's QueueError. "
         "String length limits count characters (Unicode code points), as JSON Schema does.",
     },
@@ -1245,6 +1552,8 @@ doc = {
         {"name": "together", "description": "Together's Queue API."},
         {"name": "fal", "description": "fal's queue API; the app id {owner}/{app} is the job's model."},
         {"name": "worker", "description": "The worker protocol."},
+        {"name": "files", "description": "Together's files API (and OpenAI's multipart upload)."},
+        {"name": "batches", "description": "Together's batch API: each line of a JSONL file runs as a job."},
         {"name": "operations", "description": "What operators and the spool command line read."},
     ],
     "paths": paths,

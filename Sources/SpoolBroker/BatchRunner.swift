@@ -26,19 +26,8 @@ struct BatchRunner: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             guard (try? await schema.wait()) != nil else { return }
-            var failing = false
-            while !Task.isCancelled {
-                do {
-                    try await pass()
-                    if failing { logger.notice("batch maintenance recovered") }
-                    failing = false
-                } catch {
-                    if Task.isCancelled { return }
-                    if !failing { logger.error("batch maintenance failed; retrying", metadata: ["error": "\(String(reflecting: error))"]) }
-                    failing = true
-                }
-                await wakeups.wait(timeout: .seconds(configuration.maintenanceIntervalSeconds))
-            }
+            await MaintenanceLoop(name: "batch maintenance", logger: logger).run(
+                pass: pass, wait: { await wakeups.wait(timeout: .seconds(configuration.maintenanceIntervalSeconds)) })
         }
     }
 

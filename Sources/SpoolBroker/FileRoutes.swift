@@ -55,6 +55,7 @@ struct FileRoutes: Sendable {
                 var fieldBytes: [UInt8] = []
                 var writer: FileContentWriter?
                 var stored: (filename: String, contentType: String)?
+                var parts = 0
                 func endField() {
                     if let name = current.name, current.filename == nil {
                         fields[name] = String(decoding: fieldBytes, as: UTF8.self)
@@ -66,6 +67,8 @@ struct FileRoutes: Sendable {
                         switch event {
                         case .part(let headers):
                             endField()
+                            parts += 1
+                            guard parts <= 64 else { throw MultipartReader.malformed("it has more than 64 parts") }
                             current = MultipartReader.disposition(headers)
                             if current.name == "file" {
                                 guard writer == nil else { throw SpoolError.invalidRequest("Send one 'file' part.", code: "invalid_multipart") }

@@ -18,28 +18,8 @@ struct LeaseReaper: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             guard (try? await schema.wait()) != nil else { return }
-            await loop()
-        }
-    }
-
-    private func loop() async {
-        let interval = Duration.seconds(configuration.maintenanceIntervalSeconds)
-        var failing = false
-        do {
-            while !Task.isCancelled {
-                do {
-                    try await sweep()
-                    if failing { logger.notice("lease maintenance recovered") }
-                    failing = false
-                } catch {
-                    if Task.isCancelled { return }
-                    if !failing { logger.error("lease maintenance failed; retrying", metadata: ["error": "\(error)"]) }
-                    failing = true
-                }
-                try await Task.sleep(for: interval)
-            }
-        } catch {
-            // Cancelled while sleeping: the broker is stopping.
+            let interval = Duration.seconds(configuration.maintenanceIntervalSeconds)
+            await MaintenanceLoop(name: "lease maintenance", logger: logger).run(pass: sweep, wait: { try await Task.sleep(for: interval) })
         }
     }
 

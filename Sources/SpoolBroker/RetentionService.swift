@@ -20,15 +20,8 @@ struct RetentionService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             guard (try? await schema.wait()) != nil else { return }
-            while !Task.isCancelled {
-                do {
-                    try await prune()
-                } catch {
-                    if Task.isCancelled { return }
-                    logger.warning("pruning failed; trying again next pass", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: .seconds(configuration.retentionIntervalSeconds))
-            }
+            await MaintenanceLoop(name: "pruning", logger: logger).run(
+                pass: { try await prune() }, wait: { try await Task.sleep(for: .seconds(configuration.retentionIntervalSeconds)) })
         }
     }
 

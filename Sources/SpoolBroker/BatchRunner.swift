@@ -45,7 +45,7 @@ struct BatchRunner: Service {
                     logger: logger)
             }
             let finished = batch.totalLines - Int32(batch.unfinished)
-            if finished != batch.finishedLines {
+            if finished > batch.finishedLines {
                 try await store.batches.recordProgress(id: batch.id, finishedLines: finished, on: store.client, logger: logger)
             }
             if batch.unfinished == 0 { try await finalise(batch.id) }

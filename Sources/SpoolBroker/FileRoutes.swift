@@ -140,6 +140,10 @@ struct FileRoutes: Sendable {
             try await store.client.withTransaction(logger: logger) { connection in
                 // Locks the row: two PUTs of the same upload store one after the other.
                 try await store.files.lock(id: id, on: connection, logger: logger)
+                // A PUT that raced this one may have stored the content while this one waited for the lock.
+                guard try await store.files.pendingUpload(id: id, on: connection, logger: logger)?.tokenHash == pending.tokenHash else {
+                    throw SpoolError.notFound("The file's content was uploaded meanwhile; this URL is spent.", code: "upload_not_found")
+                }
                 _ = try await store.files.writeContent(
                     fileID: id, body: request.body, limit: limit, expectedSHA256: pending.expectedSHA256, on: connection, logger: logger)
                 guard let record = try await store.files.find(id: id, on: connection, logger: logger) else { throw SpoolError.internalError() }

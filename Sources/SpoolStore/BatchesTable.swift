@@ -195,9 +195,11 @@ public struct BatchesTable: Sendable {
         return 0
     }
 
+    /// Raises the batch's count of ended lines; never lowers it: every replica counts, and a
+    /// replica whose count is older than the last one written must not move progress back.
     public func recordProgress(id: UUID, finishedLines: Int32, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
-            "UPDATE batches SET finished_lines = \(finishedLines) WHERE id = \(id) AND finished_lines <> \(finishedLines)",
+            "UPDATE batches SET finished_lines = \(finishedLines) WHERE id = \(id) AND finished_lines < \(finishedLines)",
             logger: logger)
     }
 

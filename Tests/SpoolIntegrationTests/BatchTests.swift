@@ -115,7 +115,9 @@ extension HeavyTests {
             }
         }
 
-        @Test func aBrokerKilledWhileValidatingLeavesNothingHalfEnqueued() async throws {
+        /// SIGKILL while the lines are being enqueued, and again while the output files are being
+        /// written: each time the restarted broker redoes the step whole, and nothing is doubled.
+        @Test func aBrokerKilledWhileValidatingOrFinalisingRedoesTheStepWhole() async throws {
             try await TestDatabase.withFreshDatabase(migrated: true) { database in
                 let url = TestDatabase.url(database: database)
                 let port = try freePort()
@@ -127,12 +129,7 @@ extension HeavyTests {
                 }
                 let id = try await Self.createBatch(broker, lines: lines, window: "1h")
                 // Mid-validation: lines are being enqueued in the transaction that holds the batch.
-                try await eventually("validation holds the batch", timeout: .seconds(20), every: .milliseconds(20)) {
-                    try await TestDatabase.withClient(database: database) { client in
-                        try await client.query("SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'jobs' AND l.mode = 'RowExclusiveLock' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-                            .collect().count > 0
-                    }
-                }
+                try await Self.waitForWrites(to: "jobs", database: database)
                 broker.process.signal(SIGKILL)
                 _ = try await broker.process.wait(timeout: .seconds(10))
                 let afterKill = try await Self.batchJobs(database: database, id)
@@ -141,7 +138,43 @@ extension HeavyTests {
                 let batch = try await Self.waitForBatch(broker, id, until: ["IN_PROGRESS"], timeout: .seconds(90))
                 #expect(batch["request_counts"]?.objectValue?["total"] == .int(Int64(count)))
                 #expect(try await Self.batchJobs(database: database, id) == count)
+
+                // No worker serves the model: a cancel ends every line at once, and the error file of 30,000 lines is written.
+                let canceled = try await HTTP.post(broker.baseURL + "/v1/batches/\(id)/cancel", [:])
+                #expect(canceled.status == 200)
+                try await Self.waitForWrites(to: "files", database: database)
+                broker.process.signal(SIGKILL)
+                _ = try await broker.process.wait(timeout: .seconds(10))
+                #expect(try await Self.batchFiles(database: database, id) == 0, "a killed finalisation left files behind")
+                broker = try await BrokerProcess.start(databaseURL: url, port: port)
+                let ended = try await Self.waitForBatch(broker, id, until: ["CANCELLED"], timeout: .seconds(90))
+                #expect(ended["output_file_id"]?.stringValue != nil)
+                let errors = try await Self.lines(broker, ended["error_file_id"])
+                #expect(errors.count == count && Set(errors.compactMap { $0["custom_id"]?.stringValue }).count == count)
+                #expect(try await Self.batchFiles(database: database, id) == 2, "one output file and one error file")
                 #expect(await broker.process.stop() == 0)
+            }
+        }
+
+        /// Waits until some transaction in `database` holds a write lock on `table`: a step is under way.
+        static func waitForWrites(to table: String, database: String) async throws {
+            try await eventually("a transaction writes to \(table)", timeout: .seconds(30), every: .milliseconds(10)) {
+                try await TestDatabase.withClient(database: database) { client in
+                    try await client.query(
+                        """
+                        SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                        WHERE c.relname = \(table) AND l.mode = 'RowExclusiveLock'
+                          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND l.pid <> pg_backend_pid()
+                        """
+                    ).collect().count > 0
+                }
+            }
+        }
+
+        static func batchFiles(database: String, _ id: String) async throws -> Int {
+            try await TestDatabase.withClient(database: database) { client in
+                try await client.query("SELECT count(*) FROM files WHERE filename LIKE \("batch-\(id)-%")").collect().first?.decode(Int.self) ?? -1
             }
         }
 

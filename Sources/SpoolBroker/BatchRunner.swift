@@ -162,6 +162,7 @@ struct BatchRunner: Service {
     func finalise(_ id: UUID) async throws {
         try await store.client.withTransaction(logger: logger) { connection in
             guard let (batch, ending) = try await store.batches.lockForFinalising(id: id, on: connection, logger: logger) else { return }
+            // Counted again under the batch's lock: the pass's count is from before it.
             guard try await store.batches.unfinishedLines(id: id, on: connection, logger: logger) == 0 else { return }
             let name = id.uuidString.lowercased()
             let outputID = FilesTable.newID()

@@ -37,7 +37,6 @@ public enum BatchCancelOutcome: Sendable, Equatable {
 /// A batch the batch pass found with work to do.
 public struct ActiveBatch: Sendable {
     public var id: UUID
-    public var status: BatchStatus
     public var totalLines: Int32
     public var finishedLines: Int32
     /// Lines not yet done, failed or canceled.
@@ -172,18 +171,15 @@ public struct BatchesTable: Sendable {
     public func active(on database: some PostgresQueryable, logger: Logger) async throws -> [ActiveBatch] {
         let rows = try await database.run(
             """
-            SELECT b.id, b.status, b.total_lines, b.finished_lines, b.ending,
+            SELECT b.id, b.total_lines, b.finished_lines, b.ending,
                    (SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.done_at IS NULL)
             FROM batches b
             WHERE b.status IN ('IN_PROGRESS', 'CANCELLING')
             ORDER BY b.created_at
             """, logger: logger)
         var batches: [ActiveBatch] = []
-        for try await (id, status, total, finished, ending, unfinished) in rows.decode((UUID, String, Int32?, Int32, String?, Int).self) {
-            batches.append(
-                ActiveBatch(
-                    id: id, status: try Self.status(status), totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished,
-                    ending: ending))
+        for try await (id, total, finished, ending, unfinished) in rows.decode((UUID, Int32?, Int32, String?, Int).self) {
+            batches.append(ActiveBatch(id: id, totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished, ending: ending))
         }
         return batches
     }
@@ -229,10 +225,10 @@ public struct BatchesTable: Sendable {
             """, logger: logger)
     }
 
-    static let columnCount = 19
+    static let columnCount = 18
     static let columns = """
         id, status, endpoint, input_file_id, output_file_id, error_file_id, model_id, priority, completion_window, created_at,
-        job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner, in_progress_at
+        job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner
         """
 
     static func record(_ row: PostgresRow) throws -> BatchRecord {

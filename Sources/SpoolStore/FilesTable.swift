@@ -120,22 +120,6 @@ public struct FilesTable: Sendable {
         return nil
     }
 
-    /// Writes a file the broker makes (a batch's output): `produce` appends its content, which is
-    /// stored piece by piece inside the caller's transaction.
-    public func writeGenerated(
-        id: String, filename: String, purpose: String, owner: String?, on connection: PostgresConnection, logger: Logger,
-        produce: (FileContentWriter) async throws -> Void
-    ) async throws {
-        try await connection.run(
-            """
-            INSERT INTO files (id, filename, purpose, file_type, content_type, owner)
-            VALUES (\(id), \(filename), \(purpose), 'jsonl', 'application/jsonl', \(owner))
-            """, logger: logger)
-        let writer = try await FileContentWriter(fileID: id, limit: .max, connection: connection, logger: logger)
-        try await produce(writer)
-        _ = try await writer.finish(expectedSHA256: nil)
-    }
-
     static let columns = "id, filename, purpose, file_type, content_type, bytes, sha256, status, request_id, created_at"
 
     static func record(_ row: PostgresRow) throws -> FileRecord {

@@ -44,7 +44,28 @@ KEDA_API_VERSION = "keda.sh/v1alpha1"
 BROKER_DEFAULT_PORT = 8080
 BROKER_DATABASE_TIMEOUT_SECONDS = 2  # /readyz gives the database this long to answer
 LONG_POLL_SECONDS = 30
-BROKER_MAX_BODY_BYTES = 10 * 1024 * 1024
+BROKER_MAX_BODY_BYTES = 10 * 1024 * 1024  # --max-body-bytes: ordinary (JSON) requests
+BROKER_MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024  # --max-file-bytes: the upload routes below
+# A multipart POST /v1/files carries its form fields and part headers besides the file: the broker
+# takes a body this much above BROKER_MAX_FILE_BYTES (Sources/SpoolBroker/FileRoutes.swift).
+BROKER_MULTIPART_ALLOWANCE = 64 * 1024
+# Request paths (as a load balancer in front of the broker sees them, without the query) of the
+# broker's upload routes, which take bodies up to BROKER_MAX_FILE_BYTES and store them as they
+# arrive, and of ordinary routes, which take up to BROKER_MAX_BODY_BYTES.
+UPLOAD_PATHS = {
+    "POST /v1/files": "/v1/files",
+    "PUT /v1/files/{id}/upload": "/v1/files/file-3b1f0c9e-5d2a-4c1e-9f7a-2b8d6e4a1c07/upload",
+    "POST /v1/worker/jobs/{request_id}/files": "/v1/worker/jobs/0f8e2c4a-7b1d-4e3f-a5c6-9d8b7a6f5e4d/files",
+}
+ORDINARY_PATHS = {
+    "POST /v1/queue/submit": "/v1/queue/submit",
+    "POST /fal/{owner}/{app}": "/fal/acme/video-gen",
+    "GET /fal/…/status/stream": "/fal/acme/video-gen/requests/0f8e2c4a-7b1d-4e3f-a5c6-9d8b7a6f5e4d/status/stream",
+    "POST /v1/worker/jobs/{request_id}/complete": "/v1/worker/jobs/0f8e2c4a-7b1d-4e3f-a5c6-9d8b7a6f5e4d/complete",
+    "GET /v1/files/{id}/content": "/v1/files/file-3b1f0c9e-5d2a-4c1e-9f7a-2b8d6e4a1c07/content",
+    "POST /v1/files/{id}/preprocess": "/v1/files/file-3b1f0c9e-5d2a-4c1e-9f7a-2b8d6e4a1c07/preprocess",
+    "POST /v1/batches": "/v1/batches",
+}
 
 
 class CheckFailed(Exception):
@@ -252,6 +273,84 @@ def nginx_bytes(value: str) -> int:
     if not match:
         raise ValueError(f"not an nginx size: {value!r}")
     return int(match.group(1)) * {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}[(match.group(2) or "").lower() or None]
+
+
+def nginx_own(block: Directive, name: str) -> list[Directive]:
+    """The directives `name` given in `block` itself, not in the blocks inside it."""
+    return [child for child in block.children if child.name == name]
+
+
+@dataclass
+class NginxRoute:
+    """The blocks a request passes through, from the outermost to the location that handles it."""
+
+    blocks: list[Directive]
+
+    def effective(self, name: str) -> list[Directive]:
+        """The directives `name` in force: those of the innermost block that gives any. nginx
+        inherits from the enclosing block only where a block gives none (proxy_set_header too)."""
+        for block in reversed(self.blocks):
+            found = nginx_own(block, name)
+            if found:
+                return found
+        return []
+
+    def value(self, name: str, default: str) -> str:
+        found = self.effective(name)
+        return " ".join(found[-1].args) if found else default
+
+    @property
+    def location(self) -> Directive:
+        return self.blocks[-1]
+
+    def where(self) -> str:
+        return f"location {' '.join(self.location.args)} (line {self.location.line})"
+
+
+def nginx_location_pattern(location: Directive) -> tuple[str, str]:
+    """A location's modifier ("", "=", "^~", "~", "~*" or "@") and its pattern."""
+    args = location.args
+    if len(args) == 2:
+        return args[0], args[1]
+    if len(args) == 1:
+        for modifier in ("^~", "~*", "~", "=", "@"):
+            if args[0].startswith(modifier):
+                rest = args[0][len(modifier):]
+                return (modifier, rest) if modifier != "@" else ("@", args[0])
+        return "", args[0]
+    raise ValueError(f"line {location.line}: location with arguments {args}")
+
+
+def nginx_route(server: list[Directive], path: str) -> NginxRoute | None:
+    """The location of the server block (the last of `server`, with its enclosing blocks) that
+    handles a request for `path`, chosen as nginx does: an exact match (`=`); else the longest
+    matching prefix if it is `^~`; else the first regex location (`~`, `~*`, in their order) whose
+    regex matches; else the longest matching prefix. The regexes run in Python's re, which reads
+    the PCRE syntax location patterns use the same way (a named group `(?<name>` is translated)."""
+    locations = nginx_own(server[-1], "location")
+    for location in locations:
+        if location.find("location"):
+            raise ValueError(f"line {location.line}: nested locations, which this reader does not follow")
+    longest: tuple[int, Directive, str] | None = None
+    regexes: list[tuple[Directive, str, str]] = []
+    for location in locations:
+        modifier, pattern = nginx_location_pattern(location)
+        if modifier == "=" and path == pattern:
+            return NginxRoute(server + [location])
+        if modifier in ("", "^~") and path.startswith(pattern) and (longest is None or len(pattern) > longest[0]):
+            longest = (len(pattern), location, modifier)
+        if modifier in ("~", "~*"):
+            regexes.append((location, modifier, pattern))
+    if longest and longest[2] == "^~":
+        return NginxRoute(server + [longest[1]])
+    for location, modifier, pattern in regexes:
+        try:
+            regex = re.compile(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern), re.IGNORECASE if modifier == "~*" else 0)
+        except re.error as error:
+            raise ValueError(f"line {location.line}: location {modifier} {pattern}: not a regex Python's re reads ({error})")
+        if regex.search(path):
+            return NginxRoute(server + [location])
+    return NginxRoute(server + [longest[1]]) if longest else None
 
 
 def compose_seconds(value: Any) -> float:
@@ -479,6 +578,47 @@ class Repository:
             return parse_nginx(path.read_text())
         except ValueError as error:
             raise CheckFailed(f"deploy/nginx.conf: {error}")
+
+    def nginx_servers(self) -> list[list[Directive]]:
+        """Each server block of nginx.conf's http block, with the blocks around it."""
+        root = self.nginx()
+        servers = [[root, http, server] for http in nginx_own(root, "http") for server in nginx_own(http, "server")]
+        if not servers:
+            raise CheckFailed("deploy/nginx.conf has no server block inside an http block")
+        return servers
+
+    def nginx_routes(self, paths: dict[str, str]) -> tuple[list[tuple[str, NginxRoute]], list[str]]:
+        """The location each server block handles each of `paths` ({label: path}) in, as
+        (label, route), and a problem for each path a server block has no location for."""
+        routes, problems = [], []
+        for server in self.nginx_servers():
+            for label, path in paths.items():
+                try:
+                    route = nginx_route(server, path)
+                except ValueError as error:
+                    raise CheckFailed(f"deploy/nginx.conf: {error}")
+                if route is None:
+                    problems.append(f"{label} ({path}): no location of the server block at line {server[-1].line} matches it")
+                else:
+                    routes.append((label, route))
+        return routes, problems
+
+
+def nginx_all(block: Directive) -> list[Directive]:
+    """Every directive inside `block`, at any depth."""
+    return [d for child in block.children for d in (child, *nginx_all(child))]
+
+
+def group_routes(routes: list[tuple[str, NginxRoute]]) -> list[tuple[NginxRoute, list[str]]]:
+    """The locations of `routes` in order, each once, with the labels of the paths it handles."""
+    groups: dict[int, tuple[NginxRoute, list[str]]] = {}
+    for label, route in routes:
+        groups.setdefault(id(route.location), (route, []))[1].append(label)
+    return list(groups.values())
+
+
+def show_directives(directives: list[Directive]) -> str:
+    return "; ".join(" ".join(a if a and not re.search(r"\s", a) else f'"{a}"' for a in d.args) for d in directives) or "unset"
 
 
 def compose_environment(service: dict) -> dict[str, str]:
@@ -1053,6 +1193,56 @@ class Checker:
             fail_if(problems)
             return "; ".join(summary) + f", min {spec.get('minReplicaCount', 0)}, max {spec.get('maxReplicaCount', 100)}"
 
+        def ingress() -> str:
+            service = repo.one("Service")
+            name = service["metadata"]["name"]
+            prefix = "nginx.ingress.kubernetes.io/"
+            problems, summary = [], []
+            for obj in repo.objects_of_kind("Ingress"):
+                spec = obj.get("spec") or {}
+                annotations = obj["metadata"].get("annotations") or {}
+                regex = annotations.get(prefix + "use-regex") == "true"
+                paths = [
+                    (entry.get("pathType"), entry.get("path", "/"))
+                    for rule in spec.get("rules") or []
+                    for entry in (rule.get("http") or {}).get("paths") or []
+                    if ((entry.get("backend") or {}).get("service") or {}).get("name") == name
+                ]
+                default = ((spec.get("defaultBackend") or {}).get("service") or {}).get("name") == name
+
+                def reaches(request: str) -> bool:
+                    for kind, path in paths:
+                        if kind == "Exact" and request == path:
+                            return True
+                        if kind == "ImplementationSpecific" and regex:
+                            if re.match(path, request, re.IGNORECASE):
+                                return True
+                        elif kind != "Exact" and (path.rstrip("/") == "" or request == path.rstrip("/") or request.startswith(path.rstrip("/") + "/")):
+                            return True
+                    return default
+
+                uploads = [label for label, path in UPLOAD_PATHS.items() if reaches(path)]
+                others = [label for label, path in ORDINARY_PATHS.items() if reaches(path)]
+                if not uploads and not others:
+                    continue
+                if spec.get("ingressClassName") and "nginx" not in spec["ingressClassName"] and not any(a.startswith(prefix) for a in annotations):
+                    summary.append(f"{name_of(obj)} (class {spec['ingressClassName']}: not ingress-nginx, unchecked)")
+                    continue
+                body = str(annotations.get(prefix + "proxy-body-size", "1m"))
+                size = nginx_bytes(body)
+                if uploads and size != 0 and size < BROKER_MAX_FILE_BYTES + BROKER_MULTIPART_ALLOWANCE:
+                    problems.append(
+                        f"{name_of(obj)} routes {', '.join(uploads)} to the broker with {prefix}proxy-body-size {body}: give it at least"
+                        f" the broker's --max-file-bytes ({BROKER_MAX_FILE_BYTES} bytes) plus {BROKER_MULTIPART_ALLOWANCE // 1024} KiB"
+                    )
+                if uploads and annotations.get(prefix + "proxy-request-buffering") != "off":
+                    problems.append(f"{name_of(obj)} routes {', '.join(uploads)} to the broker without {prefix}proxy-request-buffering: \"off\": uploads would be spooled to the controller's disk")
+                if others and size != 0 and size < BROKER_MAX_BODY_BYTES:
+                    problems.append(f"{name_of(obj)} routes {', '.join(others)} to the broker with {prefix}proxy-body-size {body}, below the broker's {BROKER_MAX_BODY_BYTES} bytes")
+                summary.append(f"{name_of(obj)}: proxy-body-size {body}" + (", proxy-request-buffering off" if uploads else ""))
+            fail_if(problems)
+            return "; ".join(summary) if summary else f"no Ingress to the Service {name} in deploy/kubernetes/ (broker.yaml's comment says what one needs)"
+
         self.run("kubernetes: every object and pod template carries the app.kubernetes.io labels", labels)
         self.run("kubernetes: every object is in the same namespace", namespace)
         self.run("kubernetes: Deployment and PodDisruptionBudget selectors match their pods", selectors)
@@ -1062,6 +1252,7 @@ class Checker:
         self.run("kubernetes: the broker accepts the workers' and KEDA's keys", api_keys)
         self.run("kubernetes: worker terminationGracePeriodSeconds exceeds its SPOOL_DRAIN_SECONDS", drain)
         self.run("kubernetes: the worker reaches the broker Service and forwards to a sidecar on localhost", worker_urls)
+        self.run("kubernetes: an Ingress to the broker takes --max-file-bytes uploads, unbuffered", ingress)
         self.run("keda: the ScaledObject scales the worker Deployment, with an existing TriggerAuthentication", scale_target)
         self.run("keda: the metrics-api trigger reads the broker Service's queue metrics for the worker's model", scale_trigger)
 
@@ -1172,26 +1363,22 @@ class Checker:
 
         def proxying() -> str:
             nginx = repo.nginx()
-            problems = []
-
-            def last(name: str) -> Directive | None:
-                found = nginx.find(name)
-                return found[-1] if found else None
-
-            buffering = last("proxy_buffering")
-            if not buffering or buffering.args != ["off"]:
-                problems.append("proxy_buffering off is missing: status streams (Server-Sent Events) would be buffered")
-            read_timeout = last("proxy_read_timeout")
-            seconds = nginx_seconds(read_timeout.args[0]) if read_timeout else 60.0
-            if seconds < 2 * LONG_POLL_SECONDS:
-                problems.append(f"proxy_read_timeout is {seconds:g} s; long-polls last {LONG_POLL_SECONDS} s and streams for minutes: give it at least {2 * LONG_POLL_SECONDS} s")
-            body = last("client_max_body_size")
-            size = nginx_bytes(body.args[0]) if body else 1024 * 1024
-            if size != 0 and size < BROKER_MAX_BODY_BYTES:
-                problems.append(f"client_max_body_size is {size} bytes; the broker accepts up to {BROKER_MAX_BODY_BYTES} (10 MiB)")
-            version = last("proxy_http_version")
-            if not version or version.args != ["1.1"]:
-                problems.append("proxy_http_version 1.1 is missing (needed for keep-alive to the brokers)")
+            routes, problems = repo.nginx_routes(ORDINARY_PATHS)
+            summary = []
+            for route, labels in group_routes(routes):
+                what = f"{route.where()} (for {', '.join(labels)})"
+                if route.value("proxy_buffering", "on") != "off":
+                    problems.append(f"{what}: proxy_buffering off is missing: status streams (Server-Sent Events) would be buffered")
+                seconds = nginx_seconds(route.value("proxy_read_timeout", "60s"))
+                if seconds < 2 * LONG_POLL_SECONDS:
+                    problems.append(f"{what}: proxy_read_timeout is {seconds:g} s; long-polls last {LONG_POLL_SECONDS} s and streams for minutes: give it at least {2 * LONG_POLL_SECONDS} s")
+                body = route.value("client_max_body_size", "1m")
+                size = nginx_bytes(body)
+                if size != 0 and size < BROKER_MAX_BODY_BYTES:
+                    problems.append(f"{what}: client_max_body_size is {size} bytes; the broker accepts up to {BROKER_MAX_BODY_BYTES} (10 MiB)")
+                if route.value("proxy_http_version", "1.0") != "1.1":
+                    problems.append(f"{what}: proxy_http_version 1.1 is missing (needed for keep-alive to the brokers)")
+                summary.append(f"{route.where()}: proxy_buffering off, proxy_read_timeout {seconds:g} s, client_max_body_size {body}")
             lb = [n for n, s in repo.compose_services().items() if str(s.get("image", "")).startswith("nginx")]
             listens = {d.args[0].split(":")[-1] for d in nginx.find("listen")}
             if len(lb) != 1:
@@ -1205,7 +1392,43 @@ class Checker:
                 if not inside & listens:
                     problems.append(f"{lb[0]} publishes container port(s) {sorted(inside)}, but nginx listens on {sorted(listens)}")
             fail_if(problems)
-            return f"proxy_buffering off, proxy_read_timeout {seconds:g} s, client_max_body_size {body.args[0] if body else '1m'}, listen {', '.join(sorted(listens))}"
+            return f"{'; '.join(summary)}; listen {', '.join(sorted(listens))}"
+
+        def uploads() -> str:
+            file_limit = BROKER_MAX_FILE_BYTES + BROKER_MULTIPART_ALLOWANCE
+            routes, problems = repo.nginx_routes(UPLOAD_PATHS)
+            ordinary, _ = repo.nginx_routes(ORDINARY_PATHS)  # proxying() reports the paths no location handles
+            proxy_settings = {d.name for d in nginx_all(repo.nginx()) if d.name.startswith("proxy_")} - {"proxy_request_buffering"}
+            summary = []
+            for route, labels in group_routes(routes):
+                what = f"{route.where()}, which handles {', '.join(f'{label} ({UPLOAD_PATHS[label]})' for label in labels)}"
+                body = route.value("client_max_body_size", "1m")
+                size = nginx_bytes(body)
+                if size != 0 and size < file_limit:
+                    problems.append(
+                        f"{what}: client_max_body_size {body} is below the broker's --max-file-bytes ({BROKER_MAX_FILE_BYTES} bytes, 4 GiB)"
+                        f" plus {BROKER_MULTIPART_ALLOWANCE // 1024} KiB for a multipart POST's fields: nginx would refuse larger uploads with its own 413"
+                    )
+                if route.value("proxy_request_buffering", "on") != "off":
+                    problems.append(f"{what}: proxy_request_buffering off is missing: nginx would spool each upload to its disk before the broker sees any of it")
+                reference = nginx_route(route.blocks[:-1], next(iter(ORDINARY_PATHS.values())))
+                if reference is not None and reference.location is not route.location:
+                    for name in sorted(proxy_settings):
+                        mine, theirs = show_directives(route.effective(name)), show_directives(reference.effective(name))
+                        if mine != theirs:
+                            problems.append(f"{what}: {name} is {mine}, but {reference.where()} has {theirs}: proxy uploads as other requests are")
+                summary.append(f"{', '.join(labels)} -> {route.where()}: client_max_body_size {body}, proxy_request_buffering off")
+            for route, labels in group_routes(ordinary):
+                body = route.value("client_max_body_size", "1m")
+                size = nginx_bytes(body)
+                if size == 0 or size >= BROKER_MAX_FILE_BYTES:
+                    problems.append(
+                        f"{route.where()}, which handles {', '.join(labels)}: client_max_body_size {body}, but only the upload routes take"
+                        f" file-sized bodies: keep other requests near the broker's --max-body-bytes ({BROKER_MAX_BODY_BYTES} bytes)"
+                    )
+                summary.append(f"{len(labels)} other routes -> {route.where()}: client_max_body_size {body}")
+            fail_if(problems)
+            return "; ".join(summary)
 
         def workers() -> str:
             services = repo.compose_services()
@@ -1279,6 +1502,7 @@ class Checker:
         self.run("docker-compose.yml: two brokers on the postgres service, with an API key, waiting for it to be healthy", brokers)
         self.run("nginx.conf: the upstream names the compose broker services on their port", upstream)
         self.run("nginx.conf: unbuffered, long read timeout, 10 MiB bodies, listening on the published port", proxying)
+        self.run("nginx.conf: the upload routes take --max-file-bytes bodies, streamed; other routes stay near --max-body-bytes", uploads)
         self.run("docker-compose.yml: workers go through nginx with the brokers' key, their handler is in the image", workers)
         self.run("commands in docker-compose.yml and the manifests are binaries the image contains", programs)
 

@@ -27,6 +27,8 @@ struct BrokerConnections: Sendable {
     let webhooks = Signal()
     /// Raised when a batch is created or canceled, so the batch runner acts at once.
     let batches = Signal()
+    /// Raised when the API keys change, so every replica applies it at once.
+    let keys = Signal()
 }
 
 /// The same, with the registries of waiting clients given: tests watch them to know a client waits.
@@ -41,15 +43,17 @@ func buildApplication(
     let authenticator = Authenticator(configuredKeys: configuration.apiKeys, store: store)
 
     let schema = SchemaReadiness()
-    let metrics = BrokerMetrics()
+    let metrics = BrokerMetrics(maxModels: configuration.maxMetricModels)
     let monitor = QueueDepthMonitor(
         store: store, metrics: metrics, schema: schema, interval: .seconds(configuration.depthRefreshSeconds), logger: logger)
     let router = Router(context: BrokerRequestContext.self)
     router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
-    let operations = OperationsRoutes(store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections)
+    router.add(middleware: OpenBrokerGuard(authenticator: authenticator))
+    let operations = OperationsRoutes(
+        store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey)
     operations.registerPublic(on: router)
-    let files = FileRoutes(store: store, configuration: configuration)
+    let files = FileRoutes(store: store, configuration: configuration, uploads: UploadSlots(maxPerKey: configuration.maxUploadsPerKey))
     files.registerUpload(on: router)
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     operations.register(on: authenticated)
@@ -70,12 +74,14 @@ func buildApplication(
     BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: authenticated)
 
     let listener = JobNotificationListener(
-        store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, schema: schema,
+        store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,
+        schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
     let retention = RetentionService(store: store, configuration: configuration, schema: schema, logger: logger)
     let batches = BatchRunner(store: store, configuration: configuration, schema: schema, wakeups: connections.batches, logger: logger)
-    var services: [any Service] = [client, listener, reaper, retention, monitor, batches]
+    let keyWatcher = KeyWatcher(authenticator: authenticator, changes: connections.keys, schema: schema, logger: logger)
+    var services: [any Service] = [client, listener, reaper, retention, monitor, batches, keyWatcher]
     if let secret = configuration.webhookSecret {
         services.append(
             WebhookSender(
@@ -104,13 +110,19 @@ func buildApplication(
 }
 
 
-/// HTTP/1.1, over TLS when a certificate and key are configured.
+/// HTTP/1.1, over TLS when a certificate and key are configured. A connection that sends nothing
+/// for the idle timeout, mid-request (a stalled upload) or between requests, is closed; each
+/// connection is watched so a long-poll notices a client that hung up.
 func serverBuilder(_ configuration: BrokerConfiguration) throws -> HTTPServerBuilder {
-    guard let certificatePath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath else { return .http1() }
+    let http1 = HTTPServerBuilder.http1(
+        configuration: .init(
+            additionalChannelHandlers: [ClientConnectionWatch()],
+            idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1000))))
+    guard let certificatePath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath else { return http1 }
     do {
         let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-        return try .tls(.http1(), tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+        return try .tls(http1, tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
     } catch {
         throw ConfigurationError("Cannot load the TLS certificate '\(certificatePath)' and key '\(keyPath)': \(error).")
     }

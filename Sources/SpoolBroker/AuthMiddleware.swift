@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import SpoolCore
 import SpoolStore
 
@@ -34,6 +35,18 @@ public final class Authenticator: Sendable {
     }
 
     var isOpen: Bool { open.withLockedValue { $0 } }
+
+    /// The keys changed (on any replica, or with `spool-broker keys create`): forget cached
+    /// lookups, and close an open broker once a key exists. A broker never opens while running:
+    /// revoking every key leaves it closed until a restart decides again.
+    func keysChanged(logger: Logger) async throws {
+        cache.withLockedValue { $0.removeAll() }
+        guard isOpen else { return }
+        let live = try await store.apiKeys.countLive(on: store.client, logger: logger)
+        guard live > 0 else { return }
+        open.withLockedValue { $0 = false }
+        logger.notice("an API key now exists: the broker requires keys from now on", metadata: ["keys": "\(live)"])
+    }
 
     /// The caller that `authorization` names, or a 401 that says what is wrong.
     func authenticate(authorization: String?, logger: Logger) async throws -> Caller {
@@ -70,5 +83,79 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         context.caller = try await authenticator.authenticate(authorization: request.headers[.authorization], logger: context.logger)
         return try await next(request, context)
+    }
+}
+
+/// Keeps every replica's view of the keys current: a NOTIFY on `spool_keys` (sent by the
+/// `api_keys` trigger) applies a change at once; while the broker is open, a poll every few
+/// seconds covers a NOTIFY that was missed.
+struct KeyWatcher: Service {
+    let authenticator: Authenticator
+    let changes: Signal
+    let schema: SchemaReadiness
+    let logger: Logger
+    static let openPollInterval: Duration = .seconds(2)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            guard (try? await schema.wait()) != nil else { return }
+            await MaintenanceLoop(name: "key watch", logger: logger).run(
+                pass: { try await authenticator.keysChanged(logger: logger) },
+                wait: {
+                    await changes.wait(timeout: authenticator.isOpen ? Self.openPollInterval : .seconds(3600))
+                    try Task.checkCancellation()
+                })
+        }
+    }
+}
+
+/// What an open broker (no keys) refuses: requests a browser could send it from another site.
+///
+/// DNS rebinding shows as a Host that is not loopback; a cross-site form or fetch shows as an
+/// Origin that is not loopback. Neither reaches a route; a broker with keys checks neither, since
+/// a browser cannot attach the key cross-site.
+struct OpenBrokerGuard: RouterMiddleware {
+    typealias Context = BrokerRequestContext
+    let authenticator: Authenticator
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if authenticator.isOpen {
+            if let host = request.head.authority, !Self.isLoopback(host: host) {
+                throw SpoolError.forbidden(
+                    "This broker has no API keys, so it serves loopback names only (Host 'localhost' or 127.0.0.1), not '\(host)'. Create a key to serve other names.",
+                    code: "host_not_allowed")
+            }
+            if let origin = request.headers[.origin], origin != "null", !Self.isLoopback(origin: origin) {
+                throw SpoolError.forbidden(
+                    "This broker has no API keys, so it refuses requests from web pages of other sites (Origin '\(origin)').",
+                    code: "origin_not_allowed")
+            }
+            if request.headers[.secFetchSite] == "cross-site" {
+                throw SpoolError.forbidden("This broker has no API keys, so it refuses cross-site requests from browsers.", code: "origin_not_allowed")
+            }
+        }
+        return try await next(request, context)
+    }
+
+    /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+    static func isLoopback(host: String) -> Bool {
+        var name = host.lowercased()
+        if name.hasPrefix("[") {
+            guard let end = name.firstIndex(of: "]") else { return false }
+            name = String(name[name.index(after: name.startIndex)..<end])
+            return name == "::1"
+        }
+        if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
+        if name == "localhost" || name.hasSuffix(".localhost") { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// An origin such as `http://localhost:8080` whose host is loopback.
+    static func isLoopback(origin: String) -> Bool {
+        guard let schemeEnd = origin.range(of: "://") else { return false }
+        let rest = origin[schemeEnd.upperBound...]
+        let host = rest.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+        return isLoopback(host: host)
     }
 }

@@ -22,6 +22,11 @@ struct BatchRunner: Service {
     static let insertBatchSize = 5000
     /// Bad lines named in a failed batch's error; the rest are counted.
     static let namedProblems = 20
+    /// Attempts at a step (validation, writing the results) before the batch fails; an attempt
+    /// that crashed its broker counts too.
+    static let maxStepAttempts: Int32 = 3
+    /// Wait after a failed attempt, doubled with each.
+    static let stepBackoffSeconds: Double = 10
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -31,24 +36,30 @@ struct BatchRunner: Service {
         }
     }
 
-    /// One pass over every batch with work to do.
+    /// One pass over every batch with work to do. A batch whose step fails is logged, backs off
+    /// and is passed over: one bad batch never holds up the others.
     func pass() async throws {
         while try await validateNext() {}
         for id in try await store.batches.expireOverdue(on: store.client, logger: logger) {
             logger.notice("batch completion window passed; canceling its unfinished lines", metadata: ["batch_id": "\(id)"])
         }
         for batch in try await store.batches.active(on: store.client, logger: logger) {
-            if let ending = batch.ending, batch.unfinished > 0 {
-                // Again each pass: a line whose lease expired may have been requeued since.
-                try await store.batches.stopLines(
-                    batchID: batch.id, reason: Self.stopReason(ending), graceSeconds: configuration.stopGraceSeconds, on: store.client,
-                    logger: logger)
+            do {
+                if let ending = batch.ending, batch.unfinished > 0 {
+                    // Again each pass: a line whose lease expired may have been requeued since.
+                    try await store.batches.stopLines(
+                        batchID: batch.id, reason: Self.stopReason(ending), graceSeconds: configuration.stopGraceSeconds, on: store.client,
+                        logger: logger)
+                }
+                let finished = batch.totalLines - Int64(batch.unfinished)
+                if finished > batch.finishedLines {
+                    try await store.batches.recordProgress(id: batch.id, finishedLines: finished, on: store.client, logger: logger)
+                }
+                if batch.unfinished == 0 { try await finaliseWithRetries(batch.id) }
+            } catch {
+                if Task.isCancelled { throw error }
+                logger.error("a batch pass step failed; other batches go on", metadata: ["batch_id": "\(batch.id)", "error": "\(error)"])
             }
-            let finished = batch.totalLines - Int32(batch.unfinished)
-            if finished > batch.finishedLines {
-                try await store.batches.recordProgress(id: batch.id, finishedLines: finished, on: store.client, logger: logger)
-            }
-            if batch.unfinished == 0 { try await finalise(batch.id) }
         }
     }
 
@@ -62,17 +73,28 @@ struct BatchRunner: Service {
         var message: String
     }
 
-    /// Validates the oldest batch waiting, enqueueing its lines as it goes; any bad line rolls the
-    /// whole enqueue back and fails the batch. Returns false when none was waiting.
+    /// Validates the oldest batch waiting (and not backing off), enqueueing its lines as it goes;
+    /// any bad line rolls the whole enqueue back and fails the batch. An attempt that fails
+    /// otherwise (or crashed a broker) is retried after a backoff, and after ``maxStepAttempts``
+    /// the batch fails with the reason. Returns false when none was waiting.
     func validateNext() async throws -> Bool {
+        guard let next = try await store.batches.beginNextValidation(backoffSeconds: Self.stepBackoffSeconds, on: store.client, logger: logger)
+        else { return false }
+        if next.attempts > Self.maxStepAttempts {
+            let reason = next.lastError ?? "the broker stopped or crashed during each attempt"
+            try await store.batches.markFailed(
+                id: next.id, error: "Validation did not finish after \(Self.maxStepAttempts) attempts: \(reason).", on: store.client,
+                logger: logger)
+            logger.error("batch failed: its validation did not finish", metadata: ["batch_id": "\(next.id)", "reason": "\(reason)"])
+            return true
+        }
         let started = ContinuousClock.now
-        var validated: (id: UUID, lines: Int32)?
         var invalid: String?
+        var lines: Int64?
         do {
             try await store.client.withTransaction(logger: logger) { connection in
-                guard let batch = try await store.batches.lockNextToValidate(on: connection, logger: logger) else { return }
-                validated = (batch.id, 0)
-                let total: Int32
+                guard let batch = try await store.batches.lockToValidate(id: next.id, on: connection, logger: logger) else { return }
+                let total: Int64
                 do {
                     total = try await enqueueLines(of: batch, on: connection)
                 } catch let error as Invalid {
@@ -80,59 +102,96 @@ struct BatchRunner: Service {
                     throw error  // rolls back every line enqueued so far
                 }
                 try await store.batches.markInProgress(id: batch.id, totalLines: total, on: connection, logger: logger)
-                validated = (batch.id, total)
+                lines = total
             }
         } catch {
-            guard let message = invalid, let id = validated?.id else { throw error }
-            try await store.batches.markFailed(id: id, error: message, on: store.client, logger: logger)
-            logger.notice("batch failed validation", metadata: ["batch_id": "\(id)", "error": "\(message)"])
+            if let message = invalid {
+                try await store.batches.markFailed(id: next.id, error: message, on: store.client, logger: logger)
+                logger.notice("batch failed validation", metadata: ["batch_id": "\(next.id)", "error": "\(message)"])
+                return true
+            }
+            if Task.isCancelled { throw error }
+            // Not the file's fault as far as anyone can tell: try again later, up to the limit.
+            try? await store.batches.recordStepError(id: next.id, error: Self.describe(error), on: store.client, logger: logger)
+            logger.error(
+                "batch validation failed; it will be retried", metadata: ["batch_id": "\(next.id)", "attempt": "\(next.attempts)", "error": "\(error)"])
             return true
         }
-        guard let validated else { return false }
-        logger.info(
-            "batch validated and enqueued",
-            metadata: ["batch_id": "\(validated.id)", "lines": "\(validated.lines)", "seconds": "\(ContinuousClock.now - started)"])
+        if let lines {
+            logger.info(
+                "batch validated and enqueued",
+                metadata: ["batch_id": "\(next.id)", "lines": "\(lines)", "seconds": "\(ContinuousClock.now - started)"])
+        }
         return true
+    }
+
+    /// An error as a batch's `error` shows it: what PostgreSQL said, or the error's own words.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PostgresTransactionError, let closure = error.closureError { return describe(closure) }
+        if let error = error as? PSQLError, let message = error.serverInfo?[.message] { return "PostgreSQL: \(message)" }
+        return String(describing: error)
     }
 
     /// Reads the input a piece at a time, checks every line, and enqueues the good ones in bulk
     /// while no bad one has been seen. Throws ``Invalid`` naming the bad lines.
-    private func enqueueLines(of batch: BatchRecord, on connection: PostgresConnection) async throws -> Int32 {
+    ///
+    /// Memory stays bounded whatever the file: one piece and one line (at most
+    /// `maxBatchLineBytes`) at a time, and custom ids are checked for repeats in a temporary table
+    /// of this transaction, not held in the broker.
+    private func enqueueLines(of batch: BatchRecord, on connection: PostgresConnection) async throws -> Int64 {
         guard let endpoint = BatchEndpoint(rawValue: batch.endpoint) else {
             throw Invalid(message: "The batch's endpoint '\(batch.endpoint)' is not supported.")
         }
         guard try await store.files.holdForReading(id: batch.inputFileID, on: connection, logger: logger) else {
             throw Invalid(message: "The input file '\(batch.inputFileID)' was deleted before the batch started.")
         }
-        var splitter = LineSplitter()
-        var lineNumber: Int32 = 0
+        try await store.batches.createCustomIDTable(on: connection, logger: logger)
+        var splitter = LineSplitter(maxLineBytes: configuration.maxBatchLineBytes)
+        var lineNumber: Int64 = 0
         var jobs: [BatchLineJob] = []
-        var total: Int32 = 0
-        var firstLineOf: [String: Int32] = [:]
-        var problems: [String] = []
+        var customIDs: [(customID: String, line: Int64)] = []
+        var total: Int64 = 0
+        var problems: [(line: Int64, text: String)] = []
         var problemCount = 0
-        func problem(_ text: String) {
+        func problem(_ line: Int64, _ text: String) {
             problemCount += 1
-            if problems.count < Self.namedProblems { problems.append("line \(lineNumber) \(text)") }
+            // The first lines at fault, in line order: repeats are found a group at a time, after later lines.
+            problems.append((line, "line \(line) \(text)"))
+            if problems.count > Self.namedProblems {
+                problems.sort { $0.line < $1.line }
+                problems.removeLast()
+            }
         }
-        func take(_ line: ArraySlice<UInt8>) {
+        func take(_ line: LineSplitter.Line) throws {
             lineNumber += 1
-            guard line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) else { return }
-            switch BatchLine.parse(line, endpoint: endpoint, defaultModel: batch.modelID) {
+            guard lineNumber <= Int64(Int32.max) else {
+                throw Invalid(message: "The input file has more than \(Int32.max) lines; split it into several batches.")
+            }
+            guard case .text(let text) = line else {
+                problem(lineNumber, "is longer than \(configuration.maxBatchLineBytes) bytes (--max-batch-line-bytes)")
+                return
+            }
+            guard text.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) else { return }
+            switch BatchLine.parse(text, endpoint: endpoint, defaultModel: batch.modelID) {
             case .failure(let failure):
-                problem(failure.text)
+                problem(lineNumber, failure.text)
             case .success(let parsed):
-                if let first = firstLineOf[parsed.customID] {
-                    problem("repeats the custom_id '\(parsed.customID)' of line \(first)")
-                    return
-                }
-                firstLineOf[parsed.customID] = lineNumber
                 total += 1
-                if problemCount == 0 { jobs.append(BatchLineJob(line: lineNumber, customID: parsed.customID, request: parsed.request)) }
+                customIDs.append((parsed.customID, lineNumber))
+                if problemCount == 0 {
+                    jobs.append(BatchLineJob(line: Int32(lineNumber), customID: parsed.customID, request: parsed.request))
+                }
             }
         }
         func flush() async throws {
-            guard problemCount == 0, !jobs.isEmpty else { return }
+            for repeated in try await store.batches.recordCustomIDs(customIDs, on: connection, logger: logger) {
+                problem(repeated.line, "repeats the custom_id '\(repeated.customID)' of line \(repeated.firstLine)")
+            }
+            customIDs.removeAll(keepingCapacity: true)
+            guard problemCount == 0, !jobs.isEmpty else {
+                jobs.removeAll(keepingCapacity: true)
+                return
+            }
             try await store.jobs.insertBatchLines(
                 jobs, batchID: batch.id, priority: batch.priority, submittedBy: batch.owner ?? "anonymous", on: connection, logger: logger)
             jobs.removeAll(keepingCapacity: true)
@@ -141,20 +200,43 @@ struct BatchRunner: Service {
         while let piece = try await store.files.chunk(fileID: batch.inputFileID, sequence: sequence, on: connection, logger: logger) {
             sequence += 1
             for line in splitter.lines(in: piece.readableBytesView) {
-                take(line)
-                if jobs.count >= Self.insertBatchSize { try await flush() }
+                try take(line)
+                if customIDs.count >= Self.insertBatchSize { try await flush() }
             }
         }
-        if let last = splitter.finish() { take(last) }
+        if let last = splitter.finish() { try take(last) }
+        try await flush()
         if problemCount > 0 {
+            problems.sort { $0.line < $1.line }
             let more = problemCount > problems.count ? "; and \(problemCount - problems.count) more" : ""
             throw Invalid(
                 message: "The input file has \(problemCount) bad line\(problemCount == 1 ? "" : "s"); nothing was enqueued: "
-                    + problems.joined(separator: "; ") + more + ".")
+                    + problems.map(\.text).joined(separator: "; ") + more + ".")
         }
         guard total > 0 else { throw Invalid(message: "The input file has no lines; nothing was enqueued.") }
-        try await flush()
         return total
+    }
+
+    /// Finalises a batch whose lines have all ended, counting the attempt first; after
+    /// ``maxStepAttempts`` failed (or crashed) attempts the batch fails with the reason.
+    func finaliseWithRetries(_ id: UUID) async throws {
+        guard let attempt = try await store.batches.beginFinalising(id: id, backoffSeconds: Self.stepBackoffSeconds, on: store.client, logger: logger)
+        else { return }
+        if attempt.attempts > Self.maxStepAttempts {
+            let reason = attempt.lastError ?? "the broker stopped or crashed during each attempt"
+            try await store.batches.markFailed(
+                id: id, error: "Its results could not be written after \(Self.maxStepAttempts) attempts: \(reason). Its jobs' results are still readable by request id.",
+                on: store.client, logger: logger)
+            logger.error("batch failed: its results could not be written", metadata: ["batch_id": "\(id)", "reason": "\(reason)"])
+            return
+        }
+        do {
+            try await finalise(id)
+        } catch {
+            if Task.isCancelled { throw error }
+            try? await store.batches.recordStepError(id: id, error: Self.describe(error), on: store.client, logger: logger)
+            throw error
+        }
     }
 
     /// Writes the output file (one line per success) and the error file (one per failure or
@@ -175,8 +257,8 @@ struct BatchRunner: Service {
             }
             let outputs = try await FileContentWriter(fileID: outputID, limit: .max, connection: connection, logger: logger)
             let errors = try await FileContentWriter(fileID: errorID, limit: .max, connection: connection, logger: logger)
-            var failed: Int32 = 0
-            var total: Int32 = 0
+            var failed: Int64 = 0
+            var total: Int64 = 0
             var after: Int32 = 0
             while true {
                 let page = try await store.jobs.batchResults(batchID: id, after: after, limit: 2000, on: connection, logger: logger)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import SpoolStore
 
 /// Everything a broker needs to start; every field has a documented default.
 public struct BrokerConfiguration: Sendable {
@@ -50,6 +51,9 @@ public struct BrokerConfiguration: Sendable {
     public var webhookAllowLoopback: Bool = false
     /// Private networks webhooks may target, in CIDR form. Defaults to none. Link-local never.
     public var webhookAllowedNetworks: [String] = []
+    /// How long one webhook attempt may take in all (connecting, the answer's head and body), in
+    /// seconds; a slower receiver's attempt is abandoned and retried on schedule. Defaults to 15.
+    public var webhookAttemptTimeoutSeconds: Double = 15
     /// How long a delivery is retried before it is given up, in seconds. Defaults to 24 hours.
     public var webhookRetrySeconds: Double = 24 * 3600
     /// How long finished jobs (with their logs and webhook deliveries) are kept, in seconds. Defaults to 7 days.
@@ -58,6 +62,24 @@ public struct BrokerConfiguration: Sendable {
     public var retentionIntervalSeconds: Double = 60
     /// How often queue depth and live workers are read for metrics and warnings, in seconds. Defaults to 5.
     public var depthRefreshSeconds: Double = 5
+    /// How long a connection may send nothing while the broker reads its request (a stalled
+    /// upload), or sit idle between requests, before it is closed, in seconds. Defaults to 75.
+    public var idleTimeoutSeconds: Double = 75
+    /// Uploads one API key may have in progress at once (file uploads and workers' file outputs);
+    /// more get a 429. Defaults to 32.
+    public var maxUploadsPerKey: Int = 32
+    /// Longest line a batch's input file may have, in bytes; a longer one fails the batch, named
+    /// by its line number. Defaults to 1 MiB.
+    public var maxBatchLineBytes: Int = 1 << 20
+    /// Log lines a job keeps; past this the oldest are dropped. Defaults to 10,000.
+    public var maxLogLinesPerJob: Int = 10_000
+    /// Bytes of log messages a job keeps; past this the oldest lines are dropped. Defaults to 2 MiB.
+    public var maxLogBytesPerJob: Int64 = 2 << 20
+    /// Models that get their own Prometheus series; the rest are counted under `model="other"`.
+    /// Defaults to 500.
+    public var maxMetricModels: Int = 500
+    /// A key that `/metrics` requires (`Authorization: Bearer <key>`). Defaults to nil: `/metrics` is open.
+    public var metricsKey: String? = nil
     /// Seconds before each attempt: the Standard Webhooks schedule. Defaults to immediately, 5 s,
     /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     public var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
@@ -125,14 +147,39 @@ public struct BrokerConfiguration: Sendable {
         guard retentionSeconds >= 60, retentionIntervalSeconds > 0, depthRefreshSeconds > 0 else {
             throw ConfigurationError("The retention period must be at least a minute, and the sweep and depth intervals positive.")
         }
+        guard (0.1...300).contains(webhookAttemptTimeoutSeconds) else {
+            throw ConfigurationError("The webhook attempt timeout must be between 0.1 and 300 seconds, got \(webhookAttemptTimeoutSeconds.formatted()).")
+        }
         guard webhookRetrySeconds > 0, !webhookRetryDelays.isEmpty, webhookRetryDelays.allSatisfy({ $0 >= 0 }) else {
             throw ConfigurationError("The webhook retry period must be positive and its schedule a list of delays of 0 s or more.")
+        }
+        guard idleTimeoutSeconds >= 1 else {
+            throw ConfigurationError("--idle-timeout/SPOOL_IDLE_TIMEOUT must be at least 1 second, got \(idleTimeoutSeconds.formatted()).")
+        }
+        guard maxUploadsPerKey >= 1 else {
+            throw ConfigurationError("--max-uploads-per-key/SPOOL_MAX_UPLOADS_PER_KEY must be at least 1, got \(maxUploadsPerKey).")
+        }
+        guard (1024...(256 << 20)).contains(maxBatchLineBytes) else {
+            throw ConfigurationError("--max-batch-line-bytes/SPOOL_MAX_BATCH_LINE_BYTES must be between 1024 and 268435456, got \(maxBatchLineBytes).")
+        }
+        guard maxLogLinesPerJob >= 10, maxLogBytesPerJob >= 16 << 10 else {
+            throw ConfigurationError(
+                "--max-log-lines/SPOOL_MAX_LOG_LINES must be at least 10 and --max-log-bytes/SPOOL_MAX_LOG_BYTES at least 16384.")
+        }
+        guard maxMetricModels >= 1 else {
+            throw ConfigurationError("--max-metric-models/SPOOL_MAX_METRIC_MODELS must be at least 1, got \(maxMetricModels).")
+        }
+        if let metricsKey, metricsKey.count < 16 || metricsKey.contains(where: \.isWhitespace) {
+            throw ConfigurationError("--metrics-key/SPOOL_METRICS_KEY needs at least 16 characters and no spaces.")
         }
         for key in apiKeys where key.count < 16 || key.contains(where: { $0.isWhitespace || $0 == "," }) {
             throw ConfigurationError(
                 "API key '\(key.prefix(4))…' is too weak or malformed: keys need at least 16 characters and no spaces or commas.")
         }
     }
+
+    /// How many log lines and bytes a job keeps.
+    var logLimits: JobLogLimits { JobLogLimits(maxLines: maxLogLinesPerJob, maxBytes: maxLogBytesPerJob) }
 
     /// The webhook targets this configuration allows.
     var webhookTargets: WebhookTargets {

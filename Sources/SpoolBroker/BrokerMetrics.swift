@@ -19,6 +19,13 @@ final class BrokerMetrics: Sendable {
     let openStreams: Gauge
     let depthAge: Gauge
 
+    /// Models with series of their own: at most `maxModels` (plus models a live worker serves),
+    /// so a client inventing model names cannot grow the registry without bound.
+    private let labelled = Mutex<Set<String>>([])
+    let maxModels: Int
+    /// The label of every model past the cap.
+    static let otherModels = "other"
+
     /// Per-model gauges the last snapshot set, so a model that drops out is set back to zero.
     private let reportedModels = Mutex<Set<String>>([])
     private let reportedTiers = Mutex<Set<TierKey>>([])
@@ -62,7 +69,8 @@ final class BrokerMetrics: Sendable {
     static let runBuckets: [Double] = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
     static let requestBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30]
 
-    init() {
+    init(maxModels: Int = 500) {
+        self.maxModels = maxModels
         let name = "spool_webhook_deliveries_total"
         let help = "Webhook delivery attempts by outcome: delivered, failed (will retry), gave_up (retries exhausted), gone (410)."
         webhooksDelivered = registry.makeCounter(name: name, labels: [("outcome", "delivered")], help: help)
@@ -75,23 +83,39 @@ final class BrokerMetrics: Sendable {
             name: "spool_depth_snapshot_age_seconds", help: "Age of the queue depth figures when last scraped (refreshed on an interval).")
     }
 
+    /// The `model` label of a model: its name while it is among the first `maxModels` seen (or a
+    /// live worker serves it), else `other`.
+    func label(_ model: String) -> String {
+        labelled.withLock { labelled in
+            if labelled.contains(model) { return model }
+            guard labelled.count < maxModels else { return Self.otherModels }
+            labelled.insert(model)
+            return model
+        }
+    }
+
+    /// Gives models that live workers serve series of their own, cap or not: they are real.
+    func labelServedModels(_ models: some Sequence<String>) {
+        labelled.withLock { labelled in labelled.formUnion(models) }
+    }
+
     /// Counts a job event of this replica: submitted, completed, failed, requeued, canceled.
     func count(_ event: String, model: String, by amount: Int = 1) {
         guard amount > 0 else { return }
-        counter("spool_jobs_\(event)_total", labels: [("model", model)], help: "Jobs \(event) through this broker replica.")
+        counter("spool_jobs_\(event)_total", labels: [("model", label(model))], help: "Jobs \(event) through this broker replica.")
             .increment(by: Int64(amount))
     }
 
     func recordQueueWait(model: String, seconds: Double) {
         histogram(
-            "spool_job_queue_wait_seconds", labels: [("model", model)], buckets: Self.waitBuckets,
+            "spool_job_queue_wait_seconds", labels: [("model", label(model))], buckets: Self.waitBuckets,
             help: "Seconds from submit to claim, per claim on this replica."
         ).record(seconds)
     }
 
     func recordRunTime(model: String, seconds: Double) {
         histogram(
-            "spool_job_run_seconds", labels: [("model", model)], buckets: Self.runBuckets,
+            "spool_job_run_seconds", labels: [("model", label(model))], buckets: Self.runBuckets,
             help: "Seconds from claim to the end of the attempt, per attempt ended on this replica."
         ).record(seconds)
     }
@@ -103,8 +127,23 @@ final class BrokerMetrics: Sendable {
         ).record(seconds)
     }
 
-    /// Sets the depth gauges from a snapshot; models and tiers no longer in it go to zero.
-    func updateDepth(_ depths: [ModelDepth], liveWorkers: [String: Int]) {
+    /// Sets the depth gauges from a snapshot; models and tiers no longer in it go to zero. Models
+    /// past the cap are summed under `other`.
+    func updateDepth(_ snapshotDepths: [ModelDepth], liveWorkers snapshotWorkers: [String: Int]) {
+        labelServedModels(snapshotWorkers.filter { $0.value > 0 }.keys)
+        var byLabel: [String: ModelDepth] = [:]
+        for depth in snapshotDepths {
+            let label = label(depth.model)
+            var merged = byLabel[label] ?? ModelDepth(model: label, waiting: 0, running: 0, waitingByPriority: [:], oldestWaitingSeconds: 0)
+            merged.waiting += depth.waiting
+            merged.running += depth.running
+            merged.oldestWaitingSeconds = max(merged.oldestWaitingSeconds, depth.oldestWaitingSeconds)
+            merged.waitingByPriority.merge(depth.waitingByPriority, uniquingKeysWith: +)
+            byLabel[label] = merged
+        }
+        let depths = Array(byLabel.values)
+        var liveWorkers: [String: Int] = [:]
+        for (model, count) in snapshotWorkers { liveWorkers[label(model), default: 0] += count }
         let models = Set(depths.map(\.model)).union(liveWorkers.keys)
         var tiers = Set<TierKey>()
         for depth in depths {

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 
 /// Who made a request, once the auth middleware has checked its key.
 public struct Caller: Sendable, Equatable {
@@ -16,8 +17,11 @@ public struct BrokerRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by ``AuthMiddleware`` before any route runs.
     public var caller: Caller = .anonymous
+    /// The request's connection: a long-poll watches it to notice a client that hung up.
+    let channel: (any Channel)?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.channel = source.channel
     }
 }

@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
+import PostgresNIO
 import SpoolCore
 
 /// Maps every error to HTTP in one place: a status and a JSON body in the shape of Together's
@@ -20,6 +22,15 @@ struct ErrorMiddleware: RouterMiddleware {
             return Self.response(for: .payloadTooLarge(limit: maxBodyBytes), fal: fal)
         } catch let error as HTTPError {
             return Self.response(for: Self.translate(error, request: request), fal: fal)
+        } catch let error as HTTPParserError {
+            // The client hung up or stalled mid-body (or sent what is not HTTP): its own doing.
+            context.logger.debug("a request's body ended early", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return Self.response(
+                for: .invalidRequest("The request ended before its body did; nothing was stored.", code: "request_incomplete"), fal: fal)
+        } catch let error as PSQLError where Self.refusedValue(error) != nil {
+            // The database refused a value this request carried: the sender's error, not the broker's.
+            context.logger.notice("the database refused a request's value", metadata: ["error": "\(String(reflecting: error))"])
+            return Self.response(for: Self.refusedValue(error)!, fal: fal)
         } catch {
             context.logger.error(
                 "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
@@ -37,11 +48,20 @@ struct ErrorMiddleware: RouterMiddleware {
         }
     }
 
+    /// A 400 for a statement PostgreSQL refused because of a value it was given (data exceptions,
+    /// constraint violations, size limits), or nil for any other failure (those are the broker's).
+    static func refusedValue(_ error: PSQLError) -> SpoolError? {
+        guard error.refusesAValue else { return nil }
+        let message = error.serverInfo?[.message] ?? "a value is out of range"
+        return .invalidRequest("PostgreSQL refused a value in this request: \(message).", code: "invalid_value")
+    }
+
     /// The error as JSON in Together's `QueueError` shape; under /fal also with fal's `detail`.
     static func response(for error: SpoolError, fal: Bool = false) -> Response {
         var headers = HTTPFields()
         // Stainless-generated SDKs (together) retry 409s unless told not to; a conflict will not go away.
         if error.httpStatus == 409 { headers[.xShouldRetry] = "false" }
+        if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
         guard fal, case .object(var members) = error.body else {
             return JSONResponse.make(error.body, status: .init(code: error.httpStatus), headers: headers)
         }

@@ -13,6 +13,8 @@ import SpoolStore
 struct FileRoutes: Sendable {
     let store: SpoolStore
     let configuration: BrokerConfiguration
+    /// Uploads in progress per API key on this broker, capped.
+    let uploads: UploadSlots
 
     static let purposes: Set<String> = ["batch-api", "batch", "fine-tune", "eval", "calibration", "user_data", "job-output"]
 
@@ -35,6 +37,9 @@ struct FileRoutes: Sendable {
 
     /// Multipart with a `file` part stores it now (200 and the file); without one it records the
     /// file and answers 302 with where to PUT the content (Together's flow).
+    ///
+    /// Nothing in the database waits on the client: the file part is stored a piece at a time in
+    /// short statements and made ready in one short transaction at the end.
     @Sendable func create(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         guard var reader = MultipartReader(contentType: request.headers[.contentType]) else {
             throw SpoolError.invalidRequest(
@@ -44,111 +49,135 @@ struct FileRoutes: Sendable {
         if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes + 64 << 10 {
             throw Self.tooLarge(configuration.maxFileBytes)
         }
+        let slot = try uploads.acquire(for: context.caller.id)
+        defer { slot.release() }
         let id = FilesTable.newID()
         let caller = context.caller.id
-        let limit = configuration.maxFileBytes
         let logger = context.logger
-        let outcome: Response = try await Self.refusingUploadErrors(limit: limit) {
-            try await store.client.withTransaction(logger: logger) { connection in
-                var fields: [String: String] = [:]
-                var current: (name: String?, filename: String?) = (nil, nil)
-                var fieldBytes: [UInt8] = []
-                var writer: FileContentWriter?
-                var stored: (filename: String, contentType: String)?
-                var parts = 0
-                func endField() {
-                    if let name = current.name, current.filename == nil {
-                        fields[name] = String(decoding: fieldBytes, as: UTF8.self)
-                    }
-                    fieldBytes = []
-                }
-                for try await piece in request.body {
-                    for event in try reader.feed(piece) {
-                        switch event {
-                        case .part(let headers):
-                            endField()
-                            parts += 1
-                            guard parts <= 64 else { throw MultipartReader.malformed("it has more than 64 parts") }
-                            current = MultipartReader.disposition(headers)
-                            if current.name == "file" {
-                                guard writer == nil else { throw SpoolError.invalidRequest("Send one 'file' part.", code: "invalid_multipart") }
-                                let filename = current.filename ?? "upload"
-                                let contentType = headers["content-type"] ?? "application/octet-stream"
-                                try await store.files.create(
-                                    id: id, filename: filename, purpose: "batch-api", fileType: Self.fileType(filename: filename, declared: nil),
-                                    contentType: contentType, expectedSHA256: nil, uploadTokenHash: nil, owner: caller, on: connection,
-                                    logger: logger)
-                                writer = try await FileContentWriter(fileID: id, limit: limit, connection: connection, logger: logger)
-                                stored = (filename, contentType)
-                            }
-                        case .data(let bytes):
-                            if current.name == "file", let writer {
-                                try await writer.append(bytes)
-                            } else if current.filename == nil {
-                                fieldBytes.append(contentsOf: bytes.readableBytesView)
-                                guard fieldBytes.count <= 64 << 10 else { throw MultipartReader.malformed("a form field is longer than 64 KiB") }
-                            }
+        var fields: [String: String] = [:]
+        var current: (name: String?, filename: String?) = (nil, nil)
+        var fieldBytes: [UInt8] = []
+        var upload: FileUpload?
+        var stored: (filename: String, contentType: String)?
+        var parts = 0
+        func endField() throws(SpoolError) {
+            if let name = current.name, current.filename == nil {
+                fields[name] = try ClientText.validated(fieldBytes, field: name, maxBytes: 64 << 10)
+            }
+            fieldBytes = []
+        }
+        do {
+            for try await piece in request.body {
+                for event in try reader.feed(piece) {
+                    switch event {
+                    case .part(let headers):
+                        try endField()
+                        parts += 1
+                        guard parts <= 64 else { throw MultipartReader.malformed("it has more than 64 parts") }
+                        current = MultipartReader.disposition(headers)
+                        if current.name == "file" {
+                            guard upload == nil else { throw SpoolError.invalidRequest("Send one 'file' part.", code: "invalid_multipart") }
+                            let filename = try ClientText.validated(current.filename ?? "upload", field: "filename", maxBytes: 1024)
+                            let contentType = try ClientText.validated(
+                                headers["content-type"] ?? "application/octet-stream", field: "content-type", maxBytes: 255)
+                            let holder = UUID()
+                            try await store.files.create(
+                                id: id, filename: filename, purpose: "batch-api", fileType: Self.fileType(filename: filename, declared: nil),
+                                contentType: contentType, expectedSHA256: nil, uploadTokenHash: nil, owner: caller, holder: holder,
+                                on: store.client, logger: logger)
+                            upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
+                            stored = (filename, contentType)
+                        }
+                    case .data(let bytes):
+                        if current.name == "file", let upload {
+                            try await upload.append(bytes)
+                        } else if current.filename == nil {
+                            fieldBytes.append(contentsOf: bytes.readableBytesView)
+                            guard fieldBytes.count <= 64 << 10 else { throw MultipartReader.malformed("a form field is longer than 64 KiB") }
                         }
                     }
                 }
-                endField()
-                guard reader.isFinished else { throw MultipartReader.malformed("it ends before its closing boundary") }
-                let purpose = try Self.purpose(fields["purpose"])
-                let checksum = fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }
-                if let writer, let stored {
-                    // A plain multipart upload: the content is here.
-                    _ = try await writer.finish(expectedSHA256: checksum)
-                    try await store.files.describe(
-                        id: id, filename: fields["file_name"] ?? stored.filename, purpose: purpose,
-                        fileType: Self.fileType(filename: stored.filename, declared: fields["file_type"]), on: connection, logger: logger)
-                    guard let record = try await store.files.find(id: id, on: connection, logger: logger) else { throw SpoolError.internalError() }
-                    return JSONResponse.make(Self.view(record), status: .ok)
-                }
-                // Together's flow: the content comes in a PUT to the Location, authorized by its token.
-                let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
-                let token = Self.newToken()
-                try await store.files.create(
-                    id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: fields["file_type"]),
-                    contentType: "application/octet-stream", expectedSHA256: checksum, uploadTokenHash: APIKeyHash.of(token),
-                    owner: caller, on: connection, logger: logger)
-                var headers = HTTPFields()
-                headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
-                headers[.togetherFileID] = id
-                return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
             }
+            try endField()
+            guard reader.isFinished else { throw MultipartReader.malformed("it ends before its closing boundary") }
+            let purpose = try Self.purpose(fields["purpose"])
+            let checksum = fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }
+            if let upload, let stored {
+                // A plain multipart upload: the content is here.
+                let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
+                    try await upload.end(expectedBytes: nil, expectedSHA256: checksum)
+                }
+                let description = FileDescription(
+                    filename: fields["file_name"] ?? stored.filename, purpose: purpose,
+                    fileType: Self.fileType(filename: stored.filename, declared: fields["file_type"]))
+                guard case .finished(let record) = try await store.files.finishUpload(
+                    fileID: id, holder: upload.holder, bytes: bytes, sha256: sha256, description: description, lease: nil,
+                    on: store.client, logger: logger)
+                else { throw SpoolError.notFound("The file was deleted while it was uploaded.", code: "file_not_found") }
+                return JSONResponse.make(Self.view(record), status: .ok)
+            }
+        } catch {
+            if let upload { try? await store.files.abandonUpload(fileID: id, holder: upload.holder, keepFile: false, on: store.client, logger: logger) }
+            throw error
         }
-        return outcome
+        // Together's flow: the content comes in a PUT to the Location, authorized by its token.
+        let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
+        let token = Self.newToken()
+        try await store.files.create(
+            id: id, filename: filename, purpose: try Self.purpose(fields["purpose"]),
+            fileType: Self.fileType(filename: filename, declared: fields["file_type"]), contentType: "application/octet-stream",
+            expectedSHA256: fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }, uploadTokenHash: APIKeyHash.of(token), owner: caller,
+            on: store.client, logger: logger)
+        var headers = HTTPFields()
+        headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
+        headers[.togetherFileID] = id
+        return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
     }
 
     /// Stores the content of a file created without it; the file becomes ready (200), or on a
-    /// checksum mismatch or an oversized body stays waiting for a good upload.
+    /// checksum mismatch, an oversized or cut-off body stays waiting for a good upload.
     @Sendable func upload(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.fileID(context)
         let token = request.uri.queryParameters["token"].map(String.init) ?? ""
-        guard let pending = try await store.files.pendingUpload(id: id, on: store.client, logger: context.logger),
-            !token.isEmpty, APIKeyHash.of(token) == pending.tokenHash
-        else {
-            throw SpoolError.notFound(
-                "No upload is waiting at this URL: the file is unknown, already uploaded, or the token is wrong.", code: "upload_not_found")
-        }
-        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes {
+        let expectedBytes = try Self.contentLength(request)
+        if let expectedBytes, expectedBytes > configuration.maxFileBytes {
             throw Self.tooLarge(configuration.maxFileBytes)
         }
-        let limit = configuration.maxFileBytes
+        // The PUT carries no API key: its upload token stands for the caller.
+        let slot = try uploads.acquire(for: "upload:" + id)
+        defer { slot.release() }
+        let holder = UUID()
         let logger = context.logger
-        return try await Self.refusingUploadErrors(limit: limit) {
-            try await store.client.withTransaction(logger: logger) { connection in
-                // Locks the row: two PUTs of the same upload store one after the other.
-                try await store.files.lock(id: id, on: connection, logger: logger)
-                // A PUT that raced this one may have stored the content while this one waited for the lock.
-                guard try await store.files.pendingUpload(id: id, on: connection, logger: logger)?.tokenHash == pending.tokenHash else {
-                    throw SpoolError.notFound("The file's content was uploaded meanwhile; this URL is spent.", code: "upload_not_found")
-                }
-                _ = try await store.files.writeContent(
-                    fileID: id, body: request.body, limit: limit, expectedSHA256: pending.expectedSHA256, on: connection, logger: logger)
-                guard let record = try await store.files.find(id: id, on: connection, logger: logger) else { throw SpoolError.internalError() }
-                return JSONResponse.make(Self.view(record))
+        let expectedSHA256: String?
+        switch try await store.files.beginUpload(
+            id: id, tokenHash: APIKeyHash.of(token), holder: holder, idleSeconds: 2 * configuration.idleTimeoutSeconds, on: store.client,
+            logger: logger)
+        {
+        case .started(let checksum): expectedSHA256 = checksum
+        case .notWaiting:
+            throw SpoolError.notFound(
+                "No upload is waiting at this URL: the file is unknown, already uploaded, or the token is wrong.", code: "upload_not_found")
+        case .busy:
+            throw SpoolError.conflict(
+                "Another upload of this file is under way; wait for it to end, or retry once it has been idle for \(Int(2 * configuration.idleTimeoutSeconds)) s.",
+                code: "upload_in_progress")
+        }
+        let upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
+        do {
+            let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
+                for try await piece in request.body { try await upload.append(piece) }
+                return try await upload.end(expectedBytes: expectedBytes, expectedSHA256: expectedSHA256)
             }
+            switch try await store.files.finishUpload(
+                fileID: id, holder: holder, bytes: bytes, sha256: sha256, description: nil, lease: nil, on: store.client, logger: logger)
+            {
+            case .finished(let record): return JSONResponse.make(Self.view(record))
+            case .replaced, .leaseLost:
+                throw SpoolError.notFound("The file's content was uploaded meanwhile; this URL is spent.", code: "upload_not_found")
+            }
+        } catch {
+            try? await store.files.abandonUpload(fileID: id, holder: holder, keepFile: true, on: store.client, logger: logger)
+            throw error
         }
     }
 
@@ -190,7 +219,8 @@ struct FileRoutes: Sendable {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    /// A worker's file output, streamed into the files store; fenced by the lease like every worker write.
+    /// A worker's file output, streamed into the files store; fenced by the lease like every worker
+    /// write, at its start and again when the file is made ready.
     @Sendable func workerUpload(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
         guard let requestText = context.parameters.get("request_id"), let requestID = UUID(uuidString: requestText) else {
@@ -199,44 +229,75 @@ struct FileRoutes: Sendable {
         guard let token = parameters["lease_token"].flatMap({ UUID(uuidString: String($0)) }) else {
             throw SpoolError.invalidRequest("'lease_token' (a UUID) is required in the query.", code: "missing_field", param: "lease_token")
         }
-        let name = parameters["name"].map(String.init) ?? "output"
-        guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else {
+        let name = try ClientText.validated(parameters["name"].map(String.init) ?? "output", field: "name", maxBytes: 255)
+        guard !name.isEmpty, !name.contains("/") else {
             throw SpoolError.invalidRequest("'name' must be a file name of at most 255 bytes without '/'.", code: "invalid_field", param: "name")
         }
+        let contentType = try ClientText.validated(
+            request.headers[.contentType] ?? "application/octet-stream", field: "Content-Type", maxBytes: 255)
+        let expectedSHA256 = try parameters["sha256"].map { try ClientText.validated(String($0), field: "sha256", maxBytes: 128) }
         switch try await store.jobs.checkLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) {
         case .holds:
             break
         case .lost(let status, let attempt):
-            throw SpoolError.conflict(
-                "This lease no longer holds the job (it expired or the job moved on); the file was not stored.", code: "lease_lost",
-                param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+            throw Self.leaseLost(status: status, attempt: attempt)
         case .noSuchJob:
             throw SpoolError.notFound("No job '\(requestText)'.", code: "job_not_found", param: "request_id")
         }
-        if let length = request.headers[.contentLength].flatMap(Int64.init), length > configuration.maxFileBytes {
+        let expectedBytes = try Self.contentLength(request)
+        if let expectedBytes, expectedBytes > configuration.maxFileBytes {
             throw Self.tooLarge(configuration.maxFileBytes)
         }
+        let slot = try uploads.acquire(for: context.caller.id)
+        defer { slot.release() }
         let id = FilesTable.newID()
-        let contentType = request.headers[.contentType] ?? "application/octet-stream"
-        let limit = configuration.maxFileBytes
         let logger = context.logger
-        let caller = context.caller.id
+        let holder = UUID()
         let url = "\(configuration.publicRoot(request))/v1/files/\(id)/content"
-        return try await Self.refusingUploadErrors(limit: limit) {
-            try await store.client.withTransaction(logger: logger) { connection in
-                try await store.files.create(
-                    id: id, filename: name, purpose: "job-output", fileType: "binary", contentType: contentType, expectedSHA256: nil,
-                    uploadTokenHash: nil, owner: caller, requestID: requestID, on: connection, logger: logger)
-                let (bytes, sha256) = try await store.files.writeContent(
-                    fileID: id, body: request.body, limit: limit, expectedSHA256: parameters["sha256"].map(String.init), on: connection,
-                    logger: logger)
+        try await store.files.create(
+            id: id, filename: name, purpose: "job-output", fileType: "binary", contentType: contentType, expectedSHA256: nil,
+            uploadTokenHash: nil, owner: context.caller.id, requestID: requestID, holder: holder, on: store.client, logger: logger)
+        let upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
+        do {
+            let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
+                for try await piece in request.body { try await upload.append(piece) }
+                return try await upload.end(expectedBytes: expectedBytes, expectedSHA256: expectedSHA256)
+            }
+            switch try await store.files.finishUpload(
+                fileID: id, holder: holder, bytes: bytes, sha256: sha256, description: nil, lease: (requestID, token), on: store.client,
+                logger: logger)
+            {
+            case .finished:
                 let output: JSONValue = [
                     "file_id": .string(id), "file_name": .string(name), "file_size": .int(bytes), "content_type": .string(contentType),
                     "url": .string(url), "sha256": .string(sha256),
                 ]
                 return JSONResponse.make(output, status: .created)
+            case .leaseLost(let status, let attempt):
+                guard let status else { throw SpoolError.notFound("No job '\(requestText)'.", code: "job_not_found", param: "request_id") }
+                throw Self.leaseLost(status: status, attempt: attempt)
+            case .replaced:
+                throw SpoolError.notFound("The file was deleted while it was uploaded.", code: "file_not_found")
             }
+        } catch {
+            try? await store.files.abandonUpload(fileID: id, holder: holder, keepFile: false, on: store.client, logger: logger)
+            throw error
         }
+    }
+
+    static func leaseLost(status: JobStatus, attempt: Int32) -> SpoolError {
+        .conflict(
+            "This lease no longer holds the job (it expired or the job moved on); the file was not stored.", code: "lease_lost",
+            param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+    }
+
+    /// The body's announced length, so a body cut short by a client that went away is not taken for a whole file.
+    static func contentLength(_ request: Request) throws(SpoolError) -> Int64? {
+        guard let text = request.headers[.contentLength] else { return nil }
+        guard let length = Int64(text), length >= 0 else {
+            throw .invalidRequest("The Content-Length header is not a length.", code: "invalid_header", param: "Content-Length")
+        }
+        return length
     }
 
     private func find(_ context: BrokerRequestContext) async throws -> FileRecord {
@@ -256,21 +317,22 @@ struct FileRoutes: Sendable {
         ]
     }
 
-    /// Maps an upload's refusals to clear errors; the transaction they end has stored nothing.
-    static func refusingUploadErrors(limit: Int64, _ body: () async throws -> Response) async throws -> Response {
+    /// Maps an upload's refusals to clear errors; the upload they end is abandoned, nothing kept.
+    static func refusingUploadErrors<Result>(limit: Int64, _ body: () async throws -> Result) async throws -> Result {
         do {
-            do {
-                return try await body()
-            } catch let error as PostgresTransactionError {
-                // What the transaction's body threw, once it has been rolled back.
-                throw error.closureError ?? error
-            }
+            return try await body()
         } catch FileUploadError.tooLarge {
             throw tooLarge(limit)
         } catch FileUploadError.checksumMismatch(let expected, let actual) {
             throw SpoolError.invalidRequest(
                 "The content's SHA-256 is \(actual), not the checksum \(expected) sent with the upload; nothing was stored. Upload it again.",
                 code: "checksum_mismatch", param: "checksum")
+        } catch FileUploadError.truncated(let expected, let received) {
+            throw SpoolError.invalidRequest(
+                "The body ended after \(received) of its \(expected) bytes; nothing was stored. Upload it again.", code: "upload_truncated")
+        } catch FileUploadError.replaced {
+            throw SpoolError.conflict(
+                "This upload was idle so long that another one took the file over; nothing of it was kept.", code: "upload_replaced")
         }
     }
 

@@ -7,6 +7,8 @@ extension HTTPField.Name {
     static let idempotentReplayed = Self("Idempotent-Replayed")!
     /// Tells Stainless-generated SDKs (together) whether retrying can help.
     static let xShouldRetry = Self("x-should-retry")!
+    /// Set by browsers on every request: `cross-site` when another site's page sent it.
+    static let secFetchSite = Self("Sec-Fetch-Site")!
     /// The id of a file whose content is to be PUT to the Location (Together's upload).
     static let togetherFileID = Self("X-Together-File-Id")!
 }

@@ -17,6 +17,8 @@ struct JobNotificationListener: Service {
     let waiters: LeaseWaiters
     let watchers: JobWatchers
     let webhooks: Signal
+    /// Raised when the API keys change (a NOTIFY on `spool_keys`), and whenever listening starts again.
+    let keys: Signal
     let schema: SchemaReadiness
     let pollInterval: Duration
     let logger: Logger
@@ -44,13 +46,18 @@ struct JobNotificationListener: Service {
                     try await connection.listen(on: JobsTable.pendingChannel) { pending in
                         try await connection.listen(on: JobsTable.watchedJobChannel) { watched in
                             try await connection.listen(on: WebhookDeliveriesTable.channel) { deliveries in
+                              try await connection.listen(on: APIKeysTable.channel) { keyChanges in
                                 if failing { logger.notice("listening for job notifications again") }
                                 failing = false
                                 backoff.reset()
                                 // Anything that happened while we were not listening: look again.
                                 wakeEveryWaitedForModel()
                                 webhooks.raise()
+                                keys.raise()
                                 try await withThrowingTaskGroup(of: Void.self) { group in
+                                    group.addTask {
+                                        for try await _ in keyChanges { keys.raise() }
+                                    }
                                     group.addTask {
                                         for try await notification in pending { waiters.notify(model: notification.payload) }
                                     }
@@ -66,6 +73,7 @@ struct JobNotificationListener: Service {
                                     try await group.next()
                                     group.cancelAll()
                                 }
+                              }
                             }
                         }
                     }

@@ -105,7 +105,8 @@ final class LeaseWaiters: Sendable {
     /// Waiters registered now (for metrics and tests).
     var count: Int { state.withLock { $0.waiters.count } }
 
-    private func wake(_ ticket: Ticket) {
+    /// Ends the ticket's current wait (its client hung up, say); the next wait is not affected.
+    func wake(_ ticket: Ticket) {
         let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let index = state.waiters.firstIndex(where: { $0.id == ticket.id }) else { return nil }
             state.waiters[index].woken = true

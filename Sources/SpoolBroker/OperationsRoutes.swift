@@ -13,6 +13,20 @@ struct OperationsRoutes: Sendable {
     let metrics: BrokerMetrics
     let monitor: QueueDepthMonitor
     let connections: BrokerConnections
+    /// The key `/metrics` requires, if any (`--metrics-key`), as its hash.
+    let metricsKeyHash: String?
+
+    init(
+        store: SpoolStore, schema: SchemaReadiness, metrics: BrokerMetrics, monitor: QueueDepthMonitor, connections: BrokerConnections,
+        metricsKey: String?
+    ) {
+        self.store = store
+        self.schema = schema
+        self.metrics = metrics
+        self.monitor = monitor
+        self.connections = connections
+        self.metricsKeyHash = metricsKey.map(APIKeyHash.of)
+    }
 
     /// The OpenAPI document of the whole HTTP API (docs/openapi/openapi.json, carried in the binary).
     static let openAPIDocument = ByteBuffer(bytes: PackageResources.openapi_json)
@@ -54,6 +68,16 @@ struct OperationsRoutes: Sendable {
     }
 
     @Sendable func scrape(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        if let metricsKeyHash {
+            let presented = request.headers[.authorization].flatMap { header -> String? in
+                let parts = header.split(separator: " ", maxSplits: 1)
+                return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
+            }
+            // Compared as hashes, so the comparison's time says nothing about the key.
+            guard let presented, APIKeyHash.of(presented) == metricsKeyHash else {
+                throw SpoolError.unauthorized("/metrics requires this broker's metrics key: send 'Authorization: Bearer <metrics key>'.")
+            }
+        }
         metrics.openLongPolls.set(to: Double(connections.waiters.count))
         metrics.openStreams.set(to: Double(connections.watchers.count))
         if let takenAt = monitor.snapshot.takenAt {

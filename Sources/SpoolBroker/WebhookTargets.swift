@@ -38,7 +38,8 @@ struct WebhookTargets: Sendable {
         for address in addresses {
             if let refusal = refusal(for: address) {
                 throw SpoolError.invalidRequest(
-                    "'\(param)': the host '\(host)' resolves to \(Self.format(address)), \(refusal)", code: "webhook_target_refused", param: param)
+                    // The address itself is not shown: an error must not map the private network for its sender.
+                    "'\(param)': the host '\(host)' resolves to \(refusal)", code: "webhook_target_refused", param: param)
             }
         }
         return parsed

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
+import PostgresNIO
 import ServiceLifecycle
 import SpoolCore
 import SpoolStore
@@ -35,17 +37,20 @@ struct WorkerRoutes: Sendable {
             let body = try FailRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
                 request: request, context: context, token: body.lease_token, end: .fail(error: body.error, retryable: body.retryable),
-                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+                report: attemptReport(body.info, body.logs))
         }
         worker.post("jobs/:request_id/release") { request, context in
             let body = try ReleaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
                 request: request, context: context, token: body.lease_token, end: .release,
-                report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []))
+                report: attemptReport(body.info, body.logs))
         }
     }
 
     /// Claims jobs at once if any are pending, else waits up to `wait_seconds` for a wake-up.
+    ///
+    /// A worker that hangs up while it waits gets nothing claimed in its name; jobs claimed for an
+    /// answer that cannot be written go back to the queue at once, with no retry used.
     @Sendable func lease(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let lease = try LeaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
         if seen.shouldRecord(lease.worker_id) {
@@ -65,8 +70,12 @@ struct WorkerRoutes: Sendable {
             // Registered before the first claim: a submit that commits during it still wakes us.
             let ticket = waiters.register(models: lease.models)
             defer { waiters.unregister(ticket) }
+            // A client that hangs up ends the wait at once; it is checked again before every claim.
+            let watch = await context.connectionWatch()
+            watch?.whenGone { [waiters] in waiters.wake(ticket) }
+            defer { watch?.clearWhenGone() }
             let deadline = ContinuousClock.now + .seconds(lease.wait_seconds)
-            while true {
+            while watch?.isGone != true {
                 jobs = try await claim()
                 let remaining = deadline - .now
                 guard jobs.isEmpty, remaining > .zero, !waiters.isClosed else { break }
@@ -78,6 +87,11 @@ struct WorkerRoutes: Sendable {
                 }
             }
             waiters.unregister(ticket)
+            if watch?.isGone == true, !jobs.isEmpty {
+                // Hung up while the claim ran: nobody will read the answer.
+                try await handBack(jobs, logger: context.logger)
+                jobs = []
+            }
         }
         for job in jobs {
             metrics.count("claimed", model: job.model)
@@ -87,15 +101,31 @@ struct WorkerRoutes: Sendable {
         if jobs.count == lease.max_jobs {
             for model in Set(jobs.map(\.model)) { waiters.notify(model: model) }
         }
-        return JSONResponse.make(
-            LeaseResponse(
-                jobs: jobs.map { job in
-                    LeasedJob(
-                        request_id: job.requestID.uuidString.lowercased(), model: job.model,
-                        lease_token: job.leaseToken.uuidString.lowercased(), attempt: job.attempt, priority: job.priority,
-                        payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt,
-                        path: job.path)
-                }))
+        let answer = LeaseResponse(
+            jobs: jobs.map { job in
+                LeasedJob(
+                    request_id: job.requestID.uuidString.lowercased(), model: job.model,
+                    lease_token: job.leaseToken.uuidString.lowercased(), attempt: job.attempt, priority: job.priority,
+                    payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt,
+                    path: job.path)
+            })
+        guard !jobs.isEmpty else { return JSONResponse.make(answer) }
+        // Written by hand so a failed write is noticed: the jobs then go back to the queue.
+        let handover = LeaseHandover(jobs: jobs, routes: self, logger: context.logger)
+        let bytes = ByteBuffer(bytes: answer.jsonValue.jsonBytes)
+        let body = ResponseBody(contentLength: bytes.readableBytes) { writer in
+            try await writer.write(bytes)
+            try await writer.finish(nil)
+            handover.markDelivered()
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
+    }
+
+    /// Returns claimed jobs whose answer will not be read to the queue, as if never claimed.
+    func handBack(_ jobs: [ClaimedJob], logger: Logger) async throws {
+        let returned = try await store.jobs.handBack(jobs.map { ($0.requestID, $0.leaseToken) }, on: store.client, logger: logger)
+        for job in jobs { metrics.count("undelivered", model: job.model) }
+        logger.notice("a worker hung up before its lease answer; its jobs went back to the queue", metadata: ["jobs": "\(returned)"])
     }
 
     @Sendable func heartbeat(_ request: Request, context: BrokerRequestContext) async throws -> Response {
@@ -103,9 +133,10 @@ struct WorkerRoutes: Sendable {
         let requestID = try Self.requestID(context)
         let outcome = try await store.jobs.heartbeat(
             requestID: requestID, leaseToken: try Self.leaseToken(body.lease_token), leaseSeconds: body.lease_seconds,
-            report: AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? []), on: store.client, logger: context.logger)
+            report: attemptReport(body.info, body.logs), on: store.client, logger: context.logger)
         switch outcome {
         case .success(let beat):
+            try await keepWithinLogCap(beat.logs, logger: context.logger)
             return JSONResponse.make(HeartbeatResponse(lease_expires_at: beat.leaseExpiresAt, stop_reason: beat.stopReason))
         case .failure(let refusal):
             throw Self.error(for: refusal, requestID: requestID)
@@ -114,18 +145,27 @@ struct WorkerRoutes: Sendable {
 
     /// Several completions in one request; one result per completion, in order.
     @Sendable func completeBatch(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let batch = try CompleteBatchRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        let items = try CompleteBatchRequest.items(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
         let results = try await withThrowingTaskGroup(of: (Int, CompleteResult).self) { group in
-            for (index, item) in batch.completions.enumerated() {
+            for (index, item) in items.enumerated() {
                 group.addTask {
-                    guard let id = UUID(uuidString: item.request_id) else {
-                        let refusal = SpoolError.notFound("No job '\(item.request_id)': request ids are UUIDs.", code: "job_not_found")
-                        return (index, CompleteResult(request_id: item.request_id, refusal: refusal))
+                    let body: CompleteRequest
+                    switch item.complete {
+                    case .success(let complete): body = complete
+                    case .failure(let refusal): return (index, CompleteResult(request_id: item.requestID, refusal: refusal))
                     }
-                    return (index, try await complete(id, item.complete, context: context))
+                    guard let id = UUID(uuidString: item.requestID) else {
+                        let refusal = SpoolError.notFound("No job '\(item.requestID)': request ids are UUIDs.", code: "job_not_found")
+                        return (index, CompleteResult(request_id: item.requestID, refusal: refusal))
+                    }
+                    do {
+                        return (index, try await complete(id, body, context: context))
+                    } catch let error as PSQLError where error.refusesAValue {
+                        return (index, CompleteResult(request_id: item.requestID, refusal: ErrorMiddleware.refusedValue(error)))
+                    }
                 }
             }
-            var results = [CompleteBatchResult?](repeating: nil, count: batch.completions.count)
+            var results = [CompleteBatchResult?](repeating: nil, count: items.count)
             for try await (index, result) in group {
                 results[index] = CompleteBatchResult(
                     request_id: result.request_id, status: result.status, retries: result.retries,
@@ -149,7 +189,7 @@ struct WorkerRoutes: Sendable {
     /// (to tell a retried complete from a lost lease).
     func complete(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> CompleteResult {
         let id = requestID.uuidString.lowercased()
-        let report = AttemptReport(infoPatch: body.info ?? [:], logs: body.logs ?? [])
+        let report = attemptReport(body.info, body.logs)
         let token: UUID
         do {
             token = try Self.leaseToken(body.lease_token)
@@ -157,6 +197,7 @@ struct WorkerRoutes: Sendable {
             return CompleteResult(request_id: id, refusal: error)
         }
         if let done = try await completions.complete(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: report)) {
+            try await keepWithinLogCap(done.logs, logger: context.logger)
             metrics.count("completed", model: done.model)
             metrics.recordRunTime(model: done.model, seconds: done.runSeconds)
             return CompleteResult(request_id: id, status: .done, retries: done.retries)
@@ -166,6 +207,7 @@ struct WorkerRoutes: Sendable {
             retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
         {
         case .success(let finished):
+            try await keepWithinLogCap(finished.logs, logger: context.logger)
             if !finished.replayed {
                 metrics.count(LeaseReaper.event(finished.status), model: finished.model)
                 metrics.recordRunTime(model: finished.model, seconds: finished.runSeconds)
@@ -185,6 +227,7 @@ struct WorkerRoutes: Sendable {
             retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
         switch outcome {
         case .success(let finished):
+            try await keepWithinLogCap(finished.logs, logger: context.logger)
             if !finished.replayed {
                 let handedBack = end == .release && finished.status == .pending
                 metrics.count(handedBack ? "released" : LeaseReaper.event(finished.status), model: finished.model)
@@ -196,6 +239,20 @@ struct WorkerRoutes: Sendable {
         case .failure(let refusal):
             throw Self.error(for: refusal, requestID: requestID)
         }
+    }
+
+    /// A write's emits and log lines; a write with more lines than a job keeps brings only its newest.
+    func attemptReport(_ info: [String: JSONValue]?, _ logs: [JobLogLine]?) -> AttemptReport {
+        AttemptReport(infoPatch: info ?? [:], logs: configuration.logLimits.newest(logs ?? []))
+    }
+
+    /// Drops a job's oldest log lines once it is over its cap, down to 90% of it so trims are rare.
+    func keepWithinLogCap(_ logs: StoredLogs?, logger: Logger) async throws {
+        let limits = configuration.logLimits
+        guard let logs, limits.exceeded(by: logs) else { return }
+        let dropped = try await store.jobs.trimLogs(
+            jobID: logs.jobID, keepLines: limits.maxLines * 9 / 10, keepBytes: limits.maxBytes * 9 / 10, on: store.client, logger: logger)
+        logger.debug("dropped a job's oldest log lines at its cap", metadata: ["job_id": "\(logs.jobID)", "dropped": "\(dropped)"])
     }
 
     static func requestID(_ context: BrokerRequestContext) throws -> UUID {
@@ -222,6 +279,35 @@ struct WorkerRoutes: Sendable {
             .conflict(
                 "This lease no longer holds the job: it is \(status.rawValue) (attempt \(attempt)). The lease expired or the job moved on; stop working on it and do not report it.",
                 code: "lease_lost", param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
+        }
+    }
+}
+
+/// Claimed jobs on their way to a worker: unless the answer is written, they go back to the queue
+/// when the response is dropped, instead of waiting out their lease.
+final class LeaseHandover: Sendable {
+    private let jobs: [ClaimedJob]
+    private let routes: WorkerRoutes
+    private let logger: Logger
+    private let delivered = Mutex(false)
+
+    init(jobs: [ClaimedJob], routes: WorkerRoutes, logger: Logger) {
+        self.jobs = jobs
+        self.routes = routes
+        self.logger = logger
+    }
+
+    func markDelivered() { delivered.withLock { $0 = true } }
+
+    deinit {
+        guard !delivered.withLock({ $0 }) else { return }
+        let (jobs, routes, logger) = (self.jobs, self.routes, self.logger)
+        Task {
+            do {
+                try await routes.handBack(jobs, logger: logger)
+            } catch {
+                logger.error("could not hand back the jobs of an undelivered lease; they wait for their lease", metadata: ["error": "\(error)"])
+            }
         }
     }
 }

@@ -75,7 +75,14 @@ public enum BatchLine {
     public static func parse(_ bytes: ArraySlice<UInt8>, endpoint: BatchEndpoint, defaultModel: String?) -> Result<
         (customID: String, request: SubmitRequest), Problem
     > {
-        guard let json = try? JSONValue.parse(bytes) else { return .failure(Problem("is not valid JSON")) }
+        let json: JSONValue
+        do {
+            json = try JSONValue.parse(bytes, strict: true)
+        } catch let error as JSONSyntaxError {
+            return .failure(Problem("is not valid JSON (\(error.reason))"))
+        } catch {
+            return .failure(Problem("is not valid JSON"))
+        }
         guard let members = json.objectValue else { return .failure(Problem("is not a JSON object")) }
         guard case .string(let customID)? = members["custom_id"], !customID.isEmpty else {
             return .failure(Problem("has no 'custom_id' (a non-empty string)"))
@@ -141,32 +148,70 @@ public enum BatchLine {
 }
 
 /// Splits bytes arriving in pieces into lines (LF or CRLF), carrying a partial line between pieces.
+///
+/// Each piece is scanned once, and only the partial line is carried, never more than
+/// `maxLineBytes`: a longer line is dropped as it arrives and reported as ``Line/tooLong``, so a
+/// file with no newline costs neither memory nor repeated scans.
 public struct LineSplitter {
+    public enum Line: Equatable {
+        case text(ArraySlice<UInt8>)
+        /// A line longer than the limit; its bytes were dropped.
+        case tooLong
+    }
+
+    public let maxLineBytes: Int
     private var carry: [UInt8] = []
+    /// The current line passed the limit: its bytes are dropped until its newline.
+    private var dropping = false
 
-    public init() {}
+    public init(maxLineBytes: Int = 1 << 20) {
+        self.maxLineBytes = maxLineBytes
+    }
 
-    /// The complete lines in `piece`, after whatever was carried.
-    public mutating func lines(in piece: some Collection<UInt8>) -> [ArraySlice<UInt8>] {
-        carry.append(contentsOf: piece)
-        var lines: [ArraySlice<UInt8>] = []
-        var start = carry.startIndex
-        while let newline = carry[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            var end = newline
-            if end > start, carry[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-            lines.append(carry[start..<end])
+    /// The lines that end in `piece`, after whatever was carried.
+    public mutating func lines(in piece: some Collection<UInt8>) -> [Line] {
+        let bytes = Array(piece)
+        var lines: [Line] = []
+        var start = 0
+        while start < bytes.count {
+            guard let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+                take(bytes[start...])
+                break
+            }
+            take(bytes[start..<newline])
+            lines.append(endLine())
             start = newline + 1
         }
-        let whole = lines.map { ArraySlice(Array($0)) }
-        carry.removeFirst(start)
-        return whole
+        return lines
     }
 
     /// The last line, if the input did not end with a newline.
-    public mutating func finish() -> ArraySlice<UInt8>? {
-        defer { carry = [] }
+    public mutating func finish() -> Line? {
+        guard dropping || !carry.isEmpty else { return nil }
+        let line = endLine()
+        if case .text(let text) = line, text.isEmpty { return nil }
+        return line
+    }
+
+    private mutating func take(_ bytes: ArraySlice<UInt8>) {
+        guard !dropping else { return }
+        // One byte of slack for the CR of a CRLF line exactly at the limit.
+        if carry.count + bytes.count > maxLineBytes + 1 {
+            dropping = true
+            carry = []
+        } else {
+            carry.append(contentsOf: bytes)
+        }
+    }
+
+    private mutating func endLine() -> Line {
+        defer {
+            carry = []
+            dropping = false
+        }
+        if dropping { return .tooLong }
         var line = carry[...]
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        return line.isEmpty ? nil : ArraySlice(Array(line))
+        return line.count > maxLineBytes ? .tooLong : .text(ArraySlice(line))
     }
 }

@@ -7,6 +7,10 @@ import Synchronization
 /// that arrive while all are under way wait and go together in the next. At low load nothing
 /// waits; under load, each write carries up to `maxBatch` items. No item is answered before its
 /// write has.
+///
+/// A failing item fails only its sender: when a write of several items fails with an error that
+/// `isItemError` blames on the items (bad input, not an outage), the batch is split in halves and
+/// each written again, down to the item at fault, so its neighbours still commit.
 package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     /// Writes a batch at once; one output per item, in order.
     package typealias Write = @Sendable ([Item]) async throws -> [Output]
@@ -20,11 +24,17 @@ package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     package let maxBatch: Int
     package let maxWriters: Int
     private let writeBatch: Write
+    private let isItemError: @Sendable (any Error) -> Bool
     private let state = Mutex(State())
 
-    package init(maxBatch: Int, maxWriters: Int, write: @escaping Write) {
+    /// - Parameter isItemError: whether a failed write may be the fault of one of its items, so
+    ///   that splitting the batch isolates it; false for outages, where splitting only repeats them.
+    package init(
+        maxBatch: Int, maxWriters: Int, isItemError: @escaping @Sendable (any Error) -> Bool, write: @escaping Write
+    ) {
         self.maxBatch = maxBatch
         self.maxWriters = maxWriters
+        self.isItemError = isItemError
         self.writeBatch = write
     }
 
@@ -55,13 +65,24 @@ package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
                 return batch
             }
             guard !batch.isEmpty else { return }
-            do {
-                let outputs = try await writeBatch(batch.map(\.item))
-                guard outputs.count == batch.count else { throw SpoolError.internalError("a batch write answered \(outputs.count) of \(batch.count) items") }
-                for (waiter, output) in zip(batch, outputs) { waiter.continuation.resume(returning: .success(output)) }
-            } catch {
-                for waiter in batch { waiter.continuation.resume(returning: .failure(error)) }
+            let results = await write(batch.map(\.item))
+            for (waiter, result) in zip(batch, results) { waiter.continuation.resume(returning: result) }
+        }
+    }
+
+    /// One result per item: the batch's outputs, or, when it failed because of an item, the
+    /// results of its halves written apart.
+    private func write(_ items: [Item]) async -> [Result<Output, any Error>] {
+        do {
+            let outputs = try await writeBatch(items)
+            guard outputs.count == items.count else {
+                throw SpoolError.internalError("a batch write answered \(outputs.count) of \(items.count) items")
             }
+            return outputs.map { .success($0) }
+        } catch {
+            guard items.count > 1, isItemError(error) else { return items.map { _ in .failure(error) } }
+            let half = items.count / 2
+            return await write(Array(items[..<half])) + write(Array(items[half...]))
         }
     }
 }

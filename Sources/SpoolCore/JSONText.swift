@@ -13,15 +13,19 @@ extension JSONValue {
     /// Parses a complete JSON document (RFC 8259): objects, arrays, strings with escapes, numbers
     /// (integers that fit in 64 bits as `.int`, others as `.double`), literals. Nesting is limited
     /// to 512 levels.
-    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        let parsed = bytes.withContiguousStorageIfAvailable { buffer in Result { try parse(buffer: buffer) } }
+    ///
+    /// `strict` is for text from outside (request bodies, batch lines): it refuses what PostgreSQL
+    /// would refuse or store differently instead of repairing it silently: invalid UTF-8 (which
+    /// would become U+FFFD) and integers beyond 64 bits (which would lose digits as doubles).
+    public static func parse(_ bytes: some Collection<UInt8>, strict: Bool = false) throws -> JSONValue {
+        let parsed = bytes.withContiguousStorageIfAvailable { buffer in Result { try parse(buffer: buffer, strict: strict) } }
         if let parsed { return try parsed.get() }
         let copy = Array(bytes)
-        return try copy.withUnsafeBufferPointer { try parse(buffer: $0) }
+        return try copy.withUnsafeBufferPointer { try parse(buffer: $0, strict: strict) }
     }
 
-    private static func parse(buffer: UnsafeBufferPointer<UInt8>) throws -> JSONValue {
-        var reader = JSONReader(bytes: buffer)
+    private static func parse(buffer: UnsafeBufferPointer<UInt8>, strict: Bool) throws -> JSONValue {
+        var reader = JSONReader(bytes: buffer, strict: strict)
         reader.skipWhitespace()
         let value = try reader.value(depth: 0)
         reader.skipWhitespace()
@@ -48,10 +52,22 @@ extension JSONValue {
 
 private struct JSONReader {
     let bytes: UnsafeBufferPointer<UInt8>
+    /// Refuse invalid UTF-8 and integers beyond 64 bits instead of repairing them.
+    let strict: Bool
     var index = 0
     static let maxDepth = 512
 
-    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    init(bytes: UnsafeBufferPointer<UInt8>, strict: Bool) {
+        self.bytes = bytes
+        self.strict = strict
+    }
+
+    /// The bytes as a string; in strict mode nil when they are not valid UTF-8.
+    func utf8Text(_ utf8: UnsafeBufferPointer<UInt8>) throws -> String {
+        guard strict else { return String(decoding: utf8, as: UTF8.self) }
+        guard let text = String(validating: utf8, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
+        return text
+    }
 
     func error(_ reason: String) -> JSONSyntaxError { JSONSyntaxError(offset: index, reason: reason) }
 
@@ -146,7 +162,7 @@ private struct JSONReader {
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                let text = try utf8Text(UnsafeBufferPointer(rebasing: bytes[start..<index]))
                 index += 1
                 return text
             }
@@ -160,7 +176,7 @@ private struct JSONReader {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                return String(decoding: scalars, as: UTF8.self)
+                return try scalars.withUnsafeBufferPointer { try utf8Text($0) }
             case UInt8(ascii: "\\"):
                 index += 1
                 guard index < bytes.count else { throw error("unexpected end of input") }
@@ -248,6 +264,7 @@ private struct JSONReader {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if integral, let int = Int64(text) { return .int(int) }
+        if integral, strict { throw JSONSyntaxError(offset: start, reason: "an integer beyond 64 bits (it would lose digits)") }
         guard let double = Double(text), double.isFinite else { throw JSONSyntaxError(offset: start, reason: "number out of range") }
         return .double(double)
     }

@@ -36,6 +36,9 @@ public enum JobEvent: Sendable, Equatable {
     case cancel
     /// Its lease ran out: the worker died, hung or lost the broker.
     case leaseExpired
+    /// The lease's answer never reached the worker (it hung up first): back to the queue as if
+    /// never claimed, with no retry counted.
+    case undelivered
 }
 
 /// The outcome of an event: the status to move to, and whether it uses up one of the job's retries.
@@ -74,6 +77,9 @@ public enum JobStateMachine {
             guard retryable else { return JobTransition(.failed) }
             return JobTransition(retryAllowed ? .pending : .failed, countsRetry: true)
         case (.running, .release):
+            if let stopReason { return stopped(stopReason) }
+            return JobTransition(.pending)
+        case (.running, .undelivered):
             if let stopReason { return stopped(stopReason) }
             return JobTransition(.pending)
         case (.running, .leaseExpired):

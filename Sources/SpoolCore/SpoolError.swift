@@ -3,7 +3,8 @@
 /// A struct over a private code enum, so cases can be added without breaking users.
 public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     private enum Kind: Sendable, Equatable {
-        case invalidRequest, unauthorized, notFound, conflict, payloadTooLarge, internalError
+        case invalidRequest, unauthorized, forbidden, notFound, conflict, payloadTooLarge, unsupportedMediaType, tooManyRequests
+        case internalError
     }
 
     private let kind: Kind
@@ -15,13 +16,18 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     public let param: String?
     /// Extra members of the error body (for example a job's current status).
     public let extra: [String: JSONValue]
+    /// Seconds to wait before trying again (`Retry-After`), for a 429.
+    public let retryAfterSeconds: Int?
 
-    private init(_ kind: Kind, _ message: String, code: String, param: String?, extra: [String: JSONValue] = [:]) {
+    private init(
+        _ kind: Kind, _ message: String, code: String, param: String?, extra: [String: JSONValue] = [:], retryAfterSeconds: Int? = nil
+    ) {
         self.kind = kind
         self.message = message
         self.code = code
         self.param = param
         self.extra = extra
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     /// 400: the request is malformed or a field is missing or of the wrong type.
@@ -32,6 +38,11 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 401: no API key, or one the broker does not know.
     public static func unauthorized(_ message: String) -> SpoolError {
         SpoolError(.unauthorized, message, code: "invalid_api_key", param: nil)
+    }
+
+    /// 403: the request is understood but refused here (for example a Host an open broker does not serve).
+    public static func forbidden(_ message: String, code: String) -> SpoolError {
+        SpoolError(.forbidden, message, code: code, param: nil)
     }
 
     /// 404: no such job, model or route.
@@ -54,6 +65,16 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         SpoolError(.payloadTooLarge, "The \(what) is larger than this broker's limit of \(limit) bytes (--max-file-bytes); nothing was stored.", code: "payload_too_large", param: nil)
     }
 
+    /// 415: the body is not in the media type the route reads (JSON routes read `application/json` only).
+    public static func unsupportedMediaType(_ message: String) -> SpoolError {
+        SpoolError(.unsupportedMediaType, message, code: "unsupported_media_type", param: "Content-Type")
+    }
+
+    /// 429: a limit is reached for now; `Retry-After` says when to try again.
+    public static func tooManyRequests(_ message: String, code: String, retryAfterSeconds: Int) -> SpoolError {
+        SpoolError(.tooManyRequests, message, code: code, param: nil, retryAfterSeconds: retryAfterSeconds)
+    }
+
     /// 500: something failed inside the broker; the details are in its log, not here.
     public static func internalError(_ message: String = "The broker failed to handle this request; see its log.") -> SpoolError {
         SpoolError(.internalError, message, code: "internal_error", param: nil)
@@ -64,9 +85,12 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         switch kind {
         case .invalidRequest: 400
         case .unauthorized: 401
+        case .forbidden: 403
         case .notFound: 404
         case .conflict: 409
         case .payloadTooLarge: 413
+        case .unsupportedMediaType: 415
+        case .tooManyRequests: 429
         case .internalError: 500
         }
     }
@@ -76,9 +100,11 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         switch kind {
         case .invalidRequest: "invalid_request_error"
         case .unauthorized: "authentication_error"
+        case .forbidden: "permission_error"
         case .notFound: "not_found_error"
         case .conflict: "conflict_error"
-        case .payloadTooLarge: "invalid_request_error"
+        case .payloadTooLarge, .unsupportedMediaType: "invalid_request_error"
+        case .tooManyRequests: "rate_limit_error"
         case .internalError: "internal_error"
         }
     }

@@ -139,12 +139,18 @@ public struct JobLogLine: Sendable, Codable, Equatable {
                 "Log level '\(level)' is not one of \(Self.levels.sorted().joined(separator: ", ")).", code: "invalid_field", param: field)
         }
         let source = try line.optionalString("source", maxLength: 64) ?? "worker"
-        let timestamp = try line.optionalString("timestamp", maxLength: 64)
-        if let timestamp, RFC3339.date(from: timestamp) == nil && ISO8601DateFormatter().date(from: timestamp) == nil {
-            throw .invalidRequest("Log timestamp '\(timestamp)' is not an RFC 3339 time.", code: "invalid_field", param: field)
+        var timestamp = try line.optionalString("timestamp", maxLength: 64)
+        if let written = timestamp {
+            // Checked as PostgreSQL will read it: a time it refuses would fail the whole write.
+            guard let normalized = RFC3339.normalized(written) else {
+                throw .invalidRequest(
+                    "Log timestamp '\(written)' is not an RFC 3339 time PostgreSQL can store (YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or a UTC offset within ±15:59).",
+                    code: "invalid_field", param: field)
+            }
+            timestamp = normalized
         }
         self.init(message: Self.truncated(message), level: level, source: source)
-        // Kept as written: reformatting a parsed Date can move the last digit.
+        // Kept as written (normalized, not reformatted from a Date, which can move the last digit).
         self.timestamp = timestamp
     }
 
@@ -316,6 +322,27 @@ public struct CompleteBatchRequest: Sendable, Codable, Equatable {
                 CompleteBatchItem(request_id: try fields.requiredString("request_id"), complete: try CompleteRequest(json: item)))
         }
         self.completions = completions
+    }
+}
+
+extension CompleteBatchRequest {
+    /// The broker's reading of a batch: the envelope must be right (else the whole request is a
+    /// 400), but each completion is judged on its own, so a bad one is refused alone.
+    public static func items(json: JSONValue) throws(SpoolError) -> [(requestID: String, complete: Result<CompleteRequest, SpoolError>)] {
+        let body = try RequestFields(json)
+        guard let items = try body.optionalArray("completions"), !items.isEmpty, items.count <= maxItems else {
+            throw .invalidRequest("'completions' must hold 1 to \(maxItems) completions.", code: "invalid_field", param: "completions")
+        }
+        return items.map { item in
+            let requestID = item.objectValue?["request_id"]?.stringValue ?? ""
+            do throws(SpoolError) {
+                let fields = try RequestFields(item)
+                _ = try fields.requiredString("request_id")
+                return (requestID, .success(try CompleteRequest(json: item)))
+            } catch {
+                return (requestID, .failure(error))
+            }
+        }
     }
 }
 

@@ -29,6 +29,9 @@ public enum APIKeyHash {
 public struct APIKeysTable: Sendable {
     public init() {}
 
+    /// The channel a trigger notifies whenever a key is created or revoked.
+    public static let channel = "spool_keys"
+
     /// Stores a new key's hash and returns its id.
     public func create(name: String, key: String, on database: some PostgresQueryable, logger: Logger) async throws -> String {
         let id = "key_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)

@@ -19,9 +19,9 @@ public struct BatchRecord: Sendable, Equatable {
     public var completedAt: Date?
     public var error: String?
     public var fileSizeBytes: Int64
-    public var totalLines: Int32?
-    public var finishedLines: Int32
-    public var failedLines: Int32
+    public var totalLines: Int64?
+    public var finishedLines: Int64
+    public var failedLines: Int64
     public var owner: String?
 }
 
@@ -37,8 +37,8 @@ public enum BatchCancelOutcome: Sendable, Equatable {
 /// A batch the batch pass found with work to do.
 public struct ActiveBatch: Sendable {
     public var id: UUID
-    public var totalLines: Int32
-    public var finishedLines: Int32
+    public var totalLines: Int64
+    public var finishedLines: Int64
     /// Lines not yet done, failed or canceled.
     public var unfinished: Int
     /// Set when the batch ends early: its unfinished lines are to be canceled.
@@ -127,30 +127,144 @@ public struct BatchesTable: Sendable {
             """, logger: logger)
     }
 
-    /// The oldest batch waiting for validation, locked for this transaction; another replica skips it.
-    public func lockNextToValidate(on connection: PostgresConnection, logger: Logger) async throws -> BatchRecord? {
+    /// Takes the oldest batch waiting for validation for one attempt: counts the attempt and sets
+    /// when the next may start, committed before the validation begins, so an attempt that crashes
+    /// its broker still counts. A batch being validated (its row locked) or backing off is skipped.
+    public func beginNextValidation(backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+        -> (id: UUID, attempts: Int32, lastError: String?)?
+    {
+        let rows = try await database.run(
+            """
+            UPDATE batches SET step_attempts = step_attempts + 1,
+                               step_retry_at = now() + make_interval(secs => \(backoffSeconds) * power(2, step_attempts))
+            WHERE id = (
+                SELECT id FROM batches
+                WHERE status = 'VALIDATING' AND (step_retry_at IS NULL OR step_retry_at <= now())
+                ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
+            )
+            RETURNING id, step_attempts, step_error
+            """, logger: logger)
+        for try await (id, attempts, error) in rows.decode((UUID, Int32, String?).self) { return (id, attempts, error) }
+        return nil
+    }
+
+    /// Counts an attempt at writing a finished batch's results, like ``beginNextValidation``; nil
+    /// when the batch is backing off from a failed attempt, being finalised elsewhere, or done.
+    public func beginFinalising(id: UUID, backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+        -> (attempts: Int32, lastError: String?)?
+    {
+        let rows = try await database.run(
+            """
+            UPDATE batches SET step_attempts = step_attempts + 1,
+                               step_retry_at = now() + make_interval(secs => \(backoffSeconds) * power(2, step_attempts))
+            WHERE id = (
+                SELECT id FROM batches
+                WHERE id = \(id) AND status IN ('IN_PROGRESS', 'CANCELLING') AND (step_retry_at IS NULL OR step_retry_at <= now())
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING step_attempts, step_error
+            """, logger: logger)
+        for try await (attempts, error) in rows.decode((Int32, String?).self) { return (attempts, error) }
+        return nil
+    }
+
+    /// Deletes up to `batchSize` batches that ended longer ago than `retentionSeconds`, with their
+    /// output and error files, and their input files unless a batch still kept uses them; returns how many.
+    public func pruneEnded(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        let rows = try await database.run(
+            """
+            WITH old AS (
+                SELECT id FROM batches
+                WHERE completed_at < now() - make_interval(secs => \(retentionSeconds))
+                  AND status IN ('COMPLETED', 'FAILED', 'EXPIRED', 'CANCELLED')
+                ORDER BY completed_at LIMIT \(batchSize)
+                FOR UPDATE SKIP LOCKED
+            ), pruned AS (
+                DELETE FROM batches WHERE id = ANY (ARRAY(SELECT id FROM old))
+                RETURNING input_file_id, output_file_id, error_file_id
+            ), files_gone AS (
+                DELETE FROM files
+                WHERE id IN (SELECT output_file_id FROM pruned UNION ALL SELECT error_file_id FROM pruned)
+                   OR (id IN (SELECT input_file_id FROM pruned)
+                       -- An input another batch still keeps stays (the statement sees those batches as they were).
+                       AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = files.id AND b.id <> ALL (ARRAY(SELECT id FROM old))))
+            )
+            SELECT count(*) FROM pruned
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// A temporary table of the custom ids seen so far in this validation: repeats are found by
+    /// the database, however many lines the file has, and the table goes with the transaction.
+    public func createCustomIDTable(on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.run(
+            "CREATE TEMPORARY TABLE batch_custom_ids (custom_id text PRIMARY KEY, line bigint NOT NULL) ON COMMIT DROP",
+            logger: logger)
+    }
+
+    /// Records custom ids with their lines (in line order) and returns the lines that repeat an id
+    /// seen before, with the line that had it first.
+    public func recordCustomIDs(_ ids: [(customID: String, line: Int64)], on connection: PostgresConnection, logger: Logger) async throws
+        -> [(line: Int64, customID: String, firstLine: Int64)]
+    {
+        guard !ids.isEmpty else { return [] }
         let rows = try await connection.run(
             """
-            SELECT \(unescaped: Self.columns) FROM batches WHERE status = 'VALIDATING'
-            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
-            """, logger: logger
+            WITH offered AS (
+                SELECT * FROM unnest(\(ids.map(\.customID))::text[], \(ids.map(\.line))::int8[]) AS offered(custom_id, line)
+            ), recorded AS (
+                INSERT INTO batch_custom_ids (custom_id, line)
+                SELECT custom_id, line FROM offered ORDER BY line
+                ON CONFLICT (custom_id) DO NOTHING
+                RETURNING line
+            )
+            -- A line not recorded repeats an id; the earliest line with that id is the one kept.
+            SELECT offered.line, offered.custom_id,
+                   -- The table as it was before this statement (earlier groups), else this group's first.
+                   coalesce((SELECT b.line FROM batch_custom_ids b WHERE b.custom_id = offered.custom_id),
+                            (SELECT min(o.line) FROM offered o WHERE o.custom_id = offered.custom_id)) AS first_line
+            FROM offered
+            WHERE offered.line NOT IN (SELECT line FROM recorded)
+            ORDER BY offered.line
+            """, logger: logger)
+        var repeats: [(line: Int64, customID: String, firstLine: Int64)] = []
+        for try await (line, customID, firstLine) in rows.decode((Int64, String, Int64).self) {
+            repeats.append((line, customID, firstLine))
+        }
+        return repeats
+    }
+
+    /// Records why an attempt at the batch's current step failed; the next attempt waits its backoff.
+    public func recordStepError(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
+        try await database.run("UPDATE batches SET step_error = \(error) WHERE id = \(id)", logger: logger)
+    }
+
+    /// The batch, locked for this transaction if it still waits for validation; nil if another
+    /// replica holds it or it has moved on.
+    public func lockToValidate(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> BatchRecord? {
+        let rows = try await connection.run(
+            "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND status = 'VALIDATING' FOR UPDATE SKIP LOCKED",
+            logger: logger
         ).collect()
         return try rows.first.map(Self.record)
     }
 
-    public func markInProgress(id: UUID, totalLines: Int32, on database: some PostgresQueryable, logger: Logger) async throws {
+    public func markInProgress(id: UUID, totalLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             """
-            UPDATE batches SET status = 'IN_PROGRESS', in_progress_at = now(), total_lines = \(totalLines)
+            UPDATE batches SET status = 'IN_PROGRESS', in_progress_at = now(), total_lines = \(totalLines),
+                               step_attempts = 0, step_retry_at = NULL, step_error = NULL
             WHERE id = \(id) AND status = 'VALIDATING'
             """, logger: logger)
     }
 
+    /// Fails a batch that has not ended: one that failed validation, or whose steps failed too often.
     public func markFailed(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             """
-            UPDATE batches SET status = 'FAILED', error = \(error), completed_at = now(), total_lines = 0
-            WHERE id = \(id) AND status = 'VALIDATING'
+            UPDATE batches SET status = 'FAILED', error = \(error), completed_at = now(),
+                               total_lines = CASE WHEN status = 'VALIDATING' THEN 0 ELSE total_lines END
+            WHERE id = \(id) AND status IN ('VALIDATING', 'IN_PROGRESS', 'CANCELLING')
             """, logger: logger)
     }
 
@@ -178,7 +292,7 @@ public struct BatchesTable: Sendable {
             ORDER BY b.created_at
             """, logger: logger)
         var batches: [ActiveBatch] = []
-        for try await (id, total, finished, ending, unfinished) in rows.decode((UUID, Int32?, Int32, String?, Int).self) {
+        for try await (id, total, finished, ending, unfinished) in rows.decode((UUID, Int64?, Int64, String?, Int).self) {
             batches.append(ActiveBatch(id: id, totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished, ending: ending))
         }
         return batches
@@ -193,7 +307,7 @@ public struct BatchesTable: Sendable {
 
     /// Raises the batch's count of ended lines; never lowers it: every replica counts, and a
     /// replica whose count is older than the last one written must not move progress back.
-    public func recordProgress(id: UUID, finishedLines: Int32, on database: some PostgresQueryable, logger: Logger) async throws {
+    public func recordProgress(id: UUID, finishedLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             "UPDATE batches SET finished_lines = \(finishedLines) WHERE id = \(id) AND finished_lines < \(finishedLines)",
             logger: logger)
@@ -214,7 +328,7 @@ public struct BatchesTable: Sendable {
     }
 
     public func markFinished(
-        id: UUID, status: BatchStatus, outputFileID: String, errorFileID: String?, totalLines: Int32, failedLines: Int32,
+        id: UUID, status: BatchStatus, outputFileID: String, errorFileID: String?, totalLines: Int64, failedLines: Int64,
         on database: some PostgresQueryable, logger: Logger
     ) async throws {
         try await database.run(

@@ -54,27 +54,11 @@ public final class EmbeddedPostgres: Sendable {
                 binDirectory: self.binDirectory, "initdb",
                 ["-D", clusterDirectory, "-U", Self.username, "--auth=trust", "--encoding=UTF8", "--locale=C"],
                 as: runAsUser, in: clusterDirectory)
-            // Small and quiet defaults for a laptop; a production deployment gives a database URL.
-            let settings = """
-
-                # Written by spool-broker: Unix socket only, inside this directory.
-                listen_addresses = ''
-                unix_socket_directories = '\(clusterDirectory)'
-                port = \(Self.socketPort)
-                fsync = on
-                # A queue's rows die fast: look for tables to vacuum every 10 s, not every minute,
-                # so dead rows are reused before the table grows (BENCHMARKS.md, churn).
-                autovacuum_naptime = 10s
-                """
-            do {
-                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: clusterDirectory + "/postgresql.conf"))
-                try handle.seekToEnd()
-                try handle.write(contentsOf: Data(settings.utf8))
-                try handle.close()
-            } catch {
-                throw .embeddedCluster("Cannot write '\(clusterDirectory)/postgresql.conf': \(error.localizedDescription)")
-            }
         }
+        // Checked at every start, not only after initdb: a broker that died between the two must
+        // not leave a cluster that would start with PostgreSQL's defaults.
+        try Self.ensureSettings(clusterDirectory)
+        Self.removeStalePIDFile(clusterDirectory, logger: logger)
 
         if Self.isRunning(clusterDirectory, binDirectory: self.binDirectory, as: runAsUser) {
             logger.notice(
@@ -82,9 +66,15 @@ public final class EmbeddedPostgres: Sendable {
                 metadata: ["directory": "\(clusterDirectory)"])
             self.ownsServer = false
         } else {
+            // The socket-only settings are given on the command line as well: they hold whatever
+            // postgresql.conf says.
+            let options = [
+                "-c listen_addresses=", "-c unix_socket_directories=\(Self.shellQuoted(clusterDirectory))", "-c port=\(Self.socketPort)",
+                "-c max_connections=\(maxConnections)",
+            ].joined(separator: " ")
             try Self.run(
                 binDirectory: self.binDirectory, "pg_ctl",
-                ["-D", clusterDirectory, "-l", clusterDirectory + "/server.log", "-o", "-c max_connections=\(maxConnections)", "-w", "-t", "60", "-s", "start"],
+                ["-D", clusterDirectory, "-l", clusterDirectory + "/server.log", "-o", options, "-w", "-t", "60", "-s", "start"],
                 as: runAsUser, in: clusterDirectory)
             self.ownsServer = true
         }
@@ -110,6 +100,60 @@ public final class EmbeddedPostgres: Sendable {
         } catch {
             logger.error("could not stop the embedded PostgreSQL cluster", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The line that marks Spool's settings in postgresql.conf.
+    static let settingsMarker = "# Written by spool-broker: Unix socket only, inside this directory."
+
+    /// Appends Spool's settings to postgresql.conf unless they are there already.
+    static func ensureSettings(_ clusterDirectory: String) throws(SpoolStoreError) {
+        let path = clusterDirectory + "/postgresql.conf"
+        let current = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        guard !current.contains(settingsMarker) else { return }
+        // Small and quiet defaults for a laptop; a production deployment gives a database URL.
+        let settings = """
+
+            \(settingsMarker)
+            listen_addresses = ''
+            unix_socket_directories = '\(clusterDirectory.replacingOccurrences(of: "'", with: "''"))'
+            port = \(socketPort)
+            fsync = on
+            # A queue's rows die fast: look for tables to vacuum every 10 s, not every minute,
+            # so dead rows are reused before the table grows (BENCHMARKS.md, churn).
+            autovacuum_naptime = 10s
+
+            """
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(settings.utf8))
+            try handle.close()
+        } catch {
+            throw .embeddedCluster("Cannot write '\(path)': \(error.localizedDescription)")
+        }
+    }
+
+    /// Removes `postmaster.pid` (and its socket's lock file) when the process it names is not a
+    /// running PostgreSQL: after a crash or a reboot the number may belong to another process, and
+    /// PostgreSQL would then refuse to start.
+    static func removeStalePIDFile(_ clusterDirectory: String, logger: Logger) {
+        let pidFile = clusterDirectory + "/postmaster.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else { return }
+        let pid = text.split(separator: "\n").first.flatMap { Int32($0.trimmingCharacters(in: .whitespaces)) }
+        if let pid, pid > 0, kill(pid, 0) == 0 || errno == EPERM {
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            if command == nil || command == "postgres" || command == "postmaster" { return }
+        }
+        logger.notice(
+            "removing a stale postmaster.pid: the process it names is not a running PostgreSQL",
+            metadata: ["directory": "\(clusterDirectory)", "pid": "\(pid.map(String.init) ?? "?")"])
+        unlink(pidFile)
+        unlink(clusterDirectory + "/.s.PGSQL.\(socketPort).lock")
+    }
+
+    /// `text` in single quotes for the shell that pg_ctl starts postgres with.
+    static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The directory with `initdb` and `pg_ctl`: `$PATH` first, then Debian's `/usr/lib/postgresql/<newest>/bin`.

@@ -19,12 +19,48 @@ public struct FileRecord: Sendable, Equatable {
     public var createdAt: Date
 }
 
+/// What a PUT of a file's content found.
+public enum UploadStart: Sendable, Equatable {
+    /// This upload holds the file now; the content's announced checksum, if any.
+    case started(expectedSHA256: String?)
+    /// The file is unknown, already uploaded, or the token is wrong.
+    case notWaiting
+    /// Another upload of the file is under way.
+    case busy
+}
+
+/// How an upload's last step went.
+public enum UploadFinish: Sendable, Equatable {
+    case finished(FileRecord)
+    /// A newer upload replaced this one (it was idle too long), or the file was deleted.
+    case replaced
+    /// The worker's lease moved on: where its job is now (nil: the job is gone).
+    case leaseLost(status: JobStatus?, attempt: Int32)
+}
+
+/// What a multipart upload's form fields say about its file.
+public struct FileDescription: Sendable, Equatable {
+    public var filename: String
+    public var purpose: String
+    public var fileType: String
+
+    public init(filename: String, purpose: String, fileType: String) {
+        self.filename = filename
+        self.purpose = purpose
+        self.fileType = fileType
+    }
+}
+
 /// What a streamed upload ended with.
 public enum FileUploadError: Error, Sendable, Equatable {
     /// The content passed the size limit; nothing was kept.
     case tooLarge(limit: Int64)
     /// The content's SHA-256 is not the checksum the client announced; nothing was kept.
     case checksumMismatch(expected: String, actual: String)
+    /// The body ended before its announced length: the client went away mid-upload.
+    case truncated(expected: Int64, received: Int64)
+    /// Another upload took the file over while this one was idle (or the file was deleted).
+    case replaced
 }
 
 /// The `files` and `file_chunks` tables: metadata, and content in 1 MiB pieces.
@@ -36,39 +72,120 @@ public struct FilesTable: Sendable {
 
     public static func newID() -> String { "file-" + UUID().uuidString.lowercased() }
 
-    /// Records a file whose content is still to come (Together's upload: metadata first, then a PUT).
+    /// Records a file whose content is still to come: Together's upload (metadata first, then a
+    /// PUT, with no holder yet), or an upload under way now, held by `holder`.
     public func create(
         id: String, filename: String, purpose: String, fileType: String, contentType: String, expectedSHA256: String?,
-        uploadTokenHash: String?, owner: String, requestID: UUID? = nil, on database: some PostgresQueryable, logger: Logger
+        uploadTokenHash: String?, owner: String, requestID: UUID? = nil, holder: UUID? = nil, on database: some PostgresQueryable,
+        logger: Logger
     ) async throws {
         try await database.run(
             """
-            INSERT INTO files (id, filename, purpose, file_type, content_type, expected_sha256, upload_token_hash, owner, request_id)
-            VALUES (\(id), \(filename), \(purpose), \(fileType), \(contentType), \(expectedSHA256), \(uploadTokenHash), \(owner), \(requestID))
+            INSERT INTO files (id, filename, purpose, file_type, content_type, expected_sha256, upload_token_hash, owner, request_id,
+                               upload_holder, upload_active_at)
+            VALUES (\(id), \(filename), \(purpose), \(fileType), \(contentType), \(expectedSHA256), \(uploadTokenHash), \(owner),
+                    \(requestID), \(holder), CASE WHEN \(holder)::uuid IS NOT NULL THEN now() END)
             """, logger: logger)
     }
 
-    /// Replaces the file's content with `body`, piece by piece, and marks it ready; call it inside a
-    /// transaction so a failed or refused upload leaves nothing behind.
-    public func writeContent<Body: AsyncSequence>(
-        fileID: String, body: Body, limit: Int64, expectedSHA256: String?, on connection: PostgresConnection, logger: Logger
-    ) async throws -> (bytes: Int64, sha256: String) where Body.Element == ByteBuffer {
-        let writer = try await FileContentWriter(fileID: fileID, limit: limit, connection: connection, logger: logger)
-        for try await buffer in body { try await writer.append(buffer) }
-        return try await writer.finish(expectedSHA256: expectedSHA256)
-    }
-
-    /// Sets what a multipart upload's fields said once its file part has been stored.
-    public func describe(id: String, filename: String, purpose: String, fileType: String, on database: some PostgresQueryable, logger: Logger)
-        async throws
+    /// Makes `holder` the upload of a file waiting for its content (Together's PUT), if `tokenHash`
+    /// is its upload token's; an earlier upload still active keeps it (`.busy`), one idle longer
+    /// than `idleSeconds` has died and is replaced, its pieces dropped.
+    public func beginUpload(id: String, tokenHash: String, holder: UUID, idleSeconds: Double, on client: PostgresClient, logger: Logger)
+        async throws -> UploadStart
     {
-        try await database.run(
-            "UPDATE files SET filename = \(filename), purpose = \(purpose), file_type = \(fileType) WHERE id = \(id)", logger: logger)
+        try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.run(
+                """
+                UPDATE files SET upload_holder = \(holder), upload_active_at = now()
+                WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)
+                  AND (upload_holder IS NULL OR upload_active_at < now() - make_interval(secs => \(idleSeconds)))
+                RETURNING expected_sha256
+                """, logger: logger
+            ).collect()
+            if let row = rows.first {
+                // What a dead holder left behind; its late pieces are fenced out by the new holder.
+                try await connection.run("DELETE FROM file_chunks WHERE file_id = \(id)", logger: logger)
+                return .started(expectedSHA256: try row.decode(String?.self))
+            }
+            let waiting = try await connection.run(
+                "SELECT 1 FROM files WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)", logger: logger
+            ).collect()
+            return waiting.isEmpty ? .notWaiting : .busy
+        }
     }
 
-    /// Locks the file's row for this transaction: two uploads of one file store one after the other.
-    public func lock(id: String, on connection: PostgresConnection, logger: Logger) async throws {
-        _ = try await connection.run("SELECT 1 FROM files WHERE id = \(id) FOR UPDATE", logger: logger).collect()
+    /// Stores one piece of an upload, if `holder` still holds the file; false when it does not
+    /// (a newer upload replaced it, or the file was deleted). One short statement: no connection
+    /// or transaction is held while the next piece arrives from the client.
+    public func storePiece(
+        fileID: String, holder: UUID, sequence: Int32, data: ByteBuffer, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Bool {
+        let rows = try await database.run(
+            """
+            WITH held AS (
+                -- Also marks the upload active; a replacing upload waits for this row lock, then finds it fresh.
+                UPDATE files SET upload_active_at = now() WHERE id = \(fileID) AND upload_holder = \(holder) RETURNING id
+            )
+            INSERT INTO file_chunks (file_id, seq, data) SELECT id, \(sequence), \(data) FROM held
+            RETURNING 1
+            """, logger: logger)
+        return try await !rows.collect().isEmpty
+    }
+
+    /// Makes a held upload's file ready in one short transaction, with what its fields said
+    /// (`description`) and, for a worker's output, only while `lease` still holds its job. Returns
+    /// the file, or why it could not finish.
+    public func finishUpload(
+        fileID: String, holder: UUID, bytes: Int64, sha256: String, description: FileDescription?, lease: (requestID: UUID, token: UUID)?,
+        on client: PostgresClient, logger: Logger
+    ) async throws -> UploadFinish {
+        try await client.withTransaction(logger: logger) { connection in
+            if let lease {
+                // Fenced at its end as at its start: a worker that lost its lease meanwhile stores nothing.
+                let held = try await connection.run(
+                    """
+                    SELECT status, attempt, lease_token = \(lease.token) FROM jobs WHERE request_id = \(lease.requestID) FOR SHARE
+                    """, logger: logger
+                ).collect()
+                guard let row = held.first else { return .leaseLost(status: nil, attempt: 0) }
+                let (status, attempt, matches) = try row.decode((String, Int32, Bool?).self)
+                guard status == JobStatus.running.rawValue, matches == true else {
+                    return .leaseLost(status: JobStatus(rawValue: status), attempt: attempt)
+                }
+            }
+            let rows = try await connection.run(
+                """
+                UPDATE files SET status = 'ready', bytes = \(bytes), sha256 = \(sha256), upload_token_hash = NULL,
+                                 upload_holder = NULL, upload_active_at = NULL,
+                                 filename = coalesce(\(description?.filename)::text, filename),
+                                 purpose = coalesce(\(description?.purpose)::text, purpose),
+                                 file_type = coalesce(\(description?.fileType)::text, file_type)
+                WHERE id = \(fileID) AND upload_holder = \(holder) AND status = 'uploading'
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger
+            ).collect()
+            guard let row = rows.first else { return .replaced }
+            return .finished(try Self.record(row))
+        }
+    }
+
+    /// Ends an upload that will not finish: a new file goes away with its pieces; a file waiting
+    /// for its content (Together's PUT) drops the pieces and waits for a good upload.
+    public func abandonUpload(fileID: String, holder: UUID, keepFile: Bool, on database: some PostgresQueryable, logger: Logger) async throws {
+        if keepFile {
+            try await database.run(
+                """
+                WITH released AS (
+                    UPDATE files SET upload_holder = NULL, upload_active_at = NULL
+                    WHERE id = \(fileID) AND upload_holder = \(holder) RETURNING id
+                )
+                DELETE FROM file_chunks WHERE file_id IN (SELECT id FROM released)
+                """, logger: logger)
+        } else {
+            try await database.run(
+                "DELETE FROM files WHERE id = \(fileID) AND upload_holder = \(holder) AND status = 'uploading'", logger: logger)
+        }
     }
 
     /// Whether the file is ready, holding it for this transaction: a delete waits until the reader is done.
@@ -85,15 +202,25 @@ public struct FilesTable: Sendable {
         return nil
     }
 
-    /// The upload token's hash and the announced checksum of a file still waiting for its content.
-    public func pendingUpload(id: String, on database: some PostgresQueryable, logger: Logger) async throws
-        -> (tokenHash: String, expectedSHA256: String?)?
-    {
+    /// Deletes up to `batchSize` uploads that never finished within `olderThanSeconds` (and are not
+    /// under way: no holder active in the last `idleSeconds`), with what they stored; returns how many.
+    public func pruneAbandonedUploads(
+        olderThanSeconds: Double, idleSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
         let rows = try await database.run(
-            "SELECT upload_token_hash, expected_sha256 FROM files WHERE id = \(id) AND upload_token_hash IS NOT NULL",
-            logger: logger)
-        for try await row in rows.decode((String, String?).self) { return (row.0, row.1) }
-        return nil
+            """
+            WITH abandoned AS (
+                SELECT id FROM files
+                WHERE status = 'uploading' AND created_at < now() - make_interval(secs => \(olderThanSeconds))
+                  AND (upload_holder IS NULL OR upload_active_at < now() - make_interval(secs => \(idleSeconds)))
+                ORDER BY created_at LIMIT \(batchSize)
+                FOR UPDATE SKIP LOCKED
+            ), pruned AS (
+                DELETE FROM files WHERE id = ANY (ARRAY(SELECT id FROM abandoned)) RETURNING 1
+            )
+            SELECT count(*) FROM pruned
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
     /// Files, newest first.
@@ -187,6 +314,65 @@ public final class FileContentWriter {
             UPDATE files SET bytes = \(total), sha256 = \(digest), status = 'ready', upload_token_hash = NULL
             WHERE id = \(fileID)
             """, logger: logger)
+        return (total, digest)
+    }
+}
+
+/// A client's upload as it arrives: hashed, held to a size limit, and stored a piece at a time,
+/// each in its own short statement, so nothing in the database waits on the client between pieces.
+public final class FileUpload {
+    public let fileID: String
+    public let holder: UUID
+    let limit: Int64
+    let database: PostgresClient
+    let logger: Logger
+    private var hasher = SHA256()
+    private var total: Int64 = 0
+    private var sequence: Int32 = 0
+    private var pending = ByteBuffer()
+
+    public init(fileID: String, holder: UUID, limit: Int64, database: PostgresClient, logger: Logger) {
+        self.fileID = fileID
+        self.holder = holder
+        self.limit = limit
+        self.database = database
+        self.logger = logger
+        pending.reserveCapacity(FilesTable.chunkBytes)
+    }
+
+    /// Bytes received so far.
+    public var receivedBytes: Int64 { total }
+
+    public func append(_ buffer: ByteBuffer) async throws {
+        var buffer = buffer
+        total += Int64(buffer.readableBytes)
+        guard total <= limit else { throw FileUploadError.tooLarge(limit: limit) }
+        buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+        while buffer.readableBytes > 0 {
+            var slice = buffer.readSlice(length: min(buffer.readableBytes, FilesTable.chunkBytes - pending.readableBytes))!
+            pending.writeBuffer(&slice)
+            if pending.readableBytes == FilesTable.chunkBytes { try await flush() }
+        }
+    }
+
+    private func flush() async throws {
+        guard pending.readableBytes > 0 else { return }
+        guard try await FilesTable().storePiece(
+            fileID: fileID, holder: holder, sequence: sequence, data: pending, on: database, logger: logger)
+        else { throw FileUploadError.replaced }
+        sequence += 1
+        pending.clear()
+    }
+
+    /// Stores the last piece and checks the size (`expectedBytes`, a Content-Length) and the
+    /// checksum; the file is made ready by ``FilesTable/finishUpload``.
+    public func end(expectedBytes: Int64?, expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
+        if let expectedBytes, expectedBytes != total { throw FileUploadError.truncated(expected: expectedBytes, received: total) }
+        try await flush()
+        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        if let expectedSHA256, expectedSHA256.lowercased() != digest {
+            throw FileUploadError.checksumMismatch(expected: expectedSHA256, actual: digest)
+        }
         return (total, digest)
     }
 }

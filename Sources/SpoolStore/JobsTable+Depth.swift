@@ -11,6 +11,14 @@ public struct ModelDepth: Sendable, Equatable {
     public var waitingByPriority: [Int32: Int]
     /// Seconds the oldest waiting job has waited; 0 when none waits.
     public var oldestWaitingSeconds: Double
+
+    public init(model: String, waiting: Int, running: Int, waitingByPriority: [Int32: Int], oldestWaitingSeconds: Double) {
+        self.model = model
+        self.waiting = waiting
+        self.running = running
+        self.waitingByPriority = waitingByPriority
+        self.oldestWaitingSeconds = oldestWaitingSeconds
+    }
 }
 
 // Queue depth for metrics and autoscaling, read on an interval by each broker (not per scrape):
@@ -59,11 +67,16 @@ extension JobsTable {
                   -- A batch still running needs its finished lines for its output file.
                   AND (batch_id IS NULL OR NOT EXISTS (
                       SELECT 1 FROM batches b WHERE b.id = jobs.batch_id AND b.status IN ('VALIDATING', 'IN_PROGRESS', 'CANCELLING')))
+                  -- A webhook still being delivered keeps its job (its delivery would go with it).
+                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.job_id = jobs.id AND d.state = 'pending')
                 ORDER BY done_at
                 LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
             ), pruned AS (
-                DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM old)) RETURNING 1
+                DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM old)) RETURNING request_id
+            ), outputs AS (
+                -- The files the pruned jobs' workers returned go with them.
+                DELETE FROM files WHERE request_id = ANY (ARRAY(SELECT request_id FROM pruned)) AND purpose = 'job-output'
             )
             SELECT count(*) FROM pruned
             """, logger: logger)

@@ -16,6 +16,15 @@ public enum LeaseRefusal: Error, Sendable, Equatable {
 public struct HeartbeatOutcome: Sendable, Equatable {
     public var leaseExpiresAt: Date
     public var stopReason: StopReason?
+    /// The job's stored log lines after this write, for the log cap.
+    public var logs: StoredLogs
+}
+
+/// A job's stored log lines and their bytes, as its counters say: what the log cap is checked against.
+public struct StoredLogs: Sendable, Equatable {
+    public var jobID: Int64
+    public var lines: Int64
+    public var bytes: Int64
 }
 
 /// How a worker ends its attempt.
@@ -42,6 +51,8 @@ public struct FinishOutcome: Sendable, Equatable {
     public var model: String
     /// How long the attempt ran, by the database's clock.
     public var runSeconds: Double
+    /// The job's stored log lines after this write; nil when the write was a replay.
+    public var logs: StoredLogs?
 }
 
 /// A job's emits and log lines that arrive with a worker write.
@@ -74,9 +85,10 @@ extension JobsTable {
                 SET lease_expires_at = CASE WHEN stop_reason IS NULL
                         THEN now() + make_interval(secs => coalesce(\(leaseSeconds)::float8, lease_seconds, 30))
                         ELSE lease_expires_at END,
-                    info = info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb
+                    info = info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb,
+                    log_lines = log_lines + \(logs.count), log_bytes = log_bytes + \(logs.bytes)
                 WHERE request_id = \(requestID) AND status = 'running' AND lease_token = \(leaseToken)
-                RETURNING id, attempt, lease_expires_at, stop_reason
+                RETURNING id, attempt, lease_expires_at, stop_reason, log_lines, log_bytes
             ), logged AS (
                 INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
                 SELECT beat.id, beat.attempt, line.level, line.source, line.message,
@@ -84,10 +96,13 @@ extension JobsTable {
                 FROM beat, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
                                   \(logs.times)::text[]) AS line(level, source, message, logged_at)
             )
-            SELECT lease_expires_at, stop_reason FROM beat
+            SELECT lease_expires_at, stop_reason, id, log_lines, log_bytes FROM beat
             """, logger: logger)
-        for try await (expiresAt, stopReason) in rows.decode((Date, String?).self) {
-            return .success(HeartbeatOutcome(leaseExpiresAt: expiresAt, stopReason: stopReason.flatMap(StopReason.init(rawValue:))))
+        for try await (expiresAt, stopReason, id, lines, bytes) in rows.decode((Date, String?, Int64, Int32, Int64).self) {
+            return .success(
+                HeartbeatOutcome(
+                    leaseExpiresAt: expiresAt, stopReason: stopReason.flatMap(StopReason.init(rawValue:)),
+                    logs: StoredLogs(jobID: id, lines: Int64(lines), bytes: bytes)))
         }
         return .failure(try await refusal(requestID: requestID, on: database, logger: logger))
     }
@@ -140,13 +155,13 @@ extension JobsTable {
                     errorType = ErrorType.runnerTimeout
                 }
             }
-            try await applyEnd(
+            let logs = try await applyEnd(
                 jobID: id, leaseToken: leaseToken, transition: transition, outputs: outputs, error: error, errorType: errorType,
                 historyReason: transition.status == .done ? nil : reason, report: report, on: connection, logger: logger)
             return .success(
                 FinishOutcome(
                     status: transition.status, retries: retries + (transition.countsRetry ? 1 : 0), replayed: false, model: model,
-                    runSeconds: runSeconds))
+                    runSeconds: runSeconds, logs: logs))
         }
     }
 
@@ -168,13 +183,14 @@ extension JobsTable {
     ///
     /// `historyReason`, when set, appends an entry to `info.retry_history`: the record of attempts
     /// that ended without completing, kept across retries.
+    @discardableResult
     func applyEnd(
         jobID: Int64, leaseToken: UUID, transition: JobTransition, outputs: String?, error: String?, errorType: String?,
         historyReason: String?, report: AttemptReport, on connection: PostgresConnection, logger: Logger
-    ) async throws {
+    ) async throws -> StoredLogs? {
         let logs = LogColumns(report.logs)
         let backToPending = transition.status == .pending
-        try await connection.run(
+        let rows = try await connection.run(
             """
             WITH ended AS (
                 UPDATE jobs
@@ -195,9 +211,10 @@ extension JobsTable {
                             coalesce(info -> 'retry_history', '[]'::jsonb) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
                                 'attempt', attempt, 'reason', \(historyReason)::text, 'error', \(error)::text, 'worker_id', worker_id,
                                 'at', now()))))
-                        END
+                        END,
+                    log_lines = log_lines + \(logs.count), log_bytes = log_bytes + \(logs.bytes)
                 WHERE id = \(jobID) AND status = 'running' AND lease_token = \(leaseToken)
-                RETURNING id, attempt, model
+                RETURNING id, attempt, model, log_lines, log_bytes
             ), logged AS (
                 INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
                 SELECT ended.id, ended.attempt, line.level, line.source, line.message,
@@ -205,8 +222,14 @@ extension JobsTable {
                 FROM ended, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
                                    \(logs.times)::text[]) AS line(level, source, message, logged_at)
             )
-            SELECT pg_notify(\(Self.pendingChannel), model) FROM ended WHERE \(backToPending)
+            SELECT ended.id, ended.log_lines, ended.log_bytes FROM ended
+            -- A job back in the queue wakes the leases waiting for its model.
+            LEFT JOIN LATERAL (SELECT pg_notify(\(Self.pendingChannel), ended.model) WHERE \(backToPending)) AS woken ON true
             """, logger: logger)
+        for try await (id, lines, bytes) in rows.decode((Int64, Int32, Int64).self) {
+            return StoredLogs(jobID: id, lines: Int64(lines), bytes: bytes)
+        }
+        return nil
     }
 
     /// Why a worker write matched no row: no such job, or a lease that moved on.
@@ -226,16 +249,48 @@ struct LogColumns {
     var messages: [String] = []
     /// RFC 3339 text, or empty for "when the broker wrote it".
     var times: [String] = []
+    /// The messages' bytes, for the job's log counters.
+    var bytes: Int64 = 0
+
+    var count: Int32 { Int32(messages.count) }
 
     init(_ lines: [JobLogLine]) {
         for line in lines {
             levels.append(line.level)
             sources.append(line.source)
             // PostgreSQL text cannot hold NUL.
-            messages.append(line.message.replacingOccurrences(of: "\u{0}", with: ""))
+            let message = line.message.replacingOccurrences(of: "\u{0}", with: "")
+            messages.append(message)
+            bytes += Int64(message.utf8.count)
             times.append(line.timestamp ?? "")
         }
     }
+}
+
+/// How many log lines, and how many bytes of them, a job keeps: past either, the oldest are dropped.
+public struct JobLogLimits: Sendable, Equatable {
+    public var maxLines: Int
+    public var maxBytes: Int64
+
+    public init(maxLines: Int, maxBytes: Int64) {
+        self.maxLines = maxLines
+        self.maxBytes = maxBytes
+    }
+
+    /// The newest of `lines` that fit the limits on their own (a write larger than the cap keeps its end).
+    public func newest(_ lines: [JobLogLine]) -> [JobLogLine] {
+        var bytes: Int64 = 0
+        var kept = 0
+        for line in lines.reversed() {
+            bytes += Int64(line.message.utf8.count)
+            guard kept < maxLines, bytes <= maxBytes else { break }
+            kept += 1
+        }
+        return kept == lines.count ? lines : Array(lines.suffix(kept))
+    }
+
+    /// Whether a job with these stored logs is over the cap.
+    public func exceeded(by logs: StoredLogs) -> Bool { logs.lines > Int64(maxLines) || logs.bytes > maxBytes }
 }
 
 /// One completion in a batch.
@@ -259,6 +314,8 @@ public struct Completed: Sendable, Equatable {
     public var model: String
     public var retries: Int32
     public var runSeconds: Double
+    /// The job's stored log lines after this write.
+    public var logs: StoredLogs
 }
 
 extension JobsTable {
@@ -271,8 +328,12 @@ extension JobsTable {
         guard !completions.isEmpty else { return [] }
         var logIDs: [UUID] = []
         var logs = LogColumns([])
-        for completion in completions where !completion.report.logs.isEmpty {
+        var lineCounts: [Int32] = []
+        var byteCounts: [Int64] = []
+        for completion in completions {
             let columns = LogColumns(completion.report.logs)
+            lineCounts.append(columns.count)
+            byteCounts.append(columns.bytes)
             logIDs += Array(repeating: completion.requestID, count: columns.levels.count)
             logs.levels += columns.levels
             logs.sources += columns.sources
@@ -283,11 +344,15 @@ extension JobsTable {
             CompleteManyStatement(
                 requestIDs: completions.map(\.requestID), leaseTokens: completions.map(\.leaseToken),
                 outputs: completions.map { JSONValue.object($0.outputs).jsonText },
-                patches: completions.map { JSONValue.object($0.report.infoPatch).jsonText }, logIDs: logIDs, logs: logs),
+                patches: completions.map { JSONValue.object($0.report.infoPatch).jsonText }, lineCounts: lineCounts,
+                byteCounts: byteCounts, logIDs: logIDs, logs: logs),
             logger: logger)
         var completed: [Completed] = []
-        for try await (requestID, model, retries, run) in rows {
-            completed.append(Completed(requestID: requestID, model: model, retries: retries, runSeconds: run))
+        for try await (requestID, model, retries, run, id, lines, bytes) in rows {
+            completed.append(
+                Completed(
+                    requestID: requestID, model: model, retries: retries, runSeconds: run,
+                    logs: StoredLogs(jobID: id, lines: Int64(lines), bytes: bytes)))
         }
         return completed
     }
@@ -295,17 +360,19 @@ extension JobsTable {
 
 /// Many completions in one statement, prepared once per connection; each fenced by its lease token.
 struct CompleteManyStatement: PostgresPreparedStatement {
-    static let name = "spool_complete_many_v1"
+    static let name = "spool_complete_many_v2"
     static let sql = """
         WITH input AS (
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS item(request_id, lease_token, outputs, patch)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $10::int4[], $11::int8[])
+                AS item(request_id, lease_token, outputs, patch, log_lines, log_bytes)
         ), done AS (
             UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb, info = jobs.info || item.patch::jsonb,
-                            done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL
+                            done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL,
+                            log_lines = jobs.log_lines + item.log_lines, log_bytes = jobs.log_bytes + item.log_bytes
             FROM input AS item
             WHERE jobs.request_id = item.request_id AND jobs.status = 'running' AND jobs.lease_token = item.lease_token
             RETURNING jobs.id, jobs.attempt, jobs.request_id, jobs.model, jobs.retries,
-                      extract(epoch FROM now() - jobs.claimed_at)::float8 AS run
+                      extract(epoch FROM now() - jobs.claimed_at)::float8 AS run, jobs.log_lines, jobs.log_bytes
         ), logged AS (
             INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
             SELECT done.id, done.attempt, line.level, line.source, line.message,
@@ -313,19 +380,21 @@ struct CompleteManyStatement: PostgresPreparedStatement {
             FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[]) AS line(request_id, level, source, message, logged_at)
             JOIN done ON done.request_id = line.request_id
         )
-        SELECT request_id, model, retries, run FROM done
+        SELECT request_id, model, retries, run, id, log_lines, log_bytes FROM done
         """
-    typealias Row = (UUID, String, Int32, Double)
+    typealias Row = (UUID, String, Int32, Double, Int64, Int32, Int64)
 
     var requestIDs: [UUID]
     var leaseTokens: [UUID]
     var outputs: [String]
     var patches: [String]
+    var lineCounts: [Int32]
+    var byteCounts: [Int64]
     var logIDs: [UUID]
     var logs: LogColumns
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 9)
+        var bindings = PostgresBindings(capacity: 11)
         bindings.append(requestIDs)
         bindings.append(leaseTokens)
         bindings.append(outputs)
@@ -335,6 +404,8 @@ struct CompleteManyStatement: PostgresPreparedStatement {
         bindings.append(logs.sources)
         bindings.append(logs.messages)
         bindings.append(logs.times)
+        bindings.append(lineCounts)
+        bindings.append(byteCounts)
         return bindings
     }
 
@@ -359,5 +430,65 @@ extension JobsTable {
             return status == .running && matches == true ? .holds : .lost(status: status, attempt: attempt)
         }
         return .noSuchJob
+    }
+}
+
+extension JobsTable {
+    /// Drops a job's oldest log lines until it keeps at most `keepLines` lines and `keepBytes`
+    /// bytes, and sets its counters to match; returns how many lines it dropped. Called when a
+    /// write takes a job over its cap, with a target below the cap so trims are rare.
+    @discardableResult
+    public func trimLogs(jobID: Int64, keepLines: Int, keepBytes: Int64, on database: some PostgresQueryable, logger: Logger)
+        async throws -> Int
+    {
+        let rows = try await database.run(
+            """
+            WITH ranked AS (
+                -- Counted from the newest line back: what the newest lines add up to.
+                SELECT id, count(*) OVER newest_first AS lines_from_newest,
+                       sum(octet_length(message)) OVER newest_first AS bytes_from_newest
+                FROM job_logs WHERE job_id = \(jobID)
+                WINDOW newest_first AS (ORDER BY id DESC)
+            ), dropped AS (
+                DELETE FROM job_logs
+                WHERE id = ANY (ARRAY(SELECT id FROM ranked WHERE lines_from_newest > \(keepLines) OR bytes_from_newest > \(keepBytes)))
+                RETURNING octet_length(message) AS bytes
+            ), counted AS (
+                UPDATE jobs SET log_lines = greatest(0, log_lines - (SELECT count(*) FROM dropped)),
+                                log_bytes = greatest(0, log_bytes - coalesce((SELECT sum(bytes) FROM dropped), 0))
+                WHERE id = \(jobID)
+            )
+            SELECT count(*) FROM dropped
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
+    }
+}
+
+extension JobsTable {
+    /// Puts claimed jobs whose lease answer never reached their worker (it hung up first) back in
+    /// the queue as if never claimed (`JobEvent.undelivered`): the attempt is given back and no
+    /// retry is counted. Fenced by each lease token; a job asked to stop meanwhile is left to its
+    /// lease, to end as the stop says. Returns how many went back.
+    @discardableResult
+    public func handBack(
+        _ leases: [(requestID: UUID, leaseToken: UUID)], on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
+        guard !leases.isEmpty, let transition = JobStateMachine.next(from: .running, on: .undelivered) else { return 0 }
+        let rows = try await database.run(
+            """
+            WITH returned AS (
+                UPDATE jobs SET status = \(transition.status.rawValue), attempt = attempt - 1, lease_token = NULL,
+                                lease_expires_at = NULL,
+                                -- A first attempt that never started leaves no trace of its claim.
+                                claimed_at = CASE WHEN attempt = 1 THEN NULL ELSE claimed_at END,
+                                worker_id = CASE WHEN attempt = 1 THEN NULL ELSE worker_id END
+                FROM unnest(\(leases.map(\.requestID))::uuid[], \(leases.map(\.leaseToken))::uuid[]) AS lease(request_id, token)
+                WHERE jobs.request_id = lease.request_id AND jobs.lease_token = lease.token AND jobs.status = 'running'
+                  AND jobs.stop_reason IS NULL
+                RETURNING jobs.model
+            )
+            SELECT count(*) FROM returned, LATERAL (SELECT pg_notify(\(Self.pendingChannel), returned.model)) AS woken
+            """, logger: logger)
+        return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 }

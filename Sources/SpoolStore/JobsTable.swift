@@ -96,6 +96,20 @@ public struct JobsTable: Sendable {
         model: String, requestID: UUID, stopRunning: Bool = false, graceSeconds: Double = 30,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
+        // A claim that commits while this statement waits for the row leaves the last SELECT (which
+        // reads the statement's snapshot) seeing 'pending' although the UPDATE found it running:
+        // the job's real state is then read by a fresh statement.
+        for _ in 0..<5 {
+            let outcome = try await cancelOnce(
+                model: model, requestID: requestID, stopRunning: stopRunning, graceSeconds: graceSeconds, on: database, logger: logger)
+            if outcome != .unchanged(.pending) { return outcome }
+        }
+        throw SpoolStoreError(description: "A cancel kept finding job \(requestID) pending without canceling it.")
+    }
+
+    private func cancelOnce(
+        model: String, requestID: UUID, stopRunning: Bool, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> CancelOutcome {
         // One statement: each UPDATE touches only the status it names; the last SELECT reports
         // what the job was when neither applied.
         let rows = try await database.run(

@@ -45,12 +45,24 @@ final class BrokerConnection: Sendable {
         configuration.timeout.connect = .seconds(5)
         // A refused connection should fail the call now, so the worker moves to another replica or backs off.
         configuration.connectionPool.retryConnectionEstablishment = false
-        if let caFile {
+        // Besides the system's store: --ca-file, and SSL_CERT_FILE as curl and Python honour it.
+        let roots = Self.trustedCAFiles(caFile: caFile, environment: ProcessInfo.processInfo.environment)
+        if !roots.isEmpty {
             var tls = TLSConfiguration.makeClientConfiguration()
-            tls.additionalTrustRoots = [.file(caFile)]
+            tls.additionalTrustRoots = roots.map { .file($0) }
             configuration.tlsConfiguration = tls
         }
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// The CA bundles to trust besides the system's: `caFile`, and `SSL_CERT_FILE` when it names a readable file.
+    static func trustedCAFiles(caFile: String?, environment: [String: String]) -> [String] {
+        var files: [String] = []
+        if let caFile { files.append(caFile) }
+        if let bundle = environment["SSL_CERT_FILE"], !bundle.isEmpty, bundle != caFile, FileManager.default.isReadableFile(atPath: bundle) {
+            files.append(bundle)
+        }
+        return files
     }
 
     /// The broker URL calls go to now.

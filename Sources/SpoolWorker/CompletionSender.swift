@@ -9,7 +9,11 @@ typealias CompletionSender = GroupCommit<CompleteBatchItem, CompleteBatchResult>
 extension GroupCommit where Item == CompleteBatchItem, Output == CompleteBatchResult {
     /// `retryFor`: how long a batch is retried through broker outages before its jobs are left to their leases.
     convenience init(broker: BrokerConnection, retryFor: Duration) {
-        self.init(maxBatch: CompleteBatchRequest.maxItems, maxWriters: 2) { batch in
+        // A batch the broker refuses whole (too large, say) is split: each completion's fate is its own.
+        self.init(
+            maxBatch: CompleteBatchRequest.maxItems, maxWriters: 2,
+            isItemError: { error in if case BrokerCallError.refused = error { true } else { false } }
+        ) { batch in
             let answer: CompleteBatchResponse = try await broker.callRetrying(
                 "/v1/worker/complete", body: CompleteBatchRequest(completions: batch), until: .now + retryFor)
             guard answer.results.count == batch.count else {

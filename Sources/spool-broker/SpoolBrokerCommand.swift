@@ -85,11 +85,45 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days finished jobs are kept before they are pruned. Env: SPOOL_RETENTION_DAYS. Default: 7.")
     var retentionDays: Double?
 
+    @Option(help: "Seconds a connection may send nothing mid-request (a stalled upload) or sit idle before it is closed. Env: SPOOL_IDLE_TIMEOUT. Default: 75.")
+    var idleTimeout: Double?
+
+    @Option(help: "Uploads one API key may have in progress on a broker at once. Env: SPOOL_MAX_UPLOADS_PER_KEY. Default: 32.")
+    var maxUploadsPerKey: Int?
+
+    @Option(help: "Longest line of a batch's input file in bytes. Env: SPOOL_MAX_BATCH_LINE_BYTES. Default: 1048576 (1 MiB).")
+    var maxBatchLineBytes: Int?
+
+    @Option(help: "Log lines a job keeps; older ones are dropped. Env: SPOOL_MAX_LOG_LINES. Default: 10000.")
+    var maxLogLines: Int?
+
+    @Option(help: "Bytes of log messages a job keeps; older lines are dropped. Env: SPOOL_MAX_LOG_BYTES. Default: 2097152 (2 MiB).")
+    var maxLogBytes: Int?
+
+    @Option(help: "Models with Prometheus series of their own; the rest count as model=\"other\". Env: SPOOL_MAX_METRIC_MODELS. Default: 500.")
+    var maxMetricModels: Int?
+
+    @Option(help: "A key /metrics requires (Authorization: Bearer <key>). Env: SPOOL_METRICS_KEY. Default: /metrics is open.")
+    var metricsKey: String?
+
+    @Option(help: "Seconds one webhook attempt may take in all before it is abandoned and retried. Env: SPOOL_WEBHOOK_ATTEMPT_TIMEOUT. Default: 15.")
+    var webhookAttemptTimeout: Double?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var configuration = BrokerConfiguration()
+        if let seconds = try idleTimeout ?? Self.number(environment, "SPOOL_IDLE_TIMEOUT") { configuration.idleTimeoutSeconds = seconds }
+        if let count = try maxUploadsPerKey ?? Self.integer(environment, "SPOOL_MAX_UPLOADS_PER_KEY") { configuration.maxUploadsPerKey = count }
+        if let bytes = try maxBatchLineBytes ?? Self.integer(environment, "SPOOL_MAX_BATCH_LINE_BYTES") { configuration.maxBatchLineBytes = bytes }
+        if let lines = try maxLogLines ?? Self.integer(environment, "SPOOL_MAX_LOG_LINES") { configuration.maxLogLinesPerJob = lines }
+        if let bytes = try maxLogBytes ?? Self.integer(environment, "SPOOL_MAX_LOG_BYTES") { configuration.maxLogBytesPerJob = Int64(bytes) }
+        if let models = try maxMetricModels ?? Self.integer(environment, "SPOOL_MAX_METRIC_MODELS") { configuration.maxMetricModels = models }
+        configuration.metricsKey = metricsKey ?? environment["SPOOL_METRICS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let seconds = try webhookAttemptTimeout ?? Self.number(environment, "SPOOL_WEBHOOK_ATTEMPT_TIMEOUT") {
+            configuration.webhookAttemptTimeoutSeconds = seconds
+        }
         database.apply(to: &configuration)
         if let host = host ?? environment["SPOOL_HOST"] { configuration.host = host }
         if let port = try port ?? Self.integer(environment, "SPOOL_PORT") { configuration.port = port }
@@ -179,7 +213,7 @@ struct Keys: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a key by id; brokers refuse it within a minute.")
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id; every broker refuses it at once.")
         @Argument(help: "The key's id, as 'keys list' shows it.") var id: String
         @OptionGroup var database: DatabaseOptions
 

@@ -50,11 +50,43 @@ import Testing
             var lines: [String] = []
             let bytes = Array(text.utf8)
             for start in stride(from: 0, to: bytes.count, by: size) {
-                lines += splitter.lines(in: bytes[start..<min(start + size, bytes.count)]).map { String(decoding: $0, as: UTF8.self) }
+                lines += splitter.lines(in: bytes[start..<min(start + size, bytes.count)]).map(Self.text)
             }
-            if let last = splitter.finish() { lines.append(String(decoding: last, as: UTF8.self)) }
+            if let last = splitter.finish() { lines.append(Self.text(last)) }
             #expect(lines == ["one", "two", "three", "", "four"], "piece size \(size)")
         }
+    }
+
+    static func text(_ line: LineSplitter.Line) -> String {
+        switch line {
+        case .text(let bytes): String(decoding: bytes, as: UTF8.self)
+        case .tooLong: "<too long>"
+        }
+    }
+
+    /// A line over the limit is reported as too long without being kept, whatever the piece size,
+    /// and the lines around it are intact.
+    @Test func aLineOverTheLimitIsDroppedNotKept() {
+        let long = String(repeating: "x", count: 25)
+        let text = "ok\n\(long)\nelevenchars\r\n0123456789\n\(long)"
+        for size in 1...text.utf8.count {
+            var splitter = LineSplitter(maxLineBytes: 10)
+            var lines: [String] = []
+            let bytes = Array(text.utf8)
+            for start in stride(from: 0, to: bytes.count, by: size) {
+                lines += splitter.lines(in: bytes[start..<min(start + size, bytes.count)]).map(Self.text)
+            }
+            if let last = splitter.finish() { lines.append(Self.text(last)) }
+            #expect(lines == ["ok", "<too long>", "<too long>", "0123456789", "<too long>"], "piece size \(size)")
+        }
+    }
+
+    /// A file with no newline at all is one too-long line, reported at its end, never carried whole.
+    @Test func aFileWithoutNewlinesIsOneTooLongLine() {
+        var splitter = LineSplitter(maxLineBytes: 1024)
+        let piece = [UInt8](repeating: UInt8(ascii: "{"), count: 1 << 20)
+        for _ in 0..<16 { #expect(splitter.lines(in: piece).isEmpty) }
+        #expect(splitter.finish() == .tooLong)
     }
 
     @Test func completionWindows() throws {

@@ -103,4 +103,33 @@ import Testing
         default: value
         }
     }
+
+    /// Text from clients is read the way PostgreSQL will store it, or refused: invalid UTF-8 is not
+    /// repaired into U+FFFD, an integer beyond 64 bits does not silently become a double.
+    @Test func strictParsingRefusesWhatTheDatabaseWouldChange() throws {
+        let invalid: [UInt8] = Array(#"{"a": ""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(invalid, strict: true) }
+        #expect(try JSONValue.parse(invalid).objectValue?["a"]?.stringValue?.contains("\u{FFFD}") == true, "lenient reading repairs it")
+        let escaped = Array(#"{"a": "\n"#.utf8) + [0xFF] + Array(#""}"#.utf8)
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(escaped, strict: true) }
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array("[18446744073709551616]".utf8), strict: true) }
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array("[-9223372036854775809]".utf8), strict: true) }
+        #expect(try JSONValue.parse(Array("[9223372036854775807, -9223372036854775808, 1.5e300, \"é\"]".utf8), strict: true)
+            == [.int(.max), .int(.min), .double(1.5e300), "é"])
+    }
+
+    /// Log timestamps are checked as PostgreSQL's timestamptz reads them.
+    @Test func timestampsPostgreSQLRefusesAreRefused() {
+        #expect(RFC3339.normalized("2026-01-01T00:00:00Z") == "2026-01-01T00:00:00Z")
+        #expect(RFC3339.normalized("2026-01-01t00:00:00.123456z") == "2026-01-01T00:00:00.123456Z")
+        #expect(RFC3339.normalized("2024-02-29 23:59:59+15:59") == "2024-02-29T23:59:59+15:59")
+        for refused in [
+            "2026-01-01T00:00:00+17:00", "2026-01-01T00:00:00+16:00", "0000-01-01T00:00:00Z", "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+0100",
+            "2026-01-01T00:00:00.1234567890Z", "yesterday", "",
+        ] {
+            #expect(RFC3339.normalized(refused) == nil, "\(refused)")
+        }
+    }
 }
+

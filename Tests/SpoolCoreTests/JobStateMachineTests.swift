@@ -2,7 +2,7 @@ import SpoolCore
 import Testing
 
 @Suite struct JobStateMachineTests {
-    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired]
+    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered]
 
     /// Every (status, event) pair of a job with retries to spare and no stop request: the allowed transitions and nothing else.
     @Test func everyTransition() {
@@ -23,6 +23,7 @@ import Testing
                 "running --fail(retryable: true)--> pending (retry)",
                 "running --release--> pending",
                 "running --leaseExpired--> pending (retry)",
+                "running --undelivered--> pending",
             ])
     }
 
@@ -41,14 +42,15 @@ import Testing
             #expect(JobStateMachine.next(from: .running, on: .leaseExpired, retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
             #expect(JobStateMachine.next(from: .running, on: .fail(retryable: true), retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
         }
-        // A release is not the job's fault: it goes back whatever its retries.
+        // A release is not the job's fault: it goes back whatever its retries; nor is an answer the worker never got.
         #expect(JobStateMachine.next(from: .running, on: .release, retries: 2, retryLimit: 3) == .init(.pending))
+        #expect(JobStateMachine.next(from: .running, on: .undelivered, retries: 2, retryLimit: 3) == .init(.pending))
         #expect(JobStateMachine.next(from: .running, on: .leaseExpired, retries: 0, retryLimit: 1) == .init(.failed, countsRetry: true))
     }
 
     /// A job asked to stop ends as the stop says, whatever the worker reports, unless it completed.
     @Test func aStoppedJobIsNeverRetried() {
-        for event: JobEvent in [.fail(retryable: true), .fail(retryable: false), .release, .leaseExpired] {
+        for event: JobEvent in [.fail(retryable: true), .fail(retryable: false), .release, .leaseExpired, .undelivered] {
             #expect(JobStateMachine.next(from: .running, on: event, stopReason: .canceled)?.status == .canceled)
             #expect(JobStateMachine.next(from: .running, on: event, stopReason: .maxRunTime)?.status == .failed)
         }

@@ -159,6 +159,61 @@ import Glibc
         }
     }
 
+    /// A receiver that answers its head and then trickles its body used to hold the sender's whole
+    /// group of attempts forever. Each attempt has one deadline now and none waits for another.
+    @Test func aSlowReceiverHoldsUpNoOtherDelivery() async throws {
+        try await TestDatabase.withFreshDatabase(migrated: true) { database in
+            let receiver = try await Receiver.start()
+            let broker = try await BrokerProcess.start(
+                databaseURL: TestDatabase.url(database: database),
+                environment: [
+                    "SPOOL_WEBHOOK_SECRET": Self.secret, "SPOOL_WEBHOOK_ALLOW_LOOPBACK": "1", "SPOOL_WEBHOOK_RETRY_DELAYS": "0,1,60",
+                    "SPOOL_WEBHOOK_ATTEMPT_TIMEOUT": "2",
+                ])
+            let model = uniqueModel("hook")
+            let slow = try await Self.runJob(broker, model: model, webhook: receiver.url("/slow"))
+            try await eventually("the slow receiver is trickling its answer") { receiver.deliveries.contains { $0["path"] == "/slow" } }
+            let fast = try await Self.runJob(broker, model: model, webhook: receiver.url("/fast"))
+            try await eventually("the other delivery arrives while the slow one trickles", timeout: .seconds(10)) {
+                try await HTTP.status(broker: broker, model: model, requestID: fast)["webhook"]?.objectValue?["state"] == "delivered"
+            }
+            // The slow attempt is abandoned at its deadline and tried again on schedule.
+            try await eventually("the slow attempt is abandoned and retried", timeout: .seconds(20)) {
+                receiver.deliveries.filter { $0["path"] == "/slow" }.count >= 2
+            }
+            let webhook = try #require(try await HTTP.status(broker: broker, model: model, requestID: slow)["webhook"]?.objectValue)
+            #expect(webhook["state"] == "pending")
+            #expect(webhook["last_error"] == "The receiver did not answer in full within 2 s.", "\(webhook)")
+            #expect(await broker.process.stop() == 0)
+            await receiver.process.stop(signal: SIGKILL)
+        }
+    }
+
+    /// Refusals and failed attempts say what went wrong in words that map nothing: no address a
+    /// name resolved to, no raw connection error.
+    @Test func refusalsAndFailuresRevealNoAddresses() async throws {
+        try await TestDatabase.withFreshDatabase(migrated: true) { database in
+            try await withTestBroker(database: database, { $0.webhookSecret = Self.secret }) { broker in
+                let refused = try await broker.post(
+                    "/v1/queue/submit", ["model": "m", "payload": [:], "webhook_url": "http://localhost:9/hook"])
+                let message = try #require(refused["message"]?.stringValue)
+                #expect(refused.status == 400 && message.contains("loopback"), "\(refused.json)")
+                #expect(!message.contains("127.0.0.1") && !message.contains("::1"), "the resolved address leaks: \(message)")
+            }
+            let port = try freePort()
+            let broker = try await Self.broker(database: database, delays: "0,60")
+            let model = uniqueModel("hook")
+            let id = try await Self.runJob(broker, model: model, webhook: "http://127.0.0.1:\(port)/nobody")
+            try await eventually("the failed attempt is recorded") {
+                let webhook = try await HTTP.status(broker: broker, model: model, requestID: id)["webhook"]?.objectValue
+                return webhook?["attempts"] == 1 && webhook?["last_error"] != .null
+            }
+            let webhook = try #require(try await HTTP.status(broker: broker, model: model, requestID: id)["webhook"]?.objectValue)
+            #expect(webhook["last_error"] == "The receiver refused the connection.", "\(webhook)")
+            #expect(await broker.process.stop() == 0)
+        }
+    }
+
     @Test func unsafeTargetsAreRefusedAtSubmit() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             try await withTestBroker(database: database, { $0.webhookSecret = Self.secret; $0.webhookAllowedNetworks = ["10.1.0.0/16"] }) { broker in

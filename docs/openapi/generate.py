@@ -833,14 +833,16 @@ paths["/openapi.json"] = {
 paths["/metrics"] = {
     "get": {
         "operationId": "getPrometheusMetrics",
-        "summary": "The broker's Prometheus metrics (text exposition format); needs no key.",
+        "summary": "The broker's Prometheus metrics (text exposition format); needs no API key, but the broker's metrics key "
+        "(Authorization: Bearer <key>) when it has one (--metrics-key).",
         "tags": ["broker"],
         "security": [],
         "responses": {
             "200": {
                 "description": "Prometheus text format 0.0.4 (Content-Type: text/plain; version=0.0.4).",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+            },
+            "401": {"description": "The broker has a metrics key and the request does not carry it.", "content": json_content(ref("Error"))},
         },
     }
 }
@@ -1535,6 +1537,42 @@ paths["/v1/worker/jobs/{request_id}/files"] = {
 }
 
 # ---------------------------------------------------------------- document
+
+# ---------------------------------------------------------------- refusals every route of a kind shares
+
+responses["UnsupportedMediaType"] = {
+    "description": "The body is not sent as JSON: JSON routes read 'Content-Type: application/json' only (a browser's "
+    "cross-site form or text/plain POST is refused).",
+    "content": json_content(ref("Error")),
+}
+responses["FalUnsupportedMediaType"] = {
+    "description": "The body is not sent as JSON ('Content-Type: application/json').",
+    "content": json_content(ref("FalError")),
+}
+responses["TooManyUploads"] = {
+    "description": "The API key already has --max-uploads-per-key uploads in progress on this broker; retry after Retry-After seconds.",
+    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}},
+    "content": json_content(ref("Error")),
+}
+responses["UploadConflict"] = {
+    "description": "Another upload of this file is under way, or this one was replaced while idle; nothing of it was kept.",
+    "headers": {"x-should-retry": hdr("XShouldRetry")},
+    "content": json_content(ref("Error")),
+}
+
+for path, item in paths.items():
+    for method, operation in item.items():
+        if not isinstance(operation, dict) or "responses" not in operation:
+            continue
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            fal = path.startswith("/fal/")
+            operation["responses"]["415"] = resp("FalUnsupportedMediaType" if fal else "UnsupportedMediaType")
+        if path in ("/v1/files", "/v1/files/{id}/upload", "/v1/worker/jobs/{request_id}/files") and method in ("post", "put"):
+            operation["responses"]["429"] = resp("TooManyUploads")
+        if path == "/v1/files/{id}/upload":
+            operation["responses"]["409"] = resp("UploadConflict")
+        operation["responses"] = dict(sorted(operation["responses"].items()))
 
 doc = {
     "openapi": "3.1.0",

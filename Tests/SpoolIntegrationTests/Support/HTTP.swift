@@ -29,17 +29,22 @@ enum HTTP {
     }
 
     /// A GET answered with text, such as /metrics.
-    static func text(_ url: String) async throws -> String {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+    static func text(_ url: String, headers: [(String, String)] = []) async throws -> String {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         return String(buffer: try await response.body.collect(upTo: 16 << 20))
     }
 
-    static func send(_ method: HTTPMethod, _ url: String, body: String?, headers: [(String, String)]) async throws -> Answer {
+    /// `contentType` is sent with a body; nil sends the body with whatever `headers` say (or nothing).
+    static func send(
+        _ method: HTTPMethod, _ url: String, body: String?, headers: [(String, String)], contentType: String? = "application/json"
+    ) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
             request.body = .bytes(ByteBuffer(string: body))
         }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))

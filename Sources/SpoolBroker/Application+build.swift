@@ -49,12 +49,14 @@ func buildApplication(
     let router = Router(context: BrokerRequestContext.self)
     router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
-    router.add(middleware: OpenBrokerGuard(authenticator: authenticator))
     let operations = OperationsRoutes(
         store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey)
-    operations.registerPublic(on: router)
+    // Routes that need no key; an open broker still refuses browsers there.
+    let keyless = router.group().add(middleware: OpenBrokerGuard(authenticator: authenticator))
+    operations.registerPublic(on: keyless)
     let files = FileRoutes(store: store, configuration: configuration, uploads: UploadSlots(maxPerKey: configuration.maxUploadsPerKey))
-    files.registerUpload(on: router)
+    files.registerUpload(on: keyless)
+    // Every other route needs a key (the same middleware applies an open broker's browser rules).
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     operations.register(on: authenticated)
     let submitter = Submitter(
@@ -96,7 +98,6 @@ func buildApplication(
         logger: logger)
     app.beforeServerStarts {
         try await Migrator(client: client).migrate(logger: logger)
-        schema.markReady()
         let tableKeys = try await store.apiKeys.countLive(on: client, logger: logger)
         if authenticator.decideOpenness(liveTableKeys: tableKeys) {
             guard configuration.listensOnLoopbackOnly else {
@@ -105,6 +106,8 @@ func buildApplication(
             }
             logger.warning("no API key is configured: the broker is open to every local process", metadata: ["host": "\(configuration.host)"])
         }
+        // After openness is decided: the key watcher's first look must see it.
+        schema.markReady()
     }
     return app
 }

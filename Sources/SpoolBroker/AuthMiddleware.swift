@@ -74,13 +74,16 @@ public final class Authenticator: Sendable {
     }
 }
 
-/// Rejects requests without a valid key before any route runs, and records the caller.
+/// Rejects requests without a valid key before any route runs, and records the caller. On an
+/// open broker (no keys) it refuses what a browser sends from another site instead (one
+/// middleware, not two: every frame it adds stays allocated for a whole long-poll).
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = BrokerRequestContext
     let authenticator: Authenticator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
+        if authenticator.isOpen { try OpenBrokerGuard.refuseBrowsers(request) }
         context.caller = try await authenticator.authenticate(authorization: request.headers[.authorization], logger: context.logger)
         return try await next(request, context)
     }
@@ -119,22 +122,25 @@ struct OpenBrokerGuard: RouterMiddleware {
     let authenticator: Authenticator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if authenticator.isOpen {
-            if let host = request.head.authority, !Self.isLoopback(host: host) {
-                throw SpoolError.forbidden(
-                    "This broker has no API keys, so it serves loopback names only (Host 'localhost' or 127.0.0.1), not '\(host)'. Create a key to serve other names.",
-                    code: "host_not_allowed")
-            }
-            if let origin = request.headers[.origin], origin != "null", !Self.isLoopback(origin: origin) {
-                throw SpoolError.forbidden(
-                    "This broker has no API keys, so it refuses requests from web pages of other sites (Origin '\(origin)').",
-                    code: "origin_not_allowed")
-            }
-            if request.headers[.secFetchSite] == "cross-site" {
-                throw SpoolError.forbidden("This broker has no API keys, so it refuses cross-site requests from browsers.", code: "origin_not_allowed")
-            }
-        }
+        if authenticator.isOpen { try Self.refuseBrowsers(request) }
         return try await next(request, context)
+    }
+
+    /// Throws a 403 for a request a browser sent to an open broker from another site.
+    static func refuseBrowsers(_ request: Request) throws(SpoolError) {
+        if let host = request.head.authority, !isLoopback(host: host) {
+            throw .forbidden(
+                "This broker has no API keys, so it serves loopback names only (Host 'localhost' or 127.0.0.1), not '\(host)'. Create a key to serve other names.",
+                code: "host_not_allowed")
+        }
+        if let origin = request.headers[.origin], origin != "null", !isLoopback(origin: origin) {
+            throw .forbidden(
+                "This broker has no API keys, so it refuses requests from web pages of other sites (Origin '\(origin)').",
+                code: "origin_not_allowed")
+        }
+        if request.headers[.secFetchSite] == "cross-site" {
+            throw .forbidden("This broker has no API keys, so it refuses cross-site requests from browsers.", code: "origin_not_allowed")
+        }
     }
 
     /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.

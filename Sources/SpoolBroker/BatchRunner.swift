@@ -137,7 +137,7 @@ struct BatchRunner: Service {
     ///
     /// Memory stays bounded whatever the file: one piece and one line (at most
     /// `maxBatchLineBytes`) at a time, and custom ids are checked for repeats in a temporary table
-    /// of this transaction, not held in the broker.
+    /// of this transaction (one pass at the end), not held in the broker.
     private func enqueueLines(of batch: BatchRecord, on connection: PostgresConnection) async throws -> Int64 {
         guard let endpoint = BatchEndpoint(rawValue: batch.endpoint) else {
             throw Invalid(message: "The batch's endpoint '\(batch.endpoint)' is not supported.")
@@ -155,7 +155,7 @@ struct BatchRunner: Service {
         var problemCount = 0
         func problem(_ line: Int64, _ text: String) {
             problemCount += 1
-            // The first lines at fault, in line order: repeats are found a group at a time, after later lines.
+            // The first lines at fault, in line order: repeats are found at the end, after later lines.
             problems.append((line, "line \(line) \(text)"))
             if problems.count > Self.namedProblems {
                 problems.sort { $0.line < $1.line }
@@ -184,9 +184,7 @@ struct BatchRunner: Service {
             }
         }
         func flush() async throws {
-            for repeated in try await store.batches.recordCustomIDs(customIDs, on: connection, logger: logger) {
-                problem(repeated.line, "repeats the custom_id '\(repeated.customID)' of line \(repeated.firstLine)")
-            }
+            try await store.batches.recordCustomIDs(customIDs, on: connection, logger: logger)
             customIDs.removeAll(keepingCapacity: true)
             guard problemCount == 0, !jobs.isEmpty else {
                 jobs.removeAll(keepingCapacity: true)
@@ -206,6 +204,12 @@ struct BatchRunner: Service {
         }
         if let last = splitter.finish() { try take(last) }
         try await flush()
+        // Repeats are found once every line is in: lines enqueued meanwhile roll back with the rest.
+        let repeats = try await store.batches.repeatedCustomIDs(limit: Self.namedProblems, on: connection, logger: logger)
+        for repeated in repeats.first {
+            problem(repeated.line, "repeats the custom_id '\(repeated.customID)' of line \(repeated.firstLine)")
+        }
+        problemCount += repeats.count - repeats.first.count
         if problemCount > 0 {
             problems.sort { $0.line < $1.line }
             let more = problemCount > problems.count ? "; and \(problemCount - problems.count) more" : ""

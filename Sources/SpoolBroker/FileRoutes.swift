@@ -116,22 +116,21 @@ struct FileRoutes: Sendable {
                 else { throw SpoolError.notFound("The file was deleted while it was uploaded.", code: "file_not_found") }
                 return JSONResponse.make(Self.view(record), status: .ok)
             }
+            // Together's flow: the content comes in a PUT to the Location, authorized by its token.
+            let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
+            let token = Self.newToken()
+            try await store.files.create(
+                id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: fields["file_type"]),
+                contentType: "application/octet-stream", expectedSHA256: checksum, uploadTokenHash: APIKeyHash.of(token), owner: caller,
+                on: store.client, logger: logger)
+            var headers = HTTPFields()
+            headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
+            headers[.togetherFileID] = id
+            return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
         } catch {
             if let upload { try? await store.files.abandonUpload(fileID: id, holder: upload.holder, keepFile: false, on: store.client, logger: logger) }
             throw error
         }
-        // Together's flow: the content comes in a PUT to the Location, authorized by its token.
-        let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
-        let token = Self.newToken()
-        try await store.files.create(
-            id: id, filename: filename, purpose: try Self.purpose(fields["purpose"]),
-            fileType: Self.fileType(filename: filename, declared: fields["file_type"]), contentType: "application/octet-stream",
-            expectedSHA256: fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }, uploadTokenHash: APIKeyHash.of(token), owner: caller,
-            on: store.client, logger: logger)
-        var headers = HTTPFields()
-        headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
-        headers[.togetherFileID] = id
-        return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
     }
 
     /// Stores the content of a file created without it; the file becomes ready (200), or on a
@@ -143,17 +142,17 @@ struct FileRoutes: Sendable {
         if let expectedBytes, expectedBytes > configuration.maxFileBytes {
             throw Self.tooLarge(configuration.maxFileBytes)
         }
-        // The PUT carries no API key: its upload token stands for the caller.
-        let slot = try uploads.acquire(for: "upload:" + id)
-        defer { slot.release() }
         let holder = UUID()
         let logger = context.logger
         let expectedSHA256: String?
+        let owner: String?
         switch try await store.files.beginUpload(
             id: id, tokenHash: APIKeyHash.of(token), holder: holder, idleSeconds: 2 * configuration.idleTimeoutSeconds, on: store.client,
             logger: logger)
         {
-        case .started(let checksum): expectedSHA256 = checksum
+        case .started(let checksum, let creator):
+            expectedSHA256 = checksum
+            owner = creator
         case .notWaiting:
             throw SpoolError.notFound(
                 "No upload is waiting at this URL: the file is unknown, already uploaded, or the token is wrong.", code: "upload_not_found")
@@ -164,6 +163,9 @@ struct FileRoutes: Sendable {
         }
         let upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
         do {
+            // The PUT carries no API key: it counts against the key that created the file.
+            let slot = try uploads.acquire(for: owner ?? "anonymous")
+            defer { slot.release() }
             let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
                 for try await piece in request.body { try await upload.append(piece) }
                 return try await upload.end(expectedBytes: expectedBytes, expectedSHA256: expectedSHA256)

@@ -58,41 +58,7 @@ struct WorkerRoutes: Sendable {
                 workerID: lease.worker_id, host: lease.host, models: lease.models, waitSeconds: lease.wait_seconds, on: store.client,
                 logger: context.logger)
         }
-        let claim = { @Sendable () async throws -> [ClaimedJob] in
-            try await store.jobs.claim(
-                models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
-                maxRunSeconds: configuration.maxRunSeconds, workerID: lease.worker_id, on: store.client, logger: context.logger)
-        }
-        var jobs: [ClaimedJob] = []
-        if lease.wait_seconds <= 0 || Task.isShuttingDownGracefully || waiters.isClosed {
-            jobs = try await claim()
-        } else {
-            // Registered before the first claim: a submit that commits during it still wakes us.
-            let ticket = waiters.register(models: lease.models)
-            defer { waiters.unregister(ticket) }
-            // A client that hangs up ends the wait at once; it is checked again before every claim.
-            let watch = await context.connectionWatch()
-            watch?.whenGone { [waiters] in waiters.wake(ticket) }
-            defer { watch?.clearWhenGone() }
-            let deadline = ContinuousClock.now + .seconds(lease.wait_seconds)
-            while watch?.isGone != true {
-                jobs = try await claim()
-                let remaining = deadline - .now
-                guard jobs.isEmpty, remaining > .zero, !waiters.isClosed else { break }
-                // A broker shutting down answers its long-polls at once rather than holding the shutdown.
-                await withGracefulShutdownHandler {
-                    await waiters.wait(ticket, timeout: remaining)
-                } onGracefulShutdown: {
-                    waiters.close()
-                }
-            }
-            waiters.unregister(ticket)
-            if watch?.isGone == true, !jobs.isEmpty {
-                // Hung up while the claim ran: nobody will read the answer.
-                try await handBack(jobs, logger: context.logger)
-                jobs = []
-            }
-        }
+        let jobs = try await claimOrWait(lease, context: context)
         for job in jobs {
             metrics.count("claimed", model: job.model)
             metrics.recordQueueWait(model: job.model, seconds: job.queueWaitSeconds)
@@ -101,6 +67,52 @@ struct WorkerRoutes: Sendable {
         if jobs.count == lease.max_jobs {
             for model in Set(jobs.map(\.model)) { waiters.notify(model: model) }
         }
+        return leaseAnswer(jobs, logger: context.logger)
+    }
+
+    /// The claimed jobs: at once, or after waiting for a wake-up (a NOTIFY, the fallback poll)
+    /// while the client is still there. Kept apart from `lease` so that what a long-poll holds
+    /// while it waits stays small.
+    func claimOrWait(_ lease: LeaseRequest, context: BrokerRequestContext) async throws -> [ClaimedJob] {
+        let claim = { @Sendable () async throws -> [ClaimedJob] in
+            try await store.jobs.claim(
+                models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
+                maxRunSeconds: configuration.maxRunSeconds, workerID: lease.worker_id, on: store.client, logger: context.logger)
+        }
+        if lease.wait_seconds <= 0 || Task.isShuttingDownGracefully || waiters.isClosed {
+            return try await claim()
+        }
+        // Registered before the first claim: a submit that commits during it still wakes us.
+        let ticket = waiters.register(models: lease.models)
+        defer { waiters.unregister(ticket) }
+        // A client that hangs up ends the wait at once; it is checked again before every claim.
+        let watch = await context.connectionWatch()
+        watch?.whenGone { [waiters] in waiters.wake(ticket) }
+        defer { watch?.clearWhenGone() }
+        let deadline = ContinuousClock.now + .seconds(lease.wait_seconds)
+        var jobs: [ClaimedJob] = []
+        while watch?.isGone != true {
+            jobs = try await claim()
+            let remaining = deadline - .now
+            guard jobs.isEmpty, remaining > .zero, !waiters.isClosed else { break }
+            // A broker shutting down answers its long-polls at once rather than holding the shutdown.
+            await withGracefulShutdownHandler {
+                await waiters.wait(ticket, timeout: remaining)
+            } onGracefulShutdown: {
+                waiters.close()
+            }
+        }
+        if watch?.isGone == true, !jobs.isEmpty {
+            // Hung up while the claim ran: nobody will read the answer.
+            try await handBack(jobs, logger: context.logger)
+            return []
+        }
+        return jobs
+    }
+
+    /// The lease's answer. With jobs in it, it is written by hand so a failed write is noticed:
+    /// the jobs then go back to the queue.
+    func leaseAnswer(_ jobs: [ClaimedJob], logger: Logger) -> Response {
         let answer = LeaseResponse(
             jobs: jobs.map { job in
                 LeasedJob(
@@ -110,8 +122,7 @@ struct WorkerRoutes: Sendable {
                     path: job.path)
             })
         guard !jobs.isEmpty else { return JSONResponse.make(answer) }
-        // Written by hand so a failed write is noticed: the jobs then go back to the queue.
-        let handover = LeaseHandover(jobs: jobs, routes: self, logger: context.logger)
+        let handover = LeaseHandover(jobs: jobs, routes: self, logger: logger)
         let bytes = ByteBuffer(bytes: answer.jsonValue.jsonBytes)
         let body = ResponseBody(contentLength: bytes.readableBytes) { writer in
             try await writer.write(bytes)

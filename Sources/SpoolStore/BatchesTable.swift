@@ -184,54 +184,56 @@ public struct BatchesTable: Sendable {
                 RETURNING input_file_id, output_file_id, error_file_id
             ), files_gone AS (
                 DELETE FROM files
-                WHERE id IN (SELECT output_file_id FROM pruned UNION ALL SELECT error_file_id FROM pruned)
-                   OR (id IN (SELECT input_file_id FROM pruned)
-                       -- An input another batch still keeps stays (the statement sees those batches as they were).
-                       AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = files.id AND b.id <> ALL (ARRAY(SELECT id FROM old))))
+                WHERE id IN (SELECT input_file_id FROM pruned UNION ALL SELECT output_file_id FROM pruned
+                             UNION ALL SELECT error_file_id FROM pruned)
+                  -- A file a batch still kept reads as its input stays (the statement sees those batches as they were).
+                  AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.input_file_id = files.id AND b.id <> ALL (ARRAY(SELECT id FROM old)))
             )
             SELECT count(*) FROM pruned
             """, logger: logger)
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
-    /// A temporary table of the custom ids seen so far in this validation: repeats are found by
-    /// the database, however many lines the file has, and the table goes with the transaction.
+    /// A temporary table of every line's custom id in this validation: repeats are found by the
+    /// database, however many lines the file has, and the table goes with the transaction. It has
+    /// no index: lines are appended as they are read and repeats found once, at the end.
     public func createCustomIDTable(on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.run(
-            "CREATE TEMPORARY TABLE batch_custom_ids (custom_id text PRIMARY KEY, line bigint NOT NULL) ON COMMIT DROP",
+            "CREATE TEMPORARY TABLE batch_custom_ids (custom_id text NOT NULL, line bigint NOT NULL) ON COMMIT DROP",
             logger: logger)
     }
 
-    /// Records custom ids with their lines (in line order) and returns the lines that repeat an id
-    /// seen before, with the line that had it first.
-    public func recordCustomIDs(_ ids: [(customID: String, line: Int64)], on connection: PostgresConnection, logger: Logger) async throws
-        -> [(line: Int64, customID: String, firstLine: Int64)]
+    /// Appends lines' custom ids to the validation's table.
+    public func recordCustomIDs(_ ids: [(customID: String, line: Int64)], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !ids.isEmpty else { return }
+        try await connection.run(
+            """
+            INSERT INTO batch_custom_ids (custom_id, line)
+            SELECT * FROM unnest(\(ids.map(\.customID))::text[], \(ids.map(\.line))::int8[])
+            """, logger: logger)
+    }
+
+    /// The lines that repeat a custom id of an earlier line (the first `limit`, in line order), each
+    /// with the line that had it first, and how many lines repeat one in all.
+    public func repeatedCustomIDs(limit: Int, on connection: PostgresConnection, logger: Logger) async throws
+        -> (first: [(line: Int64, customID: String, firstLine: Int64)], count: Int)
     {
-        guard !ids.isEmpty else { return [] }
         let rows = try await connection.run(
             """
-            WITH offered AS (
-                SELECT * FROM unnest(\(ids.map(\.customID))::text[], \(ids.map(\.line))::int8[]) AS offered(custom_id, line)
-            ), recorded AS (
-                INSERT INTO batch_custom_ids (custom_id, line)
-                SELECT custom_id, line FROM offered ORDER BY line
-                ON CONFLICT (custom_id) DO NOTHING
-                RETURNING line
+            WITH numbered AS (
+                SELECT custom_id, line, min(line) OVER (PARTITION BY custom_id) AS first_line FROM batch_custom_ids
+            ), repeats AS (
+                SELECT line, custom_id, first_line FROM numbered WHERE line > first_line
             )
-            -- A line not recorded repeats an id; the earliest line with that id is the one kept.
-            SELECT offered.line, offered.custom_id,
-                   -- The table as it was before this statement (earlier groups), else this group's first.
-                   coalesce((SELECT b.line FROM batch_custom_ids b WHERE b.custom_id = offered.custom_id),
-                            (SELECT min(o.line) FROM offered o WHERE o.custom_id = offered.custom_id)) AS first_line
-            FROM offered
-            WHERE offered.line NOT IN (SELECT line FROM recorded)
-            ORDER BY offered.line
+            SELECT line, custom_id, first_line, (SELECT count(*) FROM repeats) FROM repeats ORDER BY line LIMIT \(limit)
             """, logger: logger)
-        var repeats: [(line: Int64, customID: String, firstLine: Int64)] = []
-        for try await (line, customID, firstLine) in rows.decode((Int64, String, Int64).self) {
-            repeats.append((line, customID, firstLine))
+        var first: [(line: Int64, customID: String, firstLine: Int64)] = []
+        var count = 0
+        for try await (line, customID, firstLine, total) in rows.decode((Int64, String, Int64, Int).self) {
+            first.append((line, customID, firstLine))
+            count = total
         }
-        return repeats
+        return (first, count)
     }
 
     /// Records why an attempt at the batch's current step failed; the next attempt waits its backoff.

@@ -21,8 +21,8 @@ public struct FileRecord: Sendable, Equatable {
 
 /// What a PUT of a file's content found.
 public enum UploadStart: Sendable, Equatable {
-    /// This upload holds the file now; the content's announced checksum, if any.
-    case started(expectedSHA256: String?)
+    /// This upload holds the file now; the content's announced checksum, if any, and who created the file.
+    case started(expectedSHA256: String?, owner: String?)
     /// The file is unknown, already uploaded, or the token is wrong.
     case notWaiting
     /// Another upload of the file is under way.
@@ -100,13 +100,14 @@ public struct FilesTable: Sendable {
                 UPDATE files SET upload_holder = \(holder), upload_active_at = now()
                 WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)
                   AND (upload_holder IS NULL OR upload_active_at < now() - make_interval(secs => \(idleSeconds)))
-                RETURNING expected_sha256
+                RETURNING expected_sha256, owner
                 """, logger: logger
             ).collect()
             if let row = rows.first {
                 // What a dead holder left behind; its late pieces are fenced out by the new holder.
                 try await connection.run("DELETE FROM file_chunks WHERE file_id = \(id)", logger: logger)
-                return .started(expectedSHA256: try row.decode(String?.self))
+                let (checksum, owner) = try row.decode((String?, String?).self)
+                return .started(expectedSHA256: checksum, owner: owner)
             }
             let waiting = try await connection.run(
                 "SELECT 1 FROM files WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)", logger: logger

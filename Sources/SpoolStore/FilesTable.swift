@@ -259,27 +259,22 @@ public struct FilesTable: Sendable {
     }
 }
 
-/// Stores a file's content as it arrives: 1 MiB pieces, a running SHA-256, a size limit.
-public final class FileContentWriter {
-    let fileID: String
+/// Content cut into the store's pieces as it arrives, with a running SHA-256 and a size limit:
+/// what every writer of a file's content shares; each stores a finished piece its own way.
+struct ContentPieces {
     let limit: Int64
-    let connection: PostgresConnection
-    let logger: Logger
     private var hasher = SHA256()
-    private var total: Int64 = 0
-    private var sequence: Int32 = 0
+    private(set) var total: Int64 = 0
+    private(set) var sequence: Int32 = 0
     private var pending = ByteBuffer()
 
-    public init(fileID: String, limit: Int64, connection: PostgresConnection, logger: Logger) async throws {
-        self.fileID = fileID
+    init(limit: Int64) {
         self.limit = limit
-        self.connection = connection
-        self.logger = logger
         pending.reserveCapacity(FilesTable.chunkBytes)
-        try await connection.run("DELETE FROM file_chunks WHERE file_id = \(fileID)", logger: logger)
     }
 
-    public func append(_ buffer: ByteBuffer) async throws {
+    /// Adds `buffer`, handing each piece it fills to `store` (with its sequence number).
+    mutating func append(_ buffer: ByteBuffer, store: (Int32, ByteBuffer) async throws -> Void) async throws {
         var buffer = buffer
         total += Int64(buffer.readableBytes)
         guard total <= limit else { throw FileUploadError.tooLarge(limit: limit) }
@@ -287,35 +282,66 @@ public final class FileContentWriter {
         while buffer.readableBytes > 0 {
             var slice = buffer.readSlice(length: min(buffer.readableBytes, FilesTable.chunkBytes - pending.readableBytes))!
             pending.writeBuffer(&slice)
-            if pending.readableBytes == FilesTable.chunkBytes { try await flush() }
+            if pending.readableBytes == FilesTable.chunkBytes { try await flush(store) }
         }
+    }
+
+    /// Hands the last, partial piece to `store` and returns the content's SHA-256, checked against
+    /// `expectedSHA256` when one was announced.
+    mutating func finish(expectedSHA256: String?, store: (Int32, ByteBuffer) async throws -> Void) async throws -> String {
+        try await flush(store)
+        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        if let expectedSHA256, expectedSHA256.lowercased() != digest {
+            throw FileUploadError.checksumMismatch(expected: expectedSHA256, actual: digest)
+        }
+        return digest
+    }
+
+    private mutating func flush(_ store: (Int32, ByteBuffer) async throws -> Void) async throws {
+        guard pending.readableBytes > 0 else { return }
+        try await store(sequence, pending)
+        sequence += 1
+        pending.clear()
+    }
+}
+
+/// Writes a file's content inside the caller's transaction (the batch runner's output files): a
+/// failure leaves nothing behind.
+public final class FileContentWriter {
+    let fileID: String
+    let connection: PostgresConnection
+    let logger: Logger
+    private var pieces: ContentPieces
+
+    public init(fileID: String, limit: Int64, connection: PostgresConnection, logger: Logger) async throws {
+        self.fileID = fileID
+        self.connection = connection
+        self.logger = logger
+        self.pieces = ContentPieces(limit: limit)
+        try await connection.run("DELETE FROM file_chunks WHERE file_id = \(fileID)", logger: logger)
+    }
+
+    public func append(_ buffer: ByteBuffer) async throws {
+        try await pieces.append(buffer, store: storePiece)
     }
 
     public func append(_ bytes: [UInt8]) async throws {
         try await append(ByteBuffer(bytes: bytes))
     }
 
-    private func flush() async throws {
-        guard pending.readableBytes > 0 else { return }
-        try await connection.run(
-            "INSERT INTO file_chunks (file_id, seq, data) VALUES (\(fileID), \(sequence), \(pending))", logger: logger)
-        sequence += 1
-        pending.clear()
+    private func storePiece(_ sequence: Int32, _ data: ByteBuffer) async throws {
+        try await connection.run("INSERT INTO file_chunks (file_id, seq, data) VALUES (\(fileID), \(sequence), \(data))", logger: logger)
     }
 
     /// Stores the last piece, checks the checksum, and marks the file ready.
     public func finish(expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
-        try await flush()
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        if let expectedSHA256, expectedSHA256.lowercased() != digest {
-            throw FileUploadError.checksumMismatch(expected: expectedSHA256, actual: digest)
-        }
+        let digest = try await pieces.finish(expectedSHA256: expectedSHA256, store: storePiece)
         try await connection.run(
             """
-            UPDATE files SET bytes = \(total), sha256 = \(digest), status = 'ready', upload_token_hash = NULL
+            UPDATE files SET bytes = \(pieces.total), sha256 = \(digest), status = 'ready', upload_token_hash = NULL
             WHERE id = \(fileID)
             """, logger: logger)
-        return (total, digest)
+        return (pieces.total, digest)
     }
 }
 
@@ -324,56 +350,37 @@ public final class FileContentWriter {
 public final class FileUpload {
     public let fileID: String
     public let holder: UUID
-    let limit: Int64
     let database: PostgresClient
     let logger: Logger
-    private var hasher = SHA256()
-    private var total: Int64 = 0
-    private var sequence: Int32 = 0
-    private var pending = ByteBuffer()
+    private var pieces: ContentPieces
 
     public init(fileID: String, holder: UUID, limit: Int64, database: PostgresClient, logger: Logger) {
         self.fileID = fileID
         self.holder = holder
-        self.limit = limit
         self.database = database
         self.logger = logger
-        pending.reserveCapacity(FilesTable.chunkBytes)
+        self.pieces = ContentPieces(limit: limit)
     }
 
     /// Bytes received so far.
-    public var receivedBytes: Int64 { total }
+    public var receivedBytes: Int64 { pieces.total }
 
     public func append(_ buffer: ByteBuffer) async throws {
-        var buffer = buffer
-        total += Int64(buffer.readableBytes)
-        guard total <= limit else { throw FileUploadError.tooLarge(limit: limit) }
-        buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-        while buffer.readableBytes > 0 {
-            var slice = buffer.readSlice(length: min(buffer.readableBytes, FilesTable.chunkBytes - pending.readableBytes))!
-            pending.writeBuffer(&slice)
-            if pending.readableBytes == FilesTable.chunkBytes { try await flush() }
-        }
+        try await pieces.append(buffer, store: storePiece)
     }
 
-    private func flush() async throws {
-        guard pending.readableBytes > 0 else { return }
-        guard try await FilesTable().storePiece(
-            fileID: fileID, holder: holder, sequence: sequence, data: pending, on: database, logger: logger)
+    private func storePiece(_ sequence: Int32, _ data: ByteBuffer) async throws {
+        guard try await FilesTable().storePiece(fileID: fileID, holder: holder, sequence: sequence, data: data, on: database, logger: logger)
         else { throw FileUploadError.replaced }
-        sequence += 1
-        pending.clear()
     }
 
     /// Stores the last piece and checks the size (`expectedBytes`, a Content-Length) and the
     /// checksum; the file is made ready by ``FilesTable/finishUpload``.
     public func end(expectedBytes: Int64?, expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
-        if let expectedBytes, expectedBytes != total { throw FileUploadError.truncated(expected: expectedBytes, received: total) }
-        try await flush()
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        if let expectedSHA256, expectedSHA256.lowercased() != digest {
-            throw FileUploadError.checksumMismatch(expected: expectedSHA256, actual: digest)
+        if let expectedBytes, expectedBytes != pieces.total {
+            throw FileUploadError.truncated(expected: expectedBytes, received: pieces.total)
         }
-        return (total, digest)
+        let digest = try await pieces.finish(expectedSHA256: expectedSHA256, store: storePiece)
+        return (pieces.total, digest)
     }
 }

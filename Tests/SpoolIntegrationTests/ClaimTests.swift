@@ -19,7 +19,7 @@ import Testing
     static func priority(of index: Int) -> Int32 { Int32((index * 7919) % 5 - 2) }
 
     @Test func tenThousandJobsComeOutInPriorityThenSubmissionOrder() async throws {
-        try await TestDatabase.withStore { store in
+        try await TestDatabase.withFreshStore { store in
             let model = uniqueModel("order")
             let count = 10_000
             try await Self.insertPendingJobs(model: model, count: count, client: store.client)
@@ -51,7 +51,7 @@ import Testing
     }
 
     @Test func claimSetsAFreshLeaseAndCountsTheAttempt() async throws {
-        try await TestDatabase.withStore { store in
+        try await TestDatabase.withFreshStore { store in
             let model = uniqueModel("lease")
             try await Self.insertPendingJobs(model: model, count: 3, client: store.client)
             let jobs = try await store.jobs.claim(models: [model], limit: 10, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w1", on: store.client, logger: TestDatabase.logger)
@@ -66,7 +66,7 @@ import Testing
     }
 
     @Test func eightConcurrentClaimersNeverReceiveTheSameJob() async throws {
-        try await TestDatabase.withStore { store in
+        try await TestDatabase.withFreshStore { store in
             let model = uniqueModel("race")
             let count = 2_000
             try await Self.insertPendingJobs(model: model, count: count, client: store.client)

@@ -25,7 +25,7 @@ import Glibc
         try await HTTP.status(broker: broker, model: model, requestID: id)
     }
 
-    func waitForStatus(_ broker: BrokerProcess, _ model: String, _ id: String, _ expected: String, timeout: Duration = .seconds(30))
+    func waitForStatus(_ broker: BrokerProcess, _ model: String, _ id: String, _ expected: String, timeout: Duration = .seconds(60))
         async throws -> Answer
     {
         var last: Answer?

@@ -82,7 +82,7 @@ final class SpawnedProcess: Sendable {
     }
 
     /// Polls the output until `pattern` matches; returns the first capture group.
-    func waitForOutput(matching pattern: String, timeout: Duration = .seconds(30)) async throws -> String {
+    func waitForOutput(matching pattern: String, timeout: Duration = .seconds(60)) async throws -> String {
         let regex = try Regex(pattern)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

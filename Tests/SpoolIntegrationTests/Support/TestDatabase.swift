@@ -98,6 +98,14 @@ enum TestDatabase {
         try await withClient(database: try await migrated()) { client in try await body(SpoolStore(client: client)) }
     }
 
+    /// Runs `body` with a store on a new migrated database of its own, for tests that leave many
+    /// leased jobs behind: on the shared one, every other test's broker would spend its sweeps requeuing them.
+    static func withFreshStore<Result: Sendable>(_ body: (SpoolStore) async throws -> Result) async throws -> Result {
+        try await withFreshDatabase(migrated: true) { name in
+            try await withClient(database: name) { client in try await body(SpoolStore(client: client)) }
+        }
+    }
+
     private static func recreate(_ name: String) async throws {
         _ = try await withClient(database: "postgres") { client in
             try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)

@@ -13,10 +13,13 @@ import SpoolStore
 ///
 /// `spool-broker` and the tests both call this; `database` is where PostgreSQL is (the embedded
 /// cluster's socket or a URL's server).
+/// `listenDatabase`, when given, is where the LISTEN connection goes instead (`database` is a
+/// pooler in transaction mode).
 public func buildApplication(
-    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger
+    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, listenDatabase: PostgresClient.Configuration? = nil,
+    logger: Logger
 ) throws -> some ApplicationProtocol {
-    try buildApplication(configuration, database: database, logger: logger, connections: BrokerConnections())
+    try buildApplication(configuration, database: database, listenDatabase: listenDatabase, logger: logger, connections: BrokerConnections())
 }
 
 /// The clients connected to a broker and waiting on it: its open long-polls and status streams.
@@ -33,12 +36,19 @@ struct BrokerConnections: Sendable {
 
 /// The same, with the registries of waiting clients given: tests watch them to know a client waits.
 func buildApplication(
-    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, logger: Logger, connections: BrokerConnections
+    _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, listenDatabase: PostgresClient.Configuration? = nil,
+    logger: Logger, connections: BrokerConnections
 ) throws -> some ApplicationProtocol {
     try configuration.validate()
     var database = database
     database.options.maximumConnections = configuration.databaseConnections
     let client = PostgresClient(configuration: database, backgroundLogger: logger)
+    // The LISTEN connection's own small pool, when the main one goes through a transaction pooler.
+    let listenClient = listenDatabase.map { listenDatabase in
+        var listenDatabase = listenDatabase
+        listenDatabase.options.maximumConnections = 2
+        return PostgresClient(configuration: listenDatabase, backgroundLogger: logger)
+    }
     let store = SpoolStore(client: client)
     let authenticator = Authenticator(configuredKeys: configuration.apiKeys, store: store)
 
@@ -76,7 +86,7 @@ func buildApplication(
     BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: authenticated)
 
     let listener = JobNotificationListener(
-        store: store, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,
+        store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,
         schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
@@ -84,6 +94,7 @@ func buildApplication(
     let batches = BatchRunner(store: store, configuration: configuration, schema: schema, wakeups: connections.batches, logger: logger)
     let keyWatcher = KeyWatcher(authenticator: authenticator, changes: connections.keys, schema: schema, logger: logger)
     var services: [any Service] = [client, listener, reaper, retention, monitor, batches, keyWatcher]
+    if let listenClient { services.append(listenClient) }
     if let secret = configuration.webhookSecret {
         services.append(
             WebhookSender(

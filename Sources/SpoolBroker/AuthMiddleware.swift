@@ -92,12 +92,15 @@ struct AuthMiddleware: RouterMiddleware {
 /// Keeps every replica's view of the keys current: a NOTIFY on `spool_keys` (sent by the
 /// `api_keys` trigger) applies a change at once; while the broker is open, a poll every few
 /// seconds covers a NOTIFY that was missed.
-struct KeyWatcher: Service {
+struct KeyWatcher: Service, CustomStringConvertible {
     let authenticator: Authenticator
     let changes: Signal
     let schema: SchemaReadiness
     let logger: Logger
     static let openPollInterval: Duration = .seconds(2)
+
+    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
+    var description: String { "KeyWatcher" }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {

@@ -11,7 +11,7 @@ import SpoolStore
 /// Every replica runs it. Validation and finalisation each run in one transaction that holds the
 /// batch's row (others skip it), so a broker that dies midway leaves nothing half done: the next
 /// pass, on any replica, starts that step again.
-struct BatchRunner: Service {
+struct BatchRunner: Service, CustomStringConvertible {
     let store: SpoolStore
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
@@ -27,6 +27,9 @@ struct BatchRunner: Service {
     static let maxStepAttempts: Int32 = 3
     /// Wait after a failed attempt, doubled with each.
     static let stepBackoffSeconds: Double = 10
+
+    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
+    var description: String { "BatchRunner" }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -92,7 +95,7 @@ struct BatchRunner: Service {
         var invalid: String?
         var lines: Int64?
         do {
-            try await store.client.withTransaction(logger: logger) { connection in
+            try await store.client.transaction(logger: logger) { connection in
                 guard let batch = try await store.batches.lockToValidate(id: next.id, on: connection, logger: logger) else { return }
                 let total: Int64
                 do {
@@ -127,7 +130,6 @@ struct BatchRunner: Service {
 
     /// An error as a batch's `error` shows it: what PostgreSQL said, or the error's own words.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? PostgresTransactionError, let closure = error.closureError { return describe(closure) }
         if let error = error as? PSQLError, let message = error.serverInfo?[.message] { return "PostgreSQL: \(message)" }
         return String(describing: error)
     }
@@ -246,7 +248,7 @@ struct BatchRunner: Service {
     /// Writes the output file (one line per success) and the error file (one per failure or
     /// cancel), and ends the batch; all in one transaction, so a crash midway leaves it to the next pass.
     func finalise(_ id: UUID) async throws {
-        try await store.client.withTransaction(logger: logger) { connection in
+        try await store.client.transaction(logger: logger) { connection in
             guard let (batch, ending) = try await store.batches.lockForFinalising(id: id, on: connection, logger: logger) else { return }
             // Counted again under the batch's lock: the pass's count is from before it.
             guard try await store.batches.unfinishedLines(id: id, on: connection, logger: logger) == 0 else { return }

@@ -25,6 +25,11 @@ public struct BrokerConfiguration: Sendable {
     public var idempotencyWindowSeconds: Int = 24 * 60 * 60
     /// Connections in the database pool. Defaults to 20.
     public var databaseConnections: Int = 20
+    /// Every statement sent unnamed, for a pooler in transaction mode without prepared-statement
+    /// support (PgBouncer before 1.21): each costs a parse and a plan (BENCHMARKS.md).
+    public var unnamedStatements = false
+    /// Where the LISTEN connection goes when `databaseURL` is a pooler in transaction mode; nil: `databaseURL`.
+    public var listenDatabaseURL: String? = nil
     /// Lease expiries (and retryable fails) a job may use; the one that reaches it fails the job. Defaults to 3.
     public var retryLimit: Int = 3
     /// Longest an attempt may run before the broker asks it to stop, in seconds. Defaults to one hour.
@@ -62,6 +67,10 @@ public struct BrokerConfiguration: Sendable {
     public var retentionIntervalSeconds: Double = 60
     /// How often queue depth and live workers are read for metrics and warnings, in seconds. Defaults to 5.
     public var depthRefreshSeconds: Double = 5
+    /// After SIGTERM, how long requests under way (uploads, group commits) may take to finish
+    /// before they are cancelled, in seconds. Defaults to 30: inside Kubernetes' grace period
+    /// (45 s in deploy/) after the 5 s preStop sleep.
+    public var shutdownGraceSeconds: Double = 30
     /// How long a connection may send nothing while the broker reads its request (a stalled
     /// upload), or sit idle between requests, before it is closed, in seconds. Defaults to 75.
     public var idleTimeoutSeconds: Double = 75
@@ -153,6 +162,9 @@ public struct BrokerConfiguration: Sendable {
         guard webhookRetrySeconds > 0, !webhookRetryDelays.isEmpty, webhookRetryDelays.allSatisfy({ $0 >= 0 }) else {
             throw ConfigurationError("The webhook retry period must be positive and its schedule a list of delays of 0 s or more.")
         }
+        guard shutdownGraceSeconds >= 0 else {
+            throw ConfigurationError("--shutdown-grace/SPOOL_SHUTDOWN_GRACE must not be negative, got \(shutdownGraceSeconds.formatted()).")
+        }
         guard idleTimeoutSeconds >= 1 else {
             throw ConfigurationError("--idle-timeout/SPOOL_IDLE_TIMEOUT must be at least 1 second, got \(idleTimeoutSeconds.formatted()).")
         }
@@ -189,6 +201,13 @@ public struct BrokerConfiguration: Sendable {
     /// Whether `host` accepts connections from this machine only.
     public var listensOnLoopbackOnly: Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+extension BrokerConfiguration: CustomStringConvertible {
+    /// Where it listens and what it connects to, never a key or a secret: this is what logs show.
+    public var description: String {
+        "BrokerConfiguration(host: \(host), port: \(port), database: \(databaseURL == nil ? "embedded in \(dataDirectory)" : "a URL"), api keys: \(apiKeys.count), webhooks: \(webhookSecret == nil ? "off" : "on"))"
     }
 }
 

@@ -12,8 +12,10 @@ import SpoolStore
 /// connection reconnects and does not pass PgBouncer's transaction pooling, so a poll on an
 /// interval also asks the database which waited-for models have pending jobs, and streams re-read
 /// their job on an interval of their own.
-struct JobNotificationListener: Service {
+struct JobNotificationListener: Service, CustomStringConvertible {
     let store: SpoolStore
+    /// Where the LISTEN connection comes from: the store's pool, or one that bypasses a transaction pooler.
+    let listenClient: PostgresClient
     let waiters: LeaseWaiters
     let watchers: JobWatchers
     let webhooks: Signal
@@ -22,6 +24,9 @@ struct JobNotificationListener: Service {
     let schema: SchemaReadiness
     let pollInterval: Duration
     let logger: Logger
+
+    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
+    var description: String { "JobNotificationListener" }
 
     func run() async throws {
         // Both loops end when the service is cancelled or shuts down.
@@ -42,7 +47,7 @@ struct JobNotificationListener: Service {
         var failing = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                try await store.client.withConnection { connection in
+                try await listenClient.withConnection { connection in
                     try await connection.listen(on: JobsTable.pendingChannel) { pending in
                         try await connection.listen(on: JobsTable.watchedJobChannel) { watched in
                             try await connection.listen(on: WebhookDeliveriesTable.channel) { deliveries in
@@ -69,6 +74,7 @@ struct JobNotificationListener: Service {
                                     group.addTask {
                                         for try await _ in deliveries { webhooks.raise() }
                                     }
+                                    group.addTask { try await checkHealth(of: connection) }
                                     // Any sequence ending means the connection is gone: reconnect.
                                     try await group.next()
                                     group.cancelAll()
@@ -88,6 +94,32 @@ struct JobNotificationListener: Service {
             try? await Task.sleep(for: backoff.next())
         }
     }
+
+    /// How often the LISTEN connection is asked a question, and how long it has to answer.
+    static let healthInterval: Duration = .seconds(5)
+    static let healthTimeout: Duration = .seconds(3)
+
+    /// Returns (with an error) once the LISTEN connection stops answering. A connection that is
+    /// half-open (its host gone without a reset) or whose server is frozen closes nothing and
+    /// delivers nothing: without this the broker would wait on the fallback poll until restarted.
+    private func checkHealth(of connection: PostgresConnection) async throws {
+        while true {
+            try await Task.sleep(for: Self.healthInterval)
+            // Named, so operators (and scripts/chaos) can tell this connection in pg_stat_activity.
+            let answered = try await result(within: Self.healthTimeout) {
+                try await connection.healthCheck(.listener, logger: logger)
+                return true
+            }
+            guard answered == true else {
+                logger.warning("the LISTEN connection stopped answering; reconnecting", metadata: ["timeout": "\(Self.healthTimeout)"])
+                // Closed so that nothing else uses it: its pending statements fail, the pool drops it.
+                try? await connection.close()
+                throw ListenerStalled()
+            }
+        }
+    }
+
+    struct ListenerStalled: Error {}
 
     private func poll() async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {

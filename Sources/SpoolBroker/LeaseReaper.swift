@@ -8,12 +8,15 @@ import SpoolStore
 ///
 /// Every replica runs it; the statements lock what they change and skip what another replica
 /// holds, so no job is requeued twice.
-struct LeaseReaper: Service {
+struct LeaseReaper: Service, CustomStringConvertible {
     let store: SpoolStore
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
     let metrics: BrokerMetrics
     let logger: Logger
+
+    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
+    var description: String { "LeaseReaper" }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -34,6 +37,9 @@ struct LeaseReaper: Service {
             graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: logger)
         if stopped > 0 { logger.notice("asked jobs past the maximum run time to stop", metadata: ["count": "\(stopped)"]) }
         let batchSize = 500
+        // A backlog (a replica died holding thousands of leases) is worked through in batches, but
+        // for a few seconds per pass at most: start deadlines and run deadlines are not held up behind it.
+        let passEnds = ContinuousClock.now + .seconds(3)
         while true {
             let expired = try await store.jobs.requeueExpiredLeases(
                 retryLimit: configuration.retryLimit, batchSize: batchSize, on: store.client, logger: logger)
@@ -46,7 +52,7 @@ struct LeaseReaper: Service {
                         "retries": "\(job.retries)",
                     ])
             }
-            if expired.count < batchSize { break }
+            if expired.count < batchSize || ContinuousClock.now > passEnds { break }
         }
     }
 

@@ -9,7 +9,7 @@ import SpoolStore
 ///
 /// Jobs go in small batches through the `done_at` index, skipping locked rows, so pruning never
 /// blocks the queue; every replica may run it at once.
-struct RetentionService: Service {
+struct RetentionService: Service, CustomStringConvertible {
     let store: SpoolStore
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
@@ -18,6 +18,9 @@ struct RetentionService: Service {
     static let batchSize = 1000
     /// Batches per pass: a backlog drains over several passes instead of in one long burst.
     static let batchesPerPass = 100
+
+    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
+    var description: String { "RetentionService" }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {

@@ -284,6 +284,10 @@ struct WorkerRoutes: Sendable {
 
     static func error(for refusal: LeaseRefusal, requestID: UUID) -> SpoolError {
         switch refusal {
+        case .infoTooLarge:
+            .tooLarge(
+                "This emit would take the job's info past \(JobsTable.maxInfoBytes) bytes; nothing was written and the lease was not extended. Emit less (top-level keys replace earlier ones).",
+                code: "info_too_large", param: "info")
         case .notFound:
             .notFound("No job '\(requestID.uuidString.lowercased())'.", code: "job_not_found", param: "request_id")
         case .leaseLost(let status, let attempt):

@@ -60,6 +60,11 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         SpoolError(.payloadTooLarge, "The request body is larger than this broker's limit of \(limit) bytes.", code: "payload_too_large", param: nil)
     }
 
+    /// 413: something the request would store is larger than the broker keeps.
+    public static func tooLarge(_ message: String, code: String, param: String? = nil) -> SpoolError {
+        SpoolError(.payloadTooLarge, message, code: code, param: param)
+    }
+
     /// 413: an uploaded file is larger than the broker accepts.
     public static func payloadTooLarge(limit: Int, what: String) -> SpoolError {
         SpoolError(.payloadTooLarge, "The \(what) is larger than this broker's limit of \(limit) bytes (--max-file-bytes); nothing was stored.", code: "payload_too_large", param: nil)

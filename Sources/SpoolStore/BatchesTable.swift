@@ -82,7 +82,7 @@ public struct BatchesTable: Sendable {
     /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
     /// pending lines, asks its running ones to stop, and shows CANCELLING until they have ended.
     public func cancel(id: UUID, graceSeconds: Double, on client: PostgresClient, logger: Logger) async throws -> BatchCancelOutcome {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             // Waits for a validation in progress: it holds the row until its lines are enqueued.
             let rows = try await connection.run("SELECT status FROM batches WHERE id = \(id) FOR UPDATE", logger: logger).collect()
             guard let text = try rows.first?.decode(String.self) else { return .notFound }

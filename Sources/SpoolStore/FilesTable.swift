@@ -94,7 +94,7 @@ public struct FilesTable: Sendable {
     public func beginUpload(id: String, tokenHash: String, holder: UUID, idleSeconds: Double, on client: PostgresClient, logger: Logger)
         async throws -> UploadStart
     {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             let rows = try await connection.run(
                 """
                 UPDATE files SET upload_holder = \(holder), upload_active_at = now()
@@ -141,7 +141,7 @@ public struct FilesTable: Sendable {
         fileID: String, holder: UUID, bytes: Int64, sha256: String, description: FileDescription?, lease: (requestID: UUID, token: UUID)?,
         on client: PostgresClient, logger: Logger
     ) async throws -> UploadFinish {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             if let lease {
                 // Fenced at its end as at its start: a worker that lost its lease meanwhile stores nothing.
                 let held = try await connection.run(

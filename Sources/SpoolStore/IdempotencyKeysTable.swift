@@ -25,7 +25,7 @@ public struct IdempotencyKeysTable: Sendable {
         on connection: PostgresConnection, logger: Logger
     ) async throws -> IdempotencyClaim {
         // An expired row is taken over; a live one is left alone and the INSERT returns nothing.
-        let inserted = try await connection.query(
+        let inserted = try await connection.run(
             """
             INSERT INTO idempotency_keys (owner, key, request_hash, request_id)
             VALUES (\(owner), \(key), \(requestHash), \(requestID))
@@ -37,7 +37,7 @@ public struct IdempotencyKeysTable: Sendable {
         ).collect()
         if !inserted.isEmpty { return .claimed }
 
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT request_hash, request_id FROM idempotency_keys WHERE owner = \(owner) AND key = \(key)",
             logger: logger)
         for try await (hash, existing) in rows.decode((String, UUID).self) {

@@ -47,7 +47,7 @@ public struct JobLogsTable: Sendable {
         return try await Self.lines(rows)
     }
 
-    private static func lines(_ rows: PostgresRowSequence) async throws -> [JobLogRecord] {
+    private static func lines(_ rows: Rows<PostgresRow>) async throws -> [JobLogRecord] {
         var lines: [JobLogRecord] = []
         for try await (id, attempt, loggedAt, level, source, message) in rows.decode((Int64, Int32, Date, String, String, String).self) {
             lines.append(JobLogRecord(id: id, attempt: attempt, loggedAt: loggedAt, level: level, source: source, message: message))

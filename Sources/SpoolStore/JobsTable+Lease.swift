@@ -10,6 +10,8 @@ public enum LeaseRefusal: Error, Sendable, Equatable {
     /// The job has moved on from the writer's lease (it expired and was requeued, claimed again,
     /// or finished): the write changed nothing. Fencing.
     case leaseLost(status: JobStatus, attempt: Int32)
+    /// The emit would take the job's `info` past ``JobsTable/maxInfoBytes``: the write changed nothing.
+    case infoTooLarge
 }
 
 /// A heartbeat's answer: the lease's new end, and why the job should stop, if it should.
@@ -77,6 +79,7 @@ extension JobsTable {
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> Result<HeartbeatOutcome, LeaseRefusal> {
         let logs = LogColumns(report.logs)
+        let patch = JSONValue.object(report.infoPatch).jsonText
         // One statement: the lease, the emit and the log lines commit together or not at all.
         let rows = try await database.run(
             """
@@ -85,9 +88,10 @@ extension JobsTable {
                 SET lease_expires_at = CASE WHEN stop_reason IS NULL
                         THEN now() + make_interval(secs => coalesce(\(leaseSeconds)::float8, lease_seconds, 30))
                         ELSE lease_expires_at END,
-                    info = info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb,
+                    info = info || \(patch)::jsonb,
                     log_lines = log_lines + \(logs.count), log_bytes = log_bytes + \(logs.bytes)
                 WHERE request_id = \(requestID) AND status = 'running' AND lease_token = \(leaseToken)
+                  AND octet_length((info || \(patch)::jsonb)::text) <= \(Self.maxInfoBytes)
                 RETURNING id, attempt, lease_expires_at, stop_reason, log_lines, log_bytes
             ), logged AS (
                 INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
@@ -104,8 +108,12 @@ extension JobsTable {
                     leaseExpiresAt: expiresAt, stopReason: stopReason.flatMap(StopReason.init(rawValue:)),
                     logs: StoredLogs(jobID: id, lines: Int64(lines), bytes: bytes)))
         }
-        return .failure(try await refusal(requestID: requestID, on: database, logger: logger))
+        return .failure(try await refusal(requestID: requestID, leaseToken: leaseToken, on: database, logger: logger))
     }
+
+    /// The most a job's `info` holds, as JSON text: an emit past it is refused (a heartbeat's with
+    /// 413), and a last emit or a retry-history entry past it is dropped, so a job's row stays small.
+    public static let maxInfoBytes = 1 << 20
 
     /// Ends the attempt that holds `leaseToken`: complete, fail or release, as `JobStateMachine` decides.
     ///
@@ -116,7 +124,7 @@ extension JobsTable {
         requestID: UUID, leaseToken: UUID, end: AttemptEnd, report: AttemptReport, retryLimit: Int,
         on client: PostgresClient, logger: Logger
     ) async throws -> Result<FinishOutcome, LeaseRefusal> {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.transaction(logger: logger) { connection in
             let rows = try await connection.run(
                 """
                 SELECT id, status, stop_reason, retries, lease_token, attempt, model,
@@ -190,9 +198,20 @@ extension JobsTable {
     ) async throws -> StoredLogs? {
         let logs = LogColumns(report.logs)
         let backToPending = transition.status == .pending
+        let patch = JSONValue.object(report.infoPatch).jsonText
         let rows = try await connection.run(
             """
-            WITH ended AS (
+            WITH merged AS (
+                -- The info the attempt leaves, kept only while it fits the cap (else the old info stays).
+                SELECT id, CASE WHEN \(historyReason)::text IS NULL
+                    THEN info || \(patch)::jsonb
+                    ELSE info || \(patch)::jsonb || jsonb_build_object('retry_history',
+                        coalesce(info -> 'retry_history', '[]'::jsonb) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+                            'attempt', attempt, 'reason', \(historyReason)::text, 'error', \(error)::text, 'worker_id', worker_id,
+                            'at', now()))))
+                    END AS info
+                FROM jobs WHERE id = \(jobID)
+            ), ended AS (
                 UPDATE jobs
                 SET status = \(transition.status.rawValue),
                     retries = retries + \(transition.countsRetry ? 1 : 0),
@@ -205,16 +224,11 @@ extension JobsTable {
                     lease_token = CASE WHEN \(backToPending) THEN NULL ELSE lease_token END,
                     lease_expires_at = NULL,
                     stop_reason = CASE WHEN \(backToPending) THEN NULL ELSE stop_reason END,
-                    info = CASE WHEN \(historyReason)::text IS NULL
-                        THEN info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb
-                        ELSE info || \(JSONValue.object(report.infoPatch).jsonText)::jsonb || jsonb_build_object('retry_history',
-                            coalesce(info -> 'retry_history', '[]'::jsonb) || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-                                'attempt', attempt, 'reason', \(historyReason)::text, 'error', \(error)::text, 'worker_id', worker_id,
-                                'at', now()))))
-                        END,
+                    info = CASE WHEN octet_length(merged.info::text) <= \(Self.maxInfoBytes) THEN merged.info ELSE jobs.info END,
                     log_lines = log_lines + \(logs.count), log_bytes = log_bytes + \(logs.bytes)
-                WHERE id = \(jobID) AND status = 'running' AND lease_token = \(leaseToken)
-                RETURNING id, attempt, model, log_lines, log_bytes
+                FROM merged
+                WHERE jobs.id = merged.id AND jobs.status = 'running' AND jobs.lease_token = \(leaseToken)
+                RETURNING jobs.id, jobs.attempt, jobs.model, jobs.log_lines, jobs.log_bytes
             ), logged AS (
                 INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
                 SELECT ended.id, ended.attempt, line.level, line.source, line.message,
@@ -232,11 +246,16 @@ extension JobsTable {
         return nil
     }
 
-    /// Why a worker write matched no row: no such job, or a lease that moved on.
-    private func refusal(requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> LeaseRefusal {
-        let rows = try await database.run("SELECT status, attempt FROM jobs WHERE request_id = \(requestID)", logger: logger)
-        for try await (status, attempt) in rows.decode((String, Int32).self) {
-            return .leaseLost(status: try Self.status(status), attempt: attempt)
+    /// Why a worker write matched no row: no such job, a lease that moved on, or (the lease holds)
+    /// an emit too large.
+    private func refusal(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws
+        -> LeaseRefusal
+    {
+        let rows = try await database.run(
+            "SELECT status, attempt, lease_token = \(leaseToken) FROM jobs WHERE request_id = \(requestID)", logger: logger)
+        for try await (status, attempt, holds) in rows.decode((String, Int32, Bool?).self) {
+            let status = try Self.status(status)
+            return status == .running && holds == true ? .infoTooLarge : .leaseLost(status: status, attempt: attempt)
         }
         return .notFound
     }
@@ -360,13 +379,16 @@ extension JobsTable {
 
 /// Many completions in one statement, prepared once per connection; each fenced by its lease token.
 struct CompleteManyStatement: PostgresPreparedStatement {
-    static let name = "spool_complete_many_v2"
+    static let name = "spool_complete_many_v3"
     static let sql = """
         WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $10::int4[], $11::int8[])
                 AS item(request_id, lease_token, outputs, patch, log_lines, log_bytes)
         ), done AS (
-            UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb, info = jobs.info || item.patch::jsonb,
+            UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb,
+                            -- A last emit that would take info past its cap is dropped; the outputs are kept.
+                            info = CASE WHEN octet_length((jobs.info || item.patch::jsonb)::text) <= \(JobsTable.maxInfoBytes)
+                                        THEN jobs.info || item.patch::jsonb ELSE jobs.info END,
                             done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL,
                             log_lines = jobs.log_lines + item.log_lines, log_bytes = jobs.log_bytes + item.log_bytes
             FROM input AS item

@@ -19,7 +19,19 @@ extension JobsTable {
     public func requeueExpiredLeases(
         retryLimit: Int, batchSize: Int = 500, on client: PostgresClient, logger: Logger
     ) async throws -> [ExpiredLease] {
-        try await client.withTransaction(logger: logger) { connection in
+        do {
+            return try await requeueExpiredLeases(retryLimit: retryLimit, batchSize: batchSize, isolatingEach: false, on: client, logger: logger)
+        } catch let failure where !(failure is DatabaseConnectionLost) {
+            // One job's update failed and took the batch with it: again, each job under its own
+            // savepoint, so that one cannot leave the others running forever, pass after pass.
+            return try await requeueExpiredLeases(retryLimit: retryLimit, batchSize: batchSize, isolatingEach: true, on: client, logger: logger)
+        }
+    }
+
+    private func requeueExpiredLeases(
+        retryLimit: Int, batchSize: Int, isolatingEach: Bool, on client: PostgresClient, logger: Logger
+    ) async throws -> [ExpiredLease] {
+        try await client.transaction(logger: logger) { connection in
             // SKIP LOCKED: a replica running the same sweep, or a worker finishing one of these jobs
             // right now, holds its rows; they are someone else's to settle.
             let rows = try await connection.run(
@@ -51,10 +63,26 @@ extension JobsTable {
                             : "The lease expired: the worker stopped heartbeating."
                     }
                 let errorType = stopReason == .maxRunTime ? ErrorType.runnerTimeout : ErrorType.runnerDisconnected
-                expired.append(ExpiredLease(requestID: requestID, model: model, status: transition.status, retries: newRetries))
-                try await applyEnd(
-                    jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error, errorType: errorType,
-                    historyReason: "lease_expired", report: AttemptReport(), on: connection, logger: logger)
+                guard isolatingEach else {
+                    try await applyEnd(
+                        jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error, errorType: errorType,
+                        historyReason: "lease_expired", report: AttemptReport(), on: connection, logger: logger)
+                    expired.append(ExpiredLease(requestID: requestID, model: model, status: transition.status, retries: newRetries))
+                    continue
+                }
+                try await connection.run("SAVEPOINT requeue_one", logger: logger)
+                do {
+                    try await applyEnd(
+                        jobID: id, leaseToken: token, transition: transition, outputs: nil, error: error, errorType: errorType,
+                        historyReason: "lease_expired", report: AttemptReport(), on: connection, logger: logger)
+                    try await connection.run("RELEASE SAVEPOINT requeue_one", logger: logger)
+                    expired.append(ExpiredLease(requestID: requestID, model: model, status: transition.status, retries: newRetries))
+                } catch let failure where !(failure is DatabaseConnectionLost) {
+                    try await connection.run("ROLLBACK TO SAVEPOINT requeue_one", logger: logger)
+                    logger.error(
+                        "could not requeue a job whose lease expired; the others go on",
+                        metadata: ["request_id": "\(requestID)", "error": "\(String(reflecting: failure))"])
+                }
             }
             return expired
         }

@@ -10,9 +10,9 @@ public struct Migration: Sendable {
 
 /// Applies the schema in `migrations/` to a database, safely from many brokers at once.
 ///
-/// Every migration runs in its own transaction while the migrator holds a session advisory
-/// lock, so brokers that start together queue up on the lock: the first applies, the rest find
-/// nothing left to do.
+/// Every migration runs in its own transaction under a transaction-scoped advisory lock, so
+/// brokers that start together queue up on the lock: the first applies, the rest find nothing
+/// left to do.
 public struct Migrator: Sendable {
     /// Every migration, in order. `migrations/` is the source; a test checks this list matches it.
     public static let all: [Migration] = [
@@ -42,16 +42,7 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
-            do {
-                let applied = try await applyPending(on: connection, logger: logger)
-                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
-                return applied
-            } catch {
-                // The lock is per session: a pooled connection must not keep it after a failure.
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
-                throw error
-            }
+            try await applyPending(on: connection, logger: logger)
         }
     }
 
@@ -61,26 +52,34 @@ public struct Migrator: Sendable {
     }
 
     private func applyPending(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
-        // Created under the lock: two concurrent CREATE TABLE IF NOT EXISTS can still collide.
-        try await connection.query(
-            """
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    integer     PRIMARY KEY,
-                name       text        NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )
-            """, logger: logger)
-        let done = Set(try await Self.appliedVersions(on: connection, logger: logger))
+        // Each step is one transaction that first takes a transaction-scoped advisory lock and
+        // then looks at what is applied: migrators on many brokers queue up on it, and it works
+        // through a pooler in transaction mode (a session lock would stay on a pooled server connection).
+        try await connection.transaction(logger: logger) { transaction in
+            try await transaction.run("SELECT pg_advisory_xact_lock(\(Self.advisoryLockKey))", logger: logger)
+            try await transaction.run(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer     PRIMARY KEY,
+                    name       text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+        }
         var applied: [Int] = []
-        for migration in migrations where !done.contains(migration.version) {
-            try await connection.withTransaction(logger: logger) { transaction in
+        for migration in migrations {
+            let didApply = try await connection.transaction(logger: logger) { transaction -> Bool in
+                try await transaction.run("SELECT pg_advisory_xact_lock(\(Self.advisoryLockKey))", logger: logger)
+                guard !(try await Self.appliedVersions(on: transaction, logger: logger)).contains(migration.version) else { return false }
                 for statement in SQLStatements.split(migration.sql) {
-                    try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    try await transaction.run(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
-                try await transaction.query(
+                try await transaction.run(
                     "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
                     logger: logger)
+                return true
             }
+            guard didApply else { continue }
             logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration.version)
         }

@@ -39,7 +39,7 @@ public struct SpoolStore: Sendable {
             try await jobs.insert(request, requestID: requestID, submittedBy: submittedBy, on: client, logger: logger)
             return .created(requestID)
         }
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await client.transaction(logger: logger) { connection in
             switch try await idempotencyKeys.claim(
                 owner: submittedBy, key: idempotency.key, requestHash: idempotency.requestHash, requestID: requestID,
                 windowSeconds: idempotency.windowSeconds, on: connection, logger: logger)

@@ -19,6 +19,14 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: "PostgreSQL URL (postgres://user:pass@host:5432/db). Env: SPOOL_DATABASE_URL. Default: the embedded cluster.")
     var databaseURL: String?
 
+    @Flag(help: ArgumentHelp(
+        "Send every statement unnamed (no prepared statements), to work through a pooler in transaction mode that does not track them (PgBouncer < 1.21). Env: SPOOL_UNNAMED_STATEMENTS=1."))
+    var unnamedStatements = false
+
+    @Option(help: ArgumentHelp(
+        "PostgreSQL URL for the LISTEN connection when --database-url goes through a pooler in transaction mode (LISTEN needs a session). Env: SPOOL_LISTEN_DATABASE_URL. Default: --database-url."))
+    var listenDatabaseURL: String?
+
     @Option(help: "Directory of the embedded PostgreSQL cluster. Env: SPOOL_DATA_DIR. Default: ./spool-data.")
     var dataDir: String?
 
@@ -33,6 +41,8 @@ struct DatabaseOptions: ParsableArguments {
         configuration.databaseURL = databaseURL ?? environment["SPOOL_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let dataDir = dataDir ?? environment["SPOOL_DATA_DIR"] { configuration.dataDirectory = dataDir }
         configuration.postgresBinDirectory = postgresBin ?? environment["SPOOL_POSTGRES_BIN"]
+        configuration.unnamedStatements = unnamedStatements || ["1", "true", "yes", "on"].contains(environment["SPOOL_UNNAMED_STATEMENTS"]?.lowercased() ?? "")
+        configuration.listenDatabaseURL = listenDatabaseURL ?? environment["SPOOL_LISTEN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     func makeLogger() throws -> Logger {
@@ -109,6 +119,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds one webhook attempt may take in all before it is abandoned and retried. Env: SPOOL_WEBHOOK_ATTEMPT_TIMEOUT. Default: 15.")
     var webhookAttemptTimeout: Double?
 
+    @Option(help: "Seconds requests under way may take to finish after SIGTERM before they are cancelled. Env: SPOOL_SHUTDOWN_GRACE. Default: 30.")
+    var shutdownGrace: Double?
+
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
@@ -121,6 +134,7 @@ struct Serve: AsyncParsableCommand {
         if let bytes = try maxLogBytes ?? Self.integer(environment, "SPOOL_MAX_LOG_BYTES") { configuration.maxLogBytesPerJob = Int64(bytes) }
         if let models = try maxMetricModels ?? Self.integer(environment, "SPOOL_MAX_METRIC_MODELS") { configuration.maxMetricModels = models }
         configuration.metricsKey = metricsKey ?? environment["SPOOL_METRICS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let seconds = try shutdownGrace ?? Self.number(environment, "SPOOL_SHUTDOWN_GRACE") { configuration.shutdownGraceSeconds = seconds }
         if let seconds = try webhookAttemptTimeout ?? Self.number(environment, "SPOOL_WEBHOOK_ATTEMPT_TIMEOUT") {
             configuration.webhookAttemptTimeoutSeconds = seconds
         }

@@ -53,11 +53,12 @@ def as_postgres(argv):
     return (["runuser", "-u", RUN_AS, "--"] + argv) if RUN_AS else argv
 
 
-def swift_bin(build):
+def swift_bin(build, configuration="debug"):
     if build:
         for product in ["spool-broker", "spool-worker", "spool-example-worker"]:
-            subprocess.run(["swift", "build", "--product", product], cwd=ROOT, check=True)
-    return subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+            subprocess.run(["swift", "build", "-c", configuration, "--product", product], cwd=ROOT, check=True)
+    return subprocess.run(["swift", "build", "-c", configuration, "--show-bin-path"], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 class Postgres:
@@ -368,11 +369,11 @@ class Run:
     """PostgreSQL (with a synchronous standby when `failover`), broker replicas, the three kinds of
     worker and the load; the faults act on them, the checks read what they left."""
 
-    def __init__(self, replicas=2, failover=False, rate=10, build=True, keep=False, extra_broker_args=()):
+    def __init__(self, replicas=2, failover=False, rate=10, build=True, keep=False, extra_broker_args=(), configuration="debug"):
         self.keep = keep
         self.root = tempfile.mkdtemp(prefix="spool-chaos-", dir="/tmp")
         os.chmod(self.root, 0o755)
-        self.bin = swift_bin(build)
+        self.bin = swift_bin(build, configuration)
         pgbin = postgres_bin()
         say("PostgreSQL from %s; everything under %s" % (pgbin, self.root))
         self.primary = Postgres(self.root, "pg-primary", pgbin)

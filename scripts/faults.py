@@ -128,7 +128,9 @@ class Postgres:
         return self.tool("pg_ctl", "-D", self.data, "status", check=False).returncode == 0
 
     def sql(self, query, database="chaos"):
-        result = subprocess.run(["psql", "-h", self.dir, "-p", str(self.port), "-U", "spool", "-d", database, "-AtX",
+        # The server's own psql (beside initdb): a machine with only the server binaries has no psql on PATH.
+        psql = os.path.join(self.bin, "psql")
+        result = subprocess.run([psql if os.path.exists(psql) else "psql", "-h", self.dir, "-p", str(self.port), "-U", "spool", "-d", database, "-AtX",
                                  "-F", "\t", "-c", query], capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise RuntimeError("psql: %s" % result.stderr.strip())

@@ -51,15 +51,26 @@ import Testing
     @Test func aBrokerWorksThroughPgBouncerInTransactionMode() async throws {
         let database = try await TestDatabase.migrated()
         let bouncer = try await PgBouncer(database: database)
-        let broker: BrokerProcess
         do {
-            broker = try await BrokerProcess.start(
+            let broker = try await BrokerProcess.start(
                 databaseURL: "postgres://spool@127.0.0.1:\(bouncer.port)/\(database)?sslmode=disable",
                 arguments: ["--unnamed-statements", "--listen-database-url", TestDatabase.url(database: database)])
+            do {
+                try await Self.exercise(broker)
+            } catch {
+                _ = await broker.process.stop(signal: SIGKILL)
+                throw error
+            }
+            #expect(await broker.process.stop() == 0, "\(broker.process.output.suffix(4000))")
         } catch {
             await bouncer.stop()
             throw error
         }
+        await bouncer.stop()
+    }
+
+    /// Jobs through the broker, and a waiting lease woken by a submit.
+    static func exercise(_ broker: BrokerProcess) async throws {
         let model = uniqueModel("pooled")
 
         // Forty jobs through submit → lease → complete, eight workers at once.
@@ -102,8 +113,5 @@ import Testing
         let (lease, waited) = try await waiting.value
         #expect(lease["jobs"]?.arrayValue?.count == 1, "\(lease.json)")
         #expect(waited < .seconds(15), "the waiting lease was answered by its wait running out, not by the submit")
-
-        #expect(await broker.process.stop() == 0, "\(broker.process.output.suffix(4000))")
-        await bouncer.stop()
     }
 }

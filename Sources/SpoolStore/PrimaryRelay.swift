@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import SpoolCore
 
 /// Follows the primary among several PostgreSQL servers, for a pool that knows only one address.
 ///
@@ -18,6 +19,9 @@ public final class PrimaryRelay: Sendable {
     let channel: any Channel
     /// Index in `url.hosts` of the server that took the last connection: asked first next time.
     private let lastPrimary = NIOLockedValueBox<Int>(0)
+
+    /// How long one host has to connect, log in and say what it is.
+    static let probeTimeout: Duration = .seconds(5)
 
     /// The port on 127.0.0.1 the pool connects to.
     public var port: Int { channel.localAddress?.port ?? 0 }
@@ -95,7 +99,13 @@ public final class PrimaryRelay: Sendable {
             let index = (first + offset) % hosts.count
             let host = hosts[index]
             do {
-                if let refusal = try await refusal(of: host) {
+                // A host that accepts the connection and then answers nothing (frozen, half-open)
+                // must not hold the pool's connection: the next host is asked instead.
+                guard let verdict = try await result(within: Self.probeTimeout, of: { try await self.refusal(of: host) }) else {
+                    reasons.append("\(host): no answer within \(Self.probeTimeout)")
+                    continue
+                }
+                if let refusal = verdict {
                     reasons.append("\(host): \(refusal)")
                     continue
                 }
@@ -113,7 +123,6 @@ public final class PrimaryRelay: Sendable {
 
     /// Why `host` may not take connections (a standby, read-only), or nil if it may.
     private func refusal(of host: DatabaseURL.Host) async throws -> String? {
-        if url.sessionAttributes == .any, url.hosts.count == 1 { return nil }
         let connection = try await PostgresConnection.connect(
             on: MultiThreadedEventLoopGroup.singleton.next(), configuration: try url.probe(host), id: 0, logger: logger)
         defer { Task { try? await connection.close() } }

@@ -32,6 +32,12 @@ import Testing
         #expect(try Self.codeBlocks("python").contains(file))
     }
 
+    @Test func thePythonWorkerExampleIsTheFileThePythonTestsRun() throws {
+        let file = try String(contentsOfFile: SpawnedProcess.packageRoot + "/Examples/python_worker/video_generator.py", encoding: .utf8)
+        #expect(try Self.codeBlocks("python").contains(file))
+        #expect(try Self.codeBlocks("sh").contains { $0.contains("pip install ./python") })
+    }
+
     @Test func theQuickStartNamesTheTwoCommands() throws {
         let commands = try Self.codeBlocks("sh").first ?? ""
         #expect(commands.contains("./scripts/demo"))

@@ -144,7 +144,7 @@ def lease_loop():
             wanted += 1
         try:
             status, answer = call("/v1/worker/lease", {"worker_id": WORKER_ID, "models": MODELS, "max_jobs": wanted,
-                                                       "wait_seconds": 10, "lease_seconds": LEASE_SECONDS}, timeout=25)
+                                                       "wait_seconds": 10, "lease_seconds": LEASE_SECONDS}, timeout=15)
             jobs = answer.get("jobs", []) if status == 200 else []
         except ConnectionError:
             jobs = []

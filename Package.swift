@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "spool-broker",
             dependencies: [
-                "SpoolBroker", "SpoolStore",
+                "SpoolBroker", "SpoolStore", "SpoolCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

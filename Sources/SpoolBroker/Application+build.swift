@@ -68,22 +68,28 @@ func buildApplication(
     files.registerUpload(on: keyless)
     // Every other route needs a key (the same middleware applies an open broker's browser rules).
     let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
-    operations.register(on: authenticated)
+    // Each route belongs to one scope; a key without it gets 403 naming the scope.
+    let clients = authenticated.group().add(middleware: RequireScope(scope: .client))
+    let workers = authenticated.group().add(middleware: RequireScope(scope: .worker))
+    let admins = authenticated.group().add(middleware: RequireScope(scope: .admin))
+    operations.register(on: admins)
+    AdminRoutes(store: store).register(on: admins)
     let submitter = Submitter(
         store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
         batcher: SubmitBatcher(store: store, logger: logger))
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
-        .register(on: authenticated)
+        .register(on: clients, admins: admins)
     WorkerRoutes(
         store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics,
         completions: CompletionBatcher(store: store, logger: logger))
-        .register(on: authenticated)
+        .register(on: workers)
     FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
-        .register(on: authenticated)
-    files.register(on: authenticated)
-    BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: authenticated)
+        .register(on: clients)
+    files.register(on: clients)
+    files.registerWorkerUpload(on: workers)
+    BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: clients)
 
     let listener = JobNotificationListener(
         store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,

@@ -11,17 +11,22 @@ import SpoolStore
 public final class Authenticator: Sendable {
     private let configured: [String: Caller]
     private let store: SpoolStore
-    /// Table lookups are cached briefly so a key costs one query per minute, not one per request.
+    /// Table lookups are cached briefly so a key costs one query per minute, not one per request;
+    /// a change to the keys (NOTIFY) empties the cache on every replica at once.
     private let cache = NIOLockedValueBox<[String: (caller: Caller, until: ContinuousClock.Instant)]>([:])
+    /// Keys the table does not know, remembered briefly so a client retrying a bad key costs no
+    /// query per request. A key created meanwhile clears it (NOTIFY).
+    private let unknown = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
     private let open = NIOLockedValueBox(false)
     static let cacheLifetime: Duration = .seconds(60)
+    static let unknownLifetime: Duration = .seconds(5)
     static let cacheLimit = 10_000
 
     init(configuredKeys: [String], store: SpoolStore) {
         var configured: [String: Caller] = [:]
         for key in configuredKeys {
             let hash = APIKeyHash.of(key)
-            configured[hash] = Caller(id: "cfg_" + hash.prefix(12), scopes: ["client", "worker", "admin"])
+            configured[hash] = Caller(id: "cfg_" + hash.prefix(12), scopes: Set(KeyScope.allCases))
         }
         self.configured = configured
         self.store = store
@@ -41,6 +46,7 @@ public final class Authenticator: Sendable {
     /// revoking every key leaves it closed until a restart decides again.
     func keysChanged(logger: Logger) async throws {
         cache.withLockedValue { $0.removeAll() }
+        unknown.withLockedValue { $0.removeAll() }
         guard isOpen else { return }
         let live = try await store.apiKeys.countLive(on: store.client, logger: logger)
         guard live > 0 else { return }
@@ -61,17 +67,31 @@ public final class Authenticator: Sendable {
         let hash = APIKeyHash.of(String(parts[1]).trimmingCharacters(in: .whitespaces))
         if let caller = configured[hash] { return caller }
         let now = ContinuousClock.now
-        if let cached = cache.withLockedValue({ $0[hash] }), cached.until > now { return cached.caller }
-        guard let identity = try await store.apiKeys.find(keyHash: hash, on: store.client, logger: logger) else {
-            throw SpoolError.unauthorized("The API key is not valid: it is unknown to this broker or has been revoked.")
+        if let cached = cache.withLockedValue({ $0[hash] }), cached.until > now {
+            // An expiry passes on its own, with no NOTIFY: checked on every use.
+            if let expiresAt = cached.caller.expiresAt, expiresAt <= Date() { throw Self.invalidKey }
+            return cached.caller
         }
-        let caller = Caller(id: identity.id, scopes: identity.scopes)
+        if let until = unknown.withLockedValue({ $0[hash] }), until > now { throw Self.invalidKey }
+        guard let identity = try await store.apiKeys.find(keyHash: hash, on: store.client, logger: logger) else {
+            unknown.withLockedValue { unknown in
+                if unknown.count >= Self.cacheLimit { unknown.removeAll() }
+                unknown[hash] = now + Self.unknownLifetime
+            }
+            throw Self.invalidKey
+        }
+        let caller = Caller(
+            id: identity.id, scopes: Set(identity.scopes.compactMap(KeyScope.init(rawValue:))), tenant: identity.tenant,
+            models: identity.models, expiresAt: identity.expiresAt)
         cache.withLockedValue { cache in
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[hash] = (caller, now + Self.cacheLifetime)
         }
         return caller
     }
+
+    static let invalidKey = SpoolError.unauthorized(
+        "The API key is not valid: it is unknown to this broker, has been revoked or has expired.")
 }
 
 /// Rejects requests without a valid key before any route runs, and records the caller. On an

@@ -26,6 +26,10 @@ struct FileRoutes: Sendable {
         files.delete(":id", use: delete)
         files.get(":id/content", use: content)
         files.post(":id/preprocess", use: retrieve)
+    }
+
+    /// Workers' file outputs, with the worker protocol's routes.
+    func registerWorkerUpload(on router: some RouterMethods<BrokerRequestContext>) {
         router.post("v1/worker/jobs/:request_id/files", use: workerUpload)
     }
 
@@ -231,6 +235,7 @@ struct FileRoutes: Sendable {
         guard let token = parameters["lease_token"].flatMap({ UUID(uuidString: String($0)) }) else {
             throw SpoolError.invalidRequest("'lease_token' (a UUID) is required in the query.", code: "missing_field", param: "lease_token")
         }
+        try await context.caller.requireModel(ofJob: requestID, store: store, logger: context.logger)
         let name = try ClientText.validated(parameters["name"].map(String.init) ?? "output", field: "name", maxBytes: 255)
         guard !name.isEmpty, !name.contains("/") else {
             throw SpoolError.invalidRequest("'name' must be a file name of at most 255 bytes without '/'.", code: "invalid_field", param: "name")

@@ -16,14 +16,15 @@ struct QueueRoutes: Sendable {
     let stream: StatusStream
     let metrics: BrokerMetrics
 
-    func register(on router: some RouterMethods<BrokerRequestContext>) {
-        let queue = router.group("v1/queue")
+    /// The client routes on `clients`; clearing a queue (every tenant's jobs) on `admins`.
+    func register(on clients: some RouterMethods<BrokerRequestContext>, admins: some RouterMethods<BrokerRequestContext>) {
+        let queue = clients.group("v1/queue")
         queue.post("submit", use: submit)
         queue.get("status", use: status)
         queue.get("status/stream", use: statusStream)
         queue.post("cancel", use: cancel)
-        queue.post("clear", use: clear)
         queue.get("metrics", use: metrics)
+        admins.post("v1/queue/clear", use: clear)
     }
 
     @Sendable func submit(_ request: Request, context: BrokerRequestContext) async throws -> Response {
@@ -96,7 +97,7 @@ struct QueueRoutes: Sendable {
 
     @Sendable func clear(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let model = try ModelReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes)).model
-        let count = try await store.jobs.cancelPending(model: model, on: store.client, logger: context.logger)
+        let count = try await store.jobs.cancelPending(model: model, actor: context.caller.id, on: store.client, logger: context.logger)
         metrics.count("canceled", model: model, by: count)
         return JSONResponse.make(ClearResponse(canceled_count: count))
     }

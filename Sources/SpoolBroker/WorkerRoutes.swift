@@ -53,6 +53,7 @@ struct WorkerRoutes: Sendable {
     /// answer that cannot be written go back to the queue at once, with no retry used.
     @Sendable func lease(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let lease = try LeaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+        for model in lease.models { try context.caller.requireModel(model) }
         if seen.shouldRecord(lease.worker_id) {
             try await store.workers.sawLease(
                 workerID: lease.worker_id, host: lease.host, models: lease.models, waitSeconds: lease.wait_seconds, on: store.client,
@@ -142,6 +143,7 @@ struct WorkerRoutes: Sendable {
     @Sendable func heartbeat(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let body = try HeartbeatRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
         let requestID = try Self.requestID(context)
+        try await requireModel(of: requestID, context: context)
         let outcome = try await store.jobs.heartbeat(
             requestID: requestID, leaseToken: try Self.leaseToken(body.lease_token), leaseSeconds: body.lease_seconds,
             report: attemptReport(body.info, body.logs), on: store.client, logger: context.logger)
@@ -204,6 +206,7 @@ struct WorkerRoutes: Sendable {
         let token: UUID
         do {
             token = try Self.leaseToken(body.lease_token)
+            try await requireModel(of: requestID, context: context)
         } catch let error as SpoolError {
             return CompleteResult(request_id: id, refusal: error)
         }
@@ -233,6 +236,7 @@ struct WorkerRoutes: Sendable {
         request: Request, context: BrokerRequestContext, token: String, end: AttemptEnd, report: AttemptReport
     ) async throws -> Response {
         let requestID = try Self.requestID(context)
+        try await requireModel(of: requestID, context: context)
         let outcome = try await store.jobs.finish(
             requestID: requestID, leaseToken: try Self.leaseToken(token), end: end, report: report,
             retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
@@ -250,6 +254,10 @@ struct WorkerRoutes: Sendable {
         case .failure(let refusal):
             throw Self.error(for: refusal, requestID: requestID)
         }
+    }
+
+    func requireModel(of requestID: UUID, context: BrokerRequestContext) async throws {
+        try await context.caller.requireModel(ofJob: requestID, store: store, logger: context.logger)
     }
 
     /// A write's emits and log lines; a write with more lines than a job keeps brings only its newest.

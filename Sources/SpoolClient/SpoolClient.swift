@@ -109,6 +109,32 @@ public final class SpoolClient: Sendable {
         return answer.workers
     }
 
+    /// Creates an API key (admin scope); the answer holds the key, once, in `key`.
+    public func createKey(_ request: CreateKeyRequest) async throws -> JSONValue {
+        var body: [String: JSONValue] = ["name": .string(request.name), "scopes": .array(request.scopes.sorted().map { .string($0.rawValue) })]
+        if let tenant = request.tenant { body["tenant"] = .string(tenant) }
+        if let models = request.models { body["models"] = .array(models.map(JSONValue.string)) }
+        if let expiresAt = request.expiresAt { body["expires_at"] = .string(RFC3339.string(from: expiresAt)) }
+        return try await send(.POST, "/v1/admin/keys", body: .object(body))
+    }
+
+    /// Live API keys, without the keys themselves (admin scope).
+    public func keys() async throws -> [JSONValue] {
+        let answer: JSONValue = try await send(.GET, "/v1/admin/keys")
+        return answer.objectValue?["data"]?.arrayValue ?? []
+    }
+
+    /// Revokes a key by id (admin scope): every replica refuses it within a second.
+    public func revokeKey(id: String) async throws {
+        let _: JSONValue = try await send(.DELETE, "/v1/admin/keys/\(Self.encode(id))")
+    }
+
+    /// The audit trail, newest first (admin scope).
+    public func audit(limit: Int = 100) async throws -> [JSONValue] {
+        let answer: JSONValue = try await send(.GET, "/v1/admin/audit?limit=\(limit)")
+        return answer.objectValue?["data"]?.arrayValue ?? []
+    }
+
     func send<Answer: Decodable>(
         _ method: HTTPMethod, _ path: String, body: JSONValue? = nil, headers: [(String, String)] = []
     ) async throws -> Answer {

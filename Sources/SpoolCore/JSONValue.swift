@@ -16,6 +16,12 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The elements of an array, or nil for any other value.
+    public var arrayValue: [JSONValue]? {
+        if case .array(let elements) = self { return elements }
+        return nil
+    }
+
     /// The value when it is a string.
     public var stringValue: String? {
         if case .string(let value) = self { return value }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import PostgresNIO
+import SpoolCore
 
 /// An API key a caller presented and the broker knows.
 public struct APIKeyIdentity: Sendable, Equatable {
@@ -9,6 +10,10 @@ public struct APIKeyIdentity: Sendable, Equatable {
     public var id: String
     public var name: String
     public var scopes: [String]
+    public var tenant: String?
+    /// Model patterns a worker key serves; nil: every model.
+    public var models: [String]?
+    public var expiresAt: Date?
 }
 
 /// API keys: only SHA-256 hashes are kept, in memory or in the `api_keys` table.
@@ -25,45 +30,85 @@ public enum APIKeyHash {
     }
 }
 
-/// The `api_keys` table: keys created with `spool-broker keys create`.
+/// The `api_keys` table: keys created with `spool-broker keys create` or `POST /v1/admin/keys`.
+/// Creating and revoking write their audit event in the same statement.
 public struct APIKeysTable: Sendable {
     public init() {}
 
     /// The channel a trigger notifies whenever a key is created or revoked.
     public static let channel = "spool_keys"
 
-    /// Stores a new key's hash and returns its id.
-    public func create(name: String, key: String, on database: some PostgresQueryable, logger: Logger) async throws -> String {
+    /// Stores a new key's hash; answers the stored key (without the key itself).
+    public func create(
+        _ request: CreateKeyRequest, key: String, createdBy: String, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> KeyView {
         let id = "key_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
-        try await database.run(
-            "INSERT INTO api_keys (id, key_hash, name) VALUES (\(id), \(APIKeyHash.of(key)), \(name))", logger: logger)
-        return id
+        let scopes = request.scopes.sorted().map(\.rawValue)
+        let details = JSONValue.object([
+            "name": .string(request.name), "scopes": .array(scopes.map(JSONValue.string)),
+            "tenant": request.tenant.map(JSONValue.string) ?? .null, "models": request.models.map { .array($0.map(JSONValue.string)) } ?? .null,
+            "expires_at": request.expiresAt.map { .string(RFC3339.string(from: $0)) } ?? .null,
+        ]).jsonText
+        let rows = try await database.run(
+            """
+            WITH created AS (
+                INSERT INTO api_keys (id, key_hash, name, scopes, tenant, models, expires_at, created_by)
+                VALUES (\(String(id)), \(APIKeyHash.of(key)), \(request.name), \(scopes), \(request.tenant), \(request.models),
+                        \(request.expiresAt), \(createdBy))
+                RETURNING id, created_at
+            ), audited AS (
+                INSERT INTO audit_events (actor, action, target, details)
+                SELECT \(createdBy), 'key.created', id, \(details)::jsonb FROM created
+            )
+            SELECT created_at FROM created
+            """, logger: logger)
+        let createdAt = try await rows.collect().first?.decode(Date.self) ?? Date()
+        return KeyView(
+            id: String(id), name: request.name, scopes: scopes, tenant: request.tenant, models: request.models, createdAt: createdAt,
+            expiresAt: request.expiresAt, createdBy: createdBy)
     }
 
-    /// The live key with this hash, if any.
+    /// The live (not revoked, not expired) key with this hash, if any.
     public func find(keyHash: String, on database: some PostgresQueryable, logger: Logger) async throws -> APIKeyIdentity? {
         let rows = try await database.run(
-            "SELECT id, name, scopes FROM api_keys WHERE key_hash = \(keyHash) AND revoked_at IS NULL", logger: logger)
-        for try await (id, name, scopes) in rows.decode((String, String, [String]).self) {
-            return APIKeyIdentity(id: id, name: name, scopes: scopes)
+            """
+            SELECT id, name, scopes, tenant, models, expires_at FROM api_keys
+            WHERE key_hash = \(keyHash) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            """, logger: logger)
+        for try await (id, name, scopes, tenant, models, expiresAt) in rows.decode((String, String, [String], String?, [String]?, Date?).self) {
+            return APIKeyIdentity(id: id, name: name, scopes: scopes, tenant: tenant, models: models, expiresAt: expiresAt)
         }
         return nil
     }
 
     /// Revokes a key by id; returns whether one was live.
-    public func revoke(id: String, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+    public func revoke(id: String, by actor: String, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
         let rows = try await database.run(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id", logger: logger)
+            """
+            WITH revoked AS (
+                UPDATE api_keys SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id, name
+            ), audited AS (
+                INSERT INTO audit_events (actor, action, target, details)
+                SELECT \(actor), 'key.revoked', id, jsonb_build_object('name', name) FROM revoked
+            )
+            SELECT id FROM revoked
+            """, logger: logger)
         return try await !rows.collect().isEmpty
     }
 
-    /// Live keys, newest first, without their hashes.
-    public func list(on database: some PostgresQueryable, logger: Logger) async throws -> [(id: String, name: String, createdAt: Date)] {
+    /// Live keys (expired ones included, marked by `expires_at`), newest first, without their hashes.
+    public func list(on database: some PostgresQueryable, logger: Logger) async throws -> [KeyView] {
         let rows = try await database.run(
-            "SELECT id, name, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC", logger: logger)
-        var keys: [(id: String, name: String, createdAt: Date)] = []
-        for try await (id, name, createdAt) in rows.decode((String, String, Date).self) {
-            keys.append((id, name, createdAt))
+            """
+            SELECT id, name, scopes, tenant, models, created_at, expires_at, created_by FROM api_keys
+            WHERE revoked_at IS NULL ORDER BY created_at DESC, id LIMIT 10000
+            """, logger: logger)
+        var keys: [KeyView] = []
+        for try await (id, name, scopes, tenant, models, createdAt, expiresAt, createdBy) in rows.decode(
+            (String, String, [String], String?, [String]?, Date, Date?, String?).self)
+        {
+            keys.append(
+                KeyView(id: id, name: name, scopes: scopes, tenant: tenant, models: models, createdAt: createdAt, expiresAt: expiresAt, createdBy: createdBy))
         }
         return keys
     }
@@ -72,5 +117,27 @@ public struct APIKeysTable: Sendable {
     public func countLive(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         try await database.run("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL", logger: logger)
             .collect().first?.decode(Int.self) ?? 0
+    }
+}
+
+/// The `audit_events` table: what admin keys did. Actions write their event themselves, in their
+/// own statement (keys here, queue clears in JobsTable); this reads them.
+public struct AuditEventsTable: Sendable {
+    public init() {}
+
+    /// Events newest first, older than `beforeID` when given.
+    public func list(limit: Int, beforeID: Int64?, on database: some PostgresQueryable, logger: Logger) async throws -> [AuditEvent] {
+        let rows = try await database.run(
+            """
+            SELECT id, at, actor, action, target, details::text FROM audit_events
+            WHERE \(beforeID)::bigint IS NULL OR id < \(beforeID)
+            ORDER BY id DESC LIMIT \(limit)
+            """, logger: logger)
+        var events: [AuditEvent] = []
+        for try await (id, at, actor, action, target, details) in rows.decode((Int64, Date, String, String, String?, String).self) {
+            events.append(
+                AuditEvent(id: id, at: at, actor: actor, action: action, target: target, details: (try? JSONValue.parse(details))?.objectValue ?? [:]))
+        }
+        return events
     }
 }

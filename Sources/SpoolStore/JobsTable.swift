@@ -153,16 +153,28 @@ public struct JobsTable: Sendable {
     /// The channel that carries a watched job's request id whenever its row changes.
     public static let watchedJobChannel = "spool_job"
 
-    /// Cancels every pending job of a model; returns how many.
-    public func cancelPending(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    /// A job's model, if the job exists: what a worker key's model patterns are checked against.
+    public func model(of requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> String? {
+        try await database.run("SELECT model FROM jobs WHERE request_id = \(requestID)", logger: logger)
+            .collect().first?.decode(String.self)
+    }
+
+    /// Cancels every pending job of a model, recording who did it in the audit trail in the same
+    /// statement; returns how many.
+    public func cancelPending(model: String, actor: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH canceled AS (
                 UPDATE jobs SET status = 'canceled', done_at = now()
                 WHERE model = \(model) AND status = 'pending'
                 RETURNING 1
+            ), counted AS (
+                SELECT count(*) AS jobs FROM canceled
+            ), audited AS (
+                INSERT INTO audit_events (actor, action, target, details)
+                SELECT \(actor), 'queue.cleared', \(model), jsonb_build_object('canceled_count', jobs) FROM counted
             )
-            SELECT count(*) FROM canceled
+            SELECT jobs FROM counted
             """, logger: logger)
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }

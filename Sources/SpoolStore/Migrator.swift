@@ -25,6 +25,7 @@ public struct Migrator: Sendable {
         Migration(version: 7, name: "workers_and_table_health", sql: String(decoding: PackageResources._007_workers_and_table_health_sql, as: UTF8.self)),
         Migration(version: 8, name: "files_and_batches", sql: String(decoding: PackageResources._008_files_and_batches_sql, as: UTF8.self)),
         Migration(version: 9, name: "hardening", sql: String(decoding: PackageResources._009_hardening_sql, as: UTF8.self)),
+        Migration(version: 10, name: "key_scopes_and_audit", sql: String(decoding: PackageResources._010_key_scopes_and_audit_sql, as: UTF8.self)),
     ]
 
     /// Key of the advisory lock that serialises migrators ("spool" in ASCII).

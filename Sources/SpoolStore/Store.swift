@@ -19,6 +19,7 @@ public struct SpoolStore: Sendable {
     public let jobs = JobsTable()
     public let idempotencyKeys = IdempotencyKeysTable()
     public let apiKeys = APIKeysTable()
+    public let audit = AuditEventsTable()
     public let jobLogs = JobLogsTable()
     public let webhookDeliveries = WebhookDeliveriesTable()
     public let workers = WorkersTable()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SpoolBroker
+import SpoolCore
 import SpoolStore
 
 /// `spool-broker`: flags first, then `SPOOL_*` environment variables, then the documented defaults.
@@ -196,23 +197,51 @@ struct Keys: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a key and print it once; only its hash is stored.")
         @Option(help: "A name to recognise the key by.") var name: String
+        @Option(help: "What the key may do, comma-separated: client, worker, admin. Default: all three.")
+        var scopes: String = "client,worker,admin"
+        @Option(help: "The tenant a client key belongs to.") var tenant: String?
+        @Option(help: "Model patterns a worker key serves, comma-separated ('acme/*'). Default: every model.") var models: String?
+        @Option(help: "When the key stops working: a duration from now (90d, 12h, 30m) or an RFC 3339 time.") var expires: String?
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             var configuration = BrokerConfiguration()
             database.apply(to: &configuration)
             let logger = try database.makeLogger()
-            let key = APIKeyHash.generateKey()
-            let name = self.name
-            let id = try await Broker.withStore(configuration, logger: logger) { store in
-                try await store.apiKeys.create(name: name, key: key, on: store.client, logger: logger)
+            let request: CreateKeyRequest
+            do {
+                request = CreateKeyRequest(
+                    name: name, scopes: try KeyScope.parse(scopes.split(separator: ",").map(String.init)), tenant: tenant,
+                    models: models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
+                    expiresAt: try expires.map(Self.expiry))
+                try request.validate()
+            } catch let error as SpoolError {
+                throw ValidationError(error.message)
             }
-            print("id: \(id)\nkey: \(key)\nStore the key now: it cannot be shown again.")
+            let key = APIKeyHash.generateKey()
+            let view = try await Broker.withStore(configuration, logger: logger) { store in
+                try await store.apiKeys.create(request, key: key, createdBy: "cli", on: store.client, logger: logger)
+            }
+            print("id: \(view.id)\nkey: \(key)\nscopes: \(view.scopes.joined(separator: ","))")
+            if let tenant = view.tenant { print("tenant: \(tenant)") }
+            if let models = view.models { print("models: \(models.joined(separator: ","))") }
+            if let expiresAt = view.expiresAt { print("expires_at: \(RFC3339.string(from: expiresAt))") }
+            print("Store the key now: it cannot be shown again.")
+        }
+
+        /// `90d`, `12h`, `30m`, `45s` from now, or an RFC 3339 time.
+        static func expiry(_ text: String) throws -> Date {
+            if let date = RFC3339.date(from: text) { return date }
+            let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+            guard let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count > 0 else {
+                throw ValidationError("--expires takes a duration such as 90d, 12h or 30m, or an RFC 3339 time; got '\(text)'.")
+            }
+            return Date().addingTimeInterval(count * unit)
         }
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List live keys (ids and names, never the keys).")
+        static let configuration = CommandConfiguration(abstract: "List live keys (ids, names, scopes; never the keys).")
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
@@ -220,9 +249,13 @@ struct Keys: AsyncParsableCommand {
             database.apply(to: &configuration)
             let logger = try database.makeLogger()
             let keys = try await Broker.withStore(configuration, logger: logger) { store in
-                try await store.apiKeys.list(on: store.client, logger: logger).map { "\($0.id)\t\($0.name)\t\($0.createdAt)" }
+                try await store.apiKeys.list(on: store.client, logger: logger)
             }
-            keys.forEach { print($0) }
+            print("id\tname\tscopes\ttenant\tmodels\tcreated_at\texpires_at")
+            for key in keys {
+                print([key.id, key.name, key.scopes.joined(separator: ","), key.tenant ?? "-", key.models?.joined(separator: ",") ?? "*",
+                       RFC3339.string(from: key.createdAt), key.expiresAt.map(RFC3339.string(from:)) ?? "never"].joined(separator: "\t"))
+            }
         }
     }
 
@@ -237,7 +270,7 @@ struct Keys: AsyncParsableCommand {
             let logger = try database.makeLogger()
             let id = self.id
             let revoked = try await Broker.withStore(configuration, logger: logger) { store in
-                try await store.apiKeys.revoke(id: id, on: store.client, logger: logger)
+                try await store.apiKeys.revoke(id: id, by: "cli", on: store.client, logger: logger)
             }
             guard revoked else { throw ValidationError("No live key with id '\(id)'.") }
             print("revoked \(id)")

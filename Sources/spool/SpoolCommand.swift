@@ -18,7 +18,7 @@ struct SpoolCommand: AsyncParsableCommand {
             Exit codes: 0 success; 1 the job failed or was canceled (watch, status --wait); 2 the broker refused the request \
             (4xx: bad input, unknown job, bad key); 3 the broker could not be reached or failed (5xx); 64 bad usage.
             """,
-        subcommands: [Submit.self, Status.self, Watch.self, Cancel.self, Clear.self, Metrics.self, Workers.self])
+        subcommands: [Submit.self, Status.self, Watch.self, Cancel.self, Clear.self, Metrics.self, Workers.self, Keys.self, Audit.self])
 }
 
 /// Where the broker is and how to talk to it; every subcommand takes these.
@@ -336,6 +336,98 @@ struct Workers: AsyncParsableCommand {
             for worker in workers {
                 let state = worker.live ? (worker.waiting ? "waiting" : "live") : "gone"
                 rows.append([worker.id, worker.host ?? "-", worker.models.joined(separator: ","), worker.last_seen_at, state, String(worker.jobs_in_hand)])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "API keys over the admin API (an admin key): create, list, revoke.", subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key; its answer shows the key once.")
+        @Option(help: "A name to recognise the key by.") var name: String
+        @Option(help: "What the key may do, comma-separated: client, worker, admin.") var scopes: String
+        @Option(help: "The tenant a client key belongs to.") var tenant: String?
+        @Option(help: "Model patterns a worker key serves, comma-separated ('acme/*').") var models: String?
+        @Option(help: "When the key stops working (RFC 3339).") var expiresAt: String?
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            let request: CreateKeyRequest
+            do {
+                var expiry: Date?
+                if let expiresAt {
+                    guard let date = RFC3339.date(from: expiresAt) else { throw ValidationError("--expires-at must be an RFC 3339 time.") }
+                    expiry = date
+                }
+                request = CreateKeyRequest(
+                    name: name, scopes: try KeyScope.parse(scopes.split(separator: ",").map(String.init)), tenant: tenant,
+                    models: models.map { $0.split(separator: ",").map(String.init) }, expiresAt: expiry)
+            } catch let error as SpoolError {
+                throw ValidationError(error.message)
+            }
+            try await withClient(connection) { client in
+                let key = try await client.createKey(request)
+                if connection.json { return try printJSON(key) }
+                let fields = key.objectValue ?? [:]
+                print("id: \(fields["id"]?.stringValue ?? "")\nkey: \(fields["key"]?.stringValue ?? "")")
+                print("Store the key now: it cannot be shown again.")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Live keys: ids, names, scopes (never the keys).")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            try await withClient(connection) { client in
+                let keys = try await client.keys()
+                if connection.json { return try printJSON(keys) }
+                var rows = [["ID", "NAME", "SCOPES", "TENANT", "MODELS", "EXPIRES"]]
+                for key in keys {
+                    let fields = key.objectValue ?? [:]
+                    let list = { (name: String) in fields[name]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") }
+                    rows.append([
+                        fields["id"]?.stringValue ?? "", fields["name"]?.stringValue ?? "", list("scopes") ?? "",
+                        fields["tenant"]?.stringValue ?? "-", list("models") ?? "*", fields["expires_at"]?.stringValue ?? "never",
+                    ])
+                }
+                printTable(rows)
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id: every replica refuses it within a second.")
+        @Argument(help: "The key's id.") var id: String
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            try await withClient(connection) { client in
+                try await client.revokeKey(id: id)
+                print("revoked \(id)")
+            }
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What admin keys did, newest first (an admin key).")
+    @Option(help: "How many events.") var limit = 100
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await withClient(connection) { client in
+            let events = try await client.audit(limit: limit)
+            if connection.json { return try printJSON(events) }
+            var rows = [["AT", "ACTOR", "ACTION", "TARGET"]]
+            for event in events {
+                let fields = event.objectValue ?? [:]
+                rows.append([fields["at"]?.stringValue ?? "", fields["actor"]?.stringValue ?? "", fields["action"]?.stringValue ?? "", fields["target"]?.stringValue ?? "-"])
             }
             printTable(rows)
         }

@@ -13,6 +13,49 @@ import Testing
         return (try await process.wait(timeout: .seconds(120)), process.output)
     }
 
+    /// `spool keys` and `spool audit` over the admin API, on a database of its own (its keys would
+    /// close other tests' open brokers).
+    @Test func keysAreManagedOverTheAdminAPI() async throws {
+        try await TestDatabase.withFreshDatabase(migrated: true) { database in
+            let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: database), arguments: ["--api-key", key])
+            let created = try await spool(
+                ["keys", "create", "--name", "gpu-fleet", "--scopes", "worker", "--models", "acme/*,beta/video", "--json"], broker: broker)
+            #expect(created.status == 0, "\(created.output)")
+            let record = try JSONValue.parse(created.output).objectValue ?? [:]
+            let id = try #require(record["id"]?.stringValue)
+            #expect(record["key"]?.stringValue?.hasPrefix("spool_") == true && record["models"] == ["acme/*", "beta/video"])
+            let bad = try await spool(["keys", "create", "--name", "x", "--scopes", "root"], broker: broker)
+            #expect(bad.status != 0 && bad.output.contains("Unknown scope 'root'"), "\(bad.output)")
+
+            let list = try await spool(["keys", "list"], broker: broker)
+            #expect(list.status == 0 && list.output.contains(id) && list.output.contains("acme/*,beta/video"), "\(list.output)")
+            #expect(!list.output.contains(record["key"]?.stringValue ?? "-"), "a list never shows a key")
+
+            let revoked = try await spool(["keys", "revoke", id], broker: broker)
+            #expect(revoked.status == 0 && revoked.output.contains("revoked \(id)"))
+            #expect(try await spool(["keys", "revoke", id], broker: broker).status == 2)
+            // `spool-broker keys` works on the database itself, with no broker.
+            let url = TestDatabase.url(database: database)
+            let admin = try SpawnedProcess(
+                [SpawnedProcess.buildDirectory + "/spool-broker", "keys", "create", "--name", "web", "--scopes", "client", "--expires", "1h",
+                 "--database-url", url])
+            #expect(try await admin.wait(timeout: .seconds(60)) == 0, "\(admin.output)")
+            let clientKey = try #require(admin.output.split(separator: "\n").first { $0.hasPrefix("key: ") }.map { String($0.dropFirst(5)) })
+            #expect(admin.output.contains("scopes: client") && admin.output.contains("expires_at: "), "\(admin.output)")
+            let listed = try SpawnedProcess([SpawnedProcess.buildDirectory + "/spool-broker", "keys", "list", "--database-url", url])
+            #expect(try await listed.wait(timeout: .seconds(60)) == 0 && listed.output.contains("\tweb\tclient\t"), "\(listed.output)")
+            let model = uniqueModel("cli-scoped")
+            let asClient = try await HTTP.submit(broker: broker, model: model, headers: [("Authorization", "Bearer \(clientKey)")])
+            #expect(UUID(uuidString: asClient) != nil)
+            let workers = try await HTTP.get(broker.baseURL + "/v1/workers", headers: [("Authorization", "Bearer \(clientKey)")])
+            #expect(workers.status == 403 && workers["code"] == "insufficient_scope")
+
+            let audit = try await spool(["audit"], broker: broker)
+            #expect(audit.output.contains("key.created") && audit.output.contains("key.revoked") && audit.output.contains(id), "\(audit.output)")
+            #expect(await broker.process.stop() == 0)
+        }
+    }
+
     @Test func submitStatusMetricsCancelClearWatchWorkers() async throws {
         let broker = try await BrokerProcess.start(
             databaseURL: TestDatabase.url(database: TestDatabase.migrated()), arguments: ["--api-key", key])

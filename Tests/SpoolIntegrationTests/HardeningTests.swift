@@ -182,7 +182,9 @@ extension HardeningTests {
 
                 // `spool-broker keys create` on its database closes it at once, without a restart.
                 try await TestDatabase.withClient(database: database) { client in
-                    _ = try await SpoolStore(client: client).apiKeys.create(name: "first", key: "first-key-\(UUID().uuidString)", on: client, logger: TestDatabase.logger)
+                    _ = try await SpoolStore(client: client).apiKeys.create(
+                        CreateKeyRequest(name: "first", scopes: Set(KeyScope.allCases)), key: "first-key-\(UUID().uuidString)", createdBy: "cli",
+                        on: client, logger: TestDatabase.logger)
                 }
                 try await eventually("the broker requires a key", timeout: .seconds(5)) {
                     try await broker.metrics(model: model).status == 401

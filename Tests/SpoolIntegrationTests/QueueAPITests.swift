@@ -219,7 +219,9 @@ import Testing
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             let created = APIKeyHash.generateKey()
             let id = try await TestDatabase.withClient(database: database) { client in
-                try await APIKeysTable().create(name: "ci", key: created, on: client, logger: TestDatabase.logger)
+                try await APIKeysTable().create(
+                    CreateKeyRequest(name: "ci", scopes: Set(KeyScope.allCases)), key: created, createdBy: "cli", on: client, logger: TestDatabase.logger
+                ).id
             }
             try await withTestBroker(database: database) { broker in
                 let model = uniqueModel()
@@ -235,7 +237,7 @@ import Testing
             #expect(stored?.0.contains(created) == false)
             #expect(stored?.1 == id)
             _ = try await TestDatabase.withClient(database: database) { client in
-                try await APIKeysTable().revoke(id: id, on: client, logger: TestDatabase.logger)
+                try await APIKeysTable().revoke(id: id, by: "cli", on: client, logger: TestDatabase.logger)
             }
             let afterRevoke = try await withTestBroker(database: database, { $0.apiKeys = ["some-configured-key-1234"] }) { broker in
                 try await broker.withKey(created).metrics(model: "m").status

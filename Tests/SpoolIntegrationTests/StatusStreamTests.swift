@@ -160,11 +160,6 @@ struct UntilCanceled: JobHandler {
 }
 
 extension JSONValue {
-    var arrayValue: [JSONValue]? {
-        if case .array(let values) = self { return values }
-        return nil
-    }
-
     var doubleValue: Double? {
         switch self {
         case .double(let value): value

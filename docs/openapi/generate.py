@@ -47,7 +47,8 @@ schemas["Error"] = {
         "message": {"type": "string", "description": "What went wrong and what to fix."},
         "type": {
             "type": "string",
-            "enum": ["invalid_request_error", "authentication_error", "not_found_error", "conflict_error", "internal_error"],
+            "enum": ["invalid_request_error", "authentication_error", "permission_error", "not_found_error", "conflict_error",
+                     "rate_limit_error", "internal_error"],
         },
         "code": {
             "type": "string",
@@ -1560,6 +1561,124 @@ responses["UploadConflict"] = {
     "content": json_content(ref("Error")),
 }
 
+# Keys and the audit trail (admin scope)
+schemas["CreateKeyRequest"] = {
+    "type": "object",
+    "required": ["name", "scopes"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
+        "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["client", "worker", "admin"]}},
+        "tenant": {"type": ["string", "null"], "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9._-]+$"},
+        "models": {
+            "type": ["array", "null"],
+            "description": "Model patterns a worker key serves: a model name or a prefix ending in '*'. Only with the worker scope.",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^*\\u0000]*\\*?$"},
+        },
+        "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "In the future."},
+    },
+}
+schemas["APIKey"] = {
+    "type": "object",
+    "required": ["object", "id", "name", "scopes", "tenant", "models", "created_at", "expires_at", "created_by"],
+    "properties": {
+        "object": {"const": "api_key"},
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"type": "string", "enum": ["client", "worker", "admin"]}},
+        "tenant": {"type": ["string", "null"]},
+        "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_by": {"type": ["string", "null"]},
+        "key": {"type": "string", "description": "The key itself: only in the answer to its create."},
+    },
+}
+schemas["APIKeyList"] = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("APIKey")}},
+}
+schemas["RevokedKey"] = {
+    "type": "object",
+    "required": ["id", "object", "revoked"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "api_key"}, "revoked": {"const": True}},
+}
+schemas["AuditEvent"] = {
+    "type": "object",
+    "required": ["id", "at", "actor", "action", "target", "details"],
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "actor": {"type": "string", "description": "The acting key's id (cfg_… for a configured key, cli for spool-broker keys)."},
+        "action": {"type": "string", "enum": ["key.created", "key.revoked", "queue.cleared"]},
+        "target": {"type": ["string", "null"]},
+        "details": {"type": "object"},
+    },
+}
+schemas["AuditList"] = {
+    "type": "object",
+    "required": ["object", "data", "next_before"],
+    "properties": {
+        "object": {"const": "list"},
+        "data": {"type": "array", "items": ref("AuditEvent")},
+        "next_before": {"type": ["integer", "null"], "description": "Pass as `before` for the next page."},
+    },
+}
+responses["Forbidden"] = {
+    "description": "The key lacks the scope this route needs (insufficient_scope), or a worker key's model patterns do not "
+    "allow the job's model (model_not_allowed); the message says which.",
+    "content": json_content(ref("Error")),
+}
+responses["KeyNotFound"] = {"description": "No live key has that id.", "content": json_content(ref("Error"))}
+
+paths["/v1/admin/keys"] = {
+    "post": {
+        "operationId": "createKey",
+        "summary": "Create an API key; the answer holds the key once, in `key`.",
+        "tags": ["admin"],
+        "requestBody": body("CreateKeyRequest"),
+        "responses": {
+            "201": {"description": "The key.", "content": json_content(ref("APIKey"))},
+            **std_errors("400", "401", "413", "500"),
+        },
+    },
+    "get": {
+        "operationId": "listKeys",
+        "summary": "Live API keys, newest first, never the keys themselves.",
+        "tags": ["admin"],
+        "responses": {"200": {"description": "The keys.", "content": json_content(ref("APIKeyList"))}, **std_errors("401", "500")},
+    },
+}
+paths["/v1/admin/keys/{id}"] = {
+    "delete": {
+        "operationId": "revokeKey",
+        "summary": "Revoke a key: every replica refuses it within a second.",
+        "tags": ["admin"],
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64, "pattern": NO_NUL}}],
+        "responses": {
+            "200": {"description": "Revoked.", "content": json_content(ref("RevokedKey"))},
+            "404": resp("KeyNotFound"),
+            **std_errors("401", "500"),
+        },
+    }
+}
+paths["/v1/admin/audit"] = {
+    "get": {
+        "operationId": "listAuditEvents",
+        "summary": "What admin keys did, newest first.",
+        "tags": ["admin"],
+        "parameters": [
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+            {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 9223372036854775807}},
+        ],
+        "responses": {"200": {"description": "The events.", "content": json_content(ref("AuditList"))}, **std_errors("400", "401", "500")},
+    }
+}
+
+
 for path, item in paths.items():
     for method, operation in item.items():
         if not isinstance(operation, dict) or "responses" not in operation:
@@ -1573,6 +1692,12 @@ for path, item in paths.items():
         if path == "/v1/files/{id}/upload":
             operation["responses"]["409"] = resp("UploadConflict")
         operation["responses"] = dict(sorted(operation["responses"].items()))
+
+# Every route that needs a key answers 403 to a key without its scope.
+for item in paths.values():
+    for method, operation in item.items():
+        if method in ("get", "post", "put", "delete") and operation.get("security") != []:
+            operation["responses"].setdefault("403", resp("Forbidden"))
 
 doc = {
     "openapi": "3.1.0",
@@ -1592,7 +1717,8 @@ doc = {
         {"name": "worker", "description": "The worker protocol."},
         {"name": "files", "description": "Together's files API (and OpenAI's multipart upload)."},
         {"name": "batches", "description": "Together's batch API: each line of a JSONL file runs as a job."},
-        {"name": "operations", "description": "What operators and the spool command line read."},
+        {"name": "operations", "description": "What operators and the spool command line read (admin scope)."},
+        {"name": "admin", "description": "API keys and the audit trail (admin scope)."},
     ],
     "paths": paths,
     "components": {

@@ -78,6 +78,30 @@ public struct CreateKeyRequest: Sendable, Equatable {
         self.expiresAt = expiresAt
     }
 
+    /// A key from command-line words (`spool keys create`, `spool-broker keys create`): scopes and
+    /// model patterns comma-separated, the expiry a duration from now (`90d`, `12h`, `30m`, `45s`)
+    /// or an RFC 3339 time.
+    public init(name: String, scopes: String, tenant: String?, models: String?, expires: String?, now: Date = Date()) throws(SpoolError) {
+        self.name = name
+        self.scopes = try KeyScope.parse(scopes.split(separator: ",").map(String.init))
+        self.tenant = tenant
+        self.models = models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if let expires {
+            if let date = RFC3339.date(from: expires) {
+                expiresAt = date
+            } else {
+                let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+                guard let unit = expires.last.flatMap({ units[$0] }), let count = Double(expires.dropLast()), count > 0 else {
+                    throw .invalidRequest(
+                        "The expiry takes a duration such as 90d, 12h or 30m, or an RFC 3339 time; got '\(expires)'.", code: "invalid_field",
+                        param: "expires_at")
+                }
+                expiresAt = now.addingTimeInterval(count * unit)
+            }
+        }
+        try validate(now: now)
+    }
+
     public init(json: JSONValue) throws(SpoolError) {
         let fields = try RequestFields(json)
         name = try fields.requiredString("name")

@@ -210,12 +210,8 @@ struct Keys: AsyncParsableCommand {
             let logger = try database.makeLogger()
             let request: CreateKeyRequest
             do {
-                request = CreateKeyRequest(
-                    name: name, scopes: try KeyScope.parse(scopes.split(separator: ",").map(String.init)), tenant: tenant,
-                    models: models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
-                    expiresAt: try expires.map(Self.expiry))
-                try request.validate()
-            } catch let error as SpoolError {
+                request = try CreateKeyRequest(name: name, scopes: scopes, tenant: tenant, models: models, expires: expires)
+            } catch {
                 throw ValidationError(error.message)
             }
             let key = APIKeyHash.generateKey()
@@ -227,16 +223,6 @@ struct Keys: AsyncParsableCommand {
             if let models = view.models { print("models: \(models.joined(separator: ","))") }
             if let expiresAt = view.expiresAt { print("expires_at: \(RFC3339.string(from: expiresAt))") }
             print("Store the key now: it cannot be shown again.")
-        }
-
-        /// `90d`, `12h`, `30m`, `45s` from now, or an RFC 3339 time.
-        static func expiry(_ text: String) throws -> Date {
-            if let date = RFC3339.date(from: text) { return date }
-            let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-            guard let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count > 0 else {
-                throw ValidationError("--expires takes a duration such as 90d, 12h or 30m, or an RFC 3339 time; got '\(text)'.")
-            }
-            return Date().addingTimeInterval(count * unit)
         }
     }
 

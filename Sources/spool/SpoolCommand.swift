@@ -352,21 +352,14 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "What the key may do, comma-separated: client, worker, admin.") var scopes: String
         @Option(help: "The tenant a client key belongs to.") var tenant: String?
         @Option(help: "Model patterns a worker key serves, comma-separated ('acme/*').") var models: String?
-        @Option(help: "When the key stops working (RFC 3339).") var expiresAt: String?
+        @Option(help: "When the key stops working: a duration from now (90d, 12h, 30m) or an RFC 3339 time.") var expires: String?
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
             let request: CreateKeyRequest
             do {
-                var expiry: Date?
-                if let expiresAt {
-                    guard let date = RFC3339.date(from: expiresAt) else { throw ValidationError("--expires-at must be an RFC 3339 time.") }
-                    expiry = date
-                }
-                request = CreateKeyRequest(
-                    name: name, scopes: try KeyScope.parse(scopes.split(separator: ",").map(String.init)), tenant: tenant,
-                    models: models.map { $0.split(separator: ",").map(String.init) }, expiresAt: expiry)
-            } catch let error as SpoolError {
+                request = try CreateKeyRequest(name: name, scopes: scopes, tenant: tenant, models: models, expires: expires)
+            } catch {
                 throw ValidationError(error.message)
             }
             try await withClient(connection) { client in

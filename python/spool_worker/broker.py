@@ -30,7 +30,8 @@ class BrokerRefused(Exception):
 
 class BrokerClient:
     """Calls the brokers in `urls` in turn: a connection error or a 5xx moves on to the next one.
-    Each thread keeps its own connection to each broker (http.client is not thread-safe)."""
+    Kept-alive connections are pooled; a connection serves one thread at a time (http.client is
+    not thread-safe)."""
 
     def __init__(self, urls: List[str], api_key: Optional[str] = None, ca_file: Optional[str] = None) -> None:
         if not urls:

@@ -6,6 +6,8 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any, Iterable, Optional
@@ -15,17 +17,38 @@ class InputTooLarge(Exception):
     """An input URL's content is over the size limit."""
 
 
+class InputTooSlow(Exception):
+    """An input URL's content did not arrive within the download deadline."""
+
+
+class _SchemeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a scheme the Sprocket allows (never https to http, or to ftp)."""
+
+    def __init__(self, schemes: "tuple[str, ...]") -> None:
+        self.schemes = schemes
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> Optional[urllib.request.Request]:
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in self.schemes:
+            raise urllib.error.HTTPError(newurl, code, "redirect to a scheme inputs may not use: %s" % newurl, headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class InputDownloads:
-    """Downloads into one temporary directory per job; `close()` removes it."""
+    """Downloads into one temporary directory per job; `close()` removes it. A download must send
+    something every `timeout` seconds and end within `deadline` seconds in all; a redirect may lead
+    only to an allowed scheme."""
 
     def __init__(self, max_bytes: int, schemes: Iterable[str] = ("https",), timeout: float = 60,
-                 ca_file: Optional[str] = None) -> None:
+                 ca_file: Optional[str] = None, deadline: float = 900) -> None:
         self.max_bytes = max_bytes
         self.schemes = tuple(schemes)
         self.timeout = timeout
+        self.deadline = deadline
         self.directory: Optional[str] = None
         self.total = 0
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SchemeRedirects(self.schemes))
 
     def localize(self, value: Any) -> Any:
         """`value` with every string that is a URL of an allowed scheme replaced by its local path."""
@@ -44,7 +67,8 @@ class InputDownloads:
         name = os.path.basename(urllib.parse.urlsplit(url).path) or "input"
         target = os.path.join(self.directory, "%d-%s" % (len(os.listdir(self.directory)), name))
         request = urllib.request.Request(url, headers={"User-Agent": "spool-worker"})
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as answer, open(target, "wb") as file:
+        ends_by = time.monotonic() + self.deadline
+        with self._opener.open(request, timeout=self.timeout) as answer, open(target, "wb") as file:
             announced = answer.headers.get("Content-Length")
             if announced is not None and announced.isdigit() and self.total + int(announced) > self.max_bytes:
                 raise InputTooLarge("%s is %s bytes: over the %d-byte limit on a job's inputs" % (url, announced, self.max_bytes))
@@ -56,6 +80,8 @@ class InputDownloads:
                 # A server may send more than it announced, or announce nothing: count what arrives.
                 if self.total > self.max_bytes:
                     raise InputTooLarge("%s is over the %d-byte limit on a job's inputs" % (url, self.max_bytes))
+                if time.monotonic() > ends_by:
+                    raise InputTooSlow("%s did not arrive within %gs" % (url, self.deadline))
                 file.write(piece)
         return target
 

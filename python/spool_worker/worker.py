@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from . import job as job_module
 from .broker import BrokerClient, BrokerRefused, BrokerUnavailable, LeaseLost
 from .health import HealthServer
-from .inputs import InputDownloads, InputTooLarge
+from .inputs import InputDownloads, InputTooLarge, InputTooSlow
 from .job import FileOutput, Job, JobCanceled, RetryableError
 
 
@@ -271,7 +271,7 @@ class Worker:
                 retryable = False
             else:
                 message = "%s: %s" % (type(error).__name__, error)
-                if not isinstance(error, (_UploadFailed, InputTooLarge)):
+                if not isinstance(error, (_UploadFailed, InputTooLarge, InputTooSlow)):
                     job.log("".join(traceback.format_exception(type(error), error, error.__traceback__))[-16000:], level="error", source="spool_worker")
             self.finish(job, "fail", {"error": message[:8000], "retryable": retryable})
         finally:

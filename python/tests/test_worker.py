@@ -233,13 +233,25 @@ def test_inputs_named_by_url_are_downloaded_and_removed_after_the_job(broker: Br
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "cat.png").write_bytes(content)
     (tmp_path / "site" / "huge.bin").write_bytes(b"x" * (4 * 1024 * 1024))
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "site"), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Site(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path / "site"), **kwargs)
+
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            if self.path == "/elsewhere":  # a redirect to a scheme the Sprocket does not allow
+                self.send_response(302)
+                self.send_header("Location", "ftp://127.0.0.1/secret")
+                self.end_headers()
+                return
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     site = "http://127.0.0.1:%d" % server.server_address[1]
     try:
         good = broker.submit(model, {"image": site + "/cat.png", "more": [site + "/cat.png"], "plain": "https is not fetched twice"})
         huge = broker.submit(model, {"image": site + "/huge.bin"})
+        redirected = broker.submit(model, {"image": site + "/elsewhere"})
         workers.start("sample_sprockets:Downloads", model)
         job = broker.wait_for_status(model, good, ("done", "failed"))
         assert job["status"] == "done", job
@@ -249,6 +261,8 @@ def test_inputs_named_by_url_are_downloaded_and_removed_after_the_job(broker: Br
         assert not any(os.path.exists(path) for path in outputs["paths"]), "the downloads are removed after the job"
         job = broker.wait_for_status(model, huge, ("done", "failed"))
         assert job["status"] == "failed" and "InputTooLarge" in job["error"] and job["retries"] == 0
+        job = broker.wait_for_status(model, redirected, ("done", "failed"))
+        assert job["status"] == "failed" and "redirect to a scheme inputs may not use" in job["error"], job
     finally:
         server.shutdown()
 

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import SpoolCore
 import Synchronization
 
@@ -78,4 +79,53 @@ final class Flag: Sendable {
     private let value = Mutex(false)
     func set() { value.withLock { $0 = true } }
     var isSet: Bool { value.withLock { $0 } }
+}
+
+/// A request written straight to a TCP socket, below any HTTP client library: it shows exactly
+/// when the broker closes the connection, with no client pool or body stream in between.
+final class RawRequest: Sendable {
+    private let channel: any Channel
+    private let received: ReceivedBytes
+
+    /// Connects to `url`'s host and writes the request head (with `Content-Length: length`) and `first`.
+    init(_ method: String, _ url: String, headers: [(String, String)], first: String, length: Int) async throws {
+        guard let parts = URLComponents(string: url), let host = parts.host, let port = parts.port else {
+            throw TestFailure("not an http URL with a port: \(url)")
+        }
+        let received = ReceivedBytes()
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(received) } }
+            .connect(host: host, port: port).get()
+        self.received = received
+        let target = parts.percentEncodedPath + (parts.percentEncodedQuery.map { "?" + $0 } ?? "")
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Length: \(length)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        try await channel.writeAndFlush(ByteBuffer(string: head + "\r\n" + first))
+    }
+
+    /// Whether the broker closes the connection within `duration`.
+    func isClosed(within duration: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            if !channel.isActive { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return !channel.isActive
+    }
+
+    /// What the broker sent back, as text.
+    var answer: String { received.text }
+
+    func close() { channel.close(promise: nil) }
+}
+
+/// The bytes a raw connection received.
+private final class ReceivedBytes: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let bytes = Mutex(ByteBuffer())
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        bytes.withLock { $0.writeBuffer(&buffer) }
+    }
+    var text: String { bytes.withLock { String(buffer: $0) } }
 }

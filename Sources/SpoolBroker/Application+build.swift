@@ -74,9 +74,10 @@ func buildApplication(
     let admins = authenticated.group().add(middleware: RequireScope(scope: .admin))
     operations.register(on: admins)
     AdminRoutes(store: store).register(on: admins)
+    let quotas = TenantQuotas(store: store, settings: configuration.tenants)
     let submitter = Submitter(
         store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
-        batcher: SubmitBatcher(store: store, logger: logger))
+        batcher: SubmitBatcher(store: store, logger: logger), quotas: quotas)
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
@@ -89,7 +90,7 @@ func buildApplication(
         .register(on: clients)
     files.register(on: clients)
     files.registerWorkerUpload(on: workers)
-    BatchRoutes(store: store, configuration: configuration, wakeup: connections.batches).register(on: clients)
+    BatchRoutes(store: store, configuration: configuration, quotas: quotas, wakeup: connections.batches).register(on: clients)
 
     let listener = JobNotificationListener(
         store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,

@@ -9,6 +9,7 @@ import SpoolStore
 struct BatchRoutes: Sendable {
     let store: SpoolStore
     let configuration: BrokerConfiguration
+    let quotas: TenantQuotas
     /// Raised when a batch is created, so a runner validates it at once.
     let wakeup: Signal
 
@@ -22,7 +23,7 @@ struct BatchRoutes: Sendable {
 
     @Sendable func create(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let body = try BatchCreateRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
-        guard let file = try await store.files.find(id: body.inputFileID, on: store.client, logger: context.logger) else {
+        guard let file = try await store.files.find(id: body.inputFileID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
             throw SpoolError.notFound("No file '\(body.inputFileID)': upload the input with purpose 'batch-api' first.", code: "file_not_found", param: "input_file_id")
         }
         guard file.isReady else {
@@ -33,10 +34,12 @@ struct BatchRoutes: Sendable {
             throw SpoolError.invalidRequest(
                 "A batch's input must be a JSONL file; '\(file.id)' is \(file.fileType).", code: "invalid_field", param: "input_file_id")
         }
+        // A batch is one submit to the tenant's rate; its lines count toward fair share and running limits.
+        try await quotas.admitSubmit(tenant: context.caller.ownTenant, logger: context.logger)
         let record = try await store.batches.create(
             id: UUID(), endpoint: body.endpoint.rawValue, inputFileID: file.id, modelID: body.modelID, priority: body.priority,
             completionWindow: body.completionWindow, windowSeconds: body.windowSeconds, fileSizeBytes: file.bytes,
-            owner: context.caller.id, on: store.client, logger: context.logger)
+            owner: context.caller.id, tenant: context.caller.ownTenant, on: store.client, logger: context.logger)
         wakeup.raise()
         var answer: [String: JSONValue] = ["job": Self.view(record)]
         if file.purpose != "batch-api" && file.purpose != "batch" {
@@ -47,12 +50,13 @@ struct BatchRoutes: Sendable {
 
     @Sendable func retrieve(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.batchID(context)
-        guard let record = try await store.batches.find(id: id, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard let record = try await store.batches.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
         return JSONResponse.make(Self.view(record))
     }
 
     @Sendable func list(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let records = try await store.batches.list(limit: try FileRoutes.limit(request), on: store.client, logger: context.logger)
+        let records = try await store.batches.list(
+            limit: try FileRoutes.limit(request), tenant: context.caller.readableTenant, on: store.client, logger: context.logger)
         return JSONResponse.make(JSONValue.array(records.map(Self.view)))
     }
 
@@ -60,7 +64,7 @@ struct BatchRoutes: Sendable {
     @Sendable func cancel(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.batchID(context)
         switch try await store.batches.cancel(
-            id: id, graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
+            id: id, tenant: context.caller.readableTenant, graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
         {
         case .canceling(let record):
             wakeup.raise()

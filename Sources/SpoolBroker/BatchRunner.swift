@@ -193,7 +193,8 @@ struct BatchRunner: Service, CustomStringConvertible {
                 return
             }
             try await store.jobs.insertBatchLines(
-                jobs, batchID: batch.id, priority: batch.priority, submittedBy: batch.owner ?? "anonymous", on: connection, logger: logger)
+                jobs, batchID: batch.id, priority: batch.priority, submittedBy: batch.owner ?? "anonymous", tenant: batch.tenant,
+                weight: configuration.tenants.limits(of: batch.tenant).weight, on: connection, logger: logger)
             jobs.removeAll(keepingCapacity: true)
         }
         var sequence: Int32 = 0
@@ -259,7 +260,7 @@ struct BatchRunner: Service, CustomStringConvertible {
                 try await store.files.create(
                     id: fileID, filename: "batch-\(name)-\(kind).jsonl", purpose: "batch-api", fileType: "jsonl",
                     contentType: "application/jsonl", expectedSHA256: nil, uploadTokenHash: nil, owner: batch.owner ?? "anonymous",
-                    on: connection, logger: logger)
+                    tenant: batch.tenant, on: connection, logger: logger)
             }
             let outputs = try await FileContentWriter(fileID: outputID, limit: .max, connection: connection, logger: logger)
             let errors = try await FileContentWriter(fileID: errorID, limit: .max, connection: connection, logger: logger)
@@ -291,7 +292,7 @@ struct BatchRunner: Service, CustomStringConvertible {
             }
             _ = try await outputs.finish(expectedSHA256: nil)
             _ = try await errors.finish(expectedSHA256: nil)
-            if failed == 0 { _ = try await store.files.delete(id: errorID, on: connection, logger: logger) }
+            if failed == 0 { _ = try await store.files.delete(id: errorID, tenant: nil, on: connection, logger: logger) }
             let status: BatchStatus = ending == "cancel" ? .cancelled : ending == "expire" ? .expired : .completed
             try await store.batches.markFinished(
                 id: id, status: status, outputFileID: outputID, errorFileID: failed == 0 ? nil : errorID, totalLines: total,

@@ -89,6 +89,9 @@ public struct BrokerConfiguration: Sendable {
     public var maxMetricModels: Int = 500
     /// A key that `/metrics` requires (`Authorization: Bearer <key>`). Defaults to nil: `/metrics` is open.
     public var metricsKey: String? = nil
+    /// Each tenant's fair-share weight and quotas (`--tenant`); defaults to weight 1 and no quotas.
+    /// Give every replica the same settings.
+    public var tenants = TenantSettings()
     /// Seconds before each attempt: the Standard Webhooks schedule. Defaults to immediately, 5 s,
     /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     public var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]

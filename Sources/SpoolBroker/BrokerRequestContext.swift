@@ -28,6 +28,12 @@ public struct Caller: Sendable, Equatable {
     /// configuration: every scope, every model.
     public static let anonymous = Caller(id: "anonymous", scopes: Set(KeyScope.allCases))
 
+    /// The tenant this caller's jobs, files and batches are stored under.
+    public var ownTenant: String { tenant ?? NewJob.defaultTenant }
+
+    /// The tenant whose records this caller may read: its own, or nil (every tenant's) for an admin key.
+    public var readableTenant: String? { scopes.contains(.admin) ? nil : ownTenant }
+
     /// Throws the 403 that names the scope a route needs, unless the key has it.
     public func require(_ scope: KeyScope) throws(SpoolError) {
         guard scopes.contains(scope) else {

@@ -75,11 +75,14 @@ struct ErrorMiddleware: RouterMiddleware {
 enum JSONResponse {
     static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         let body: ByteBuffer
-        if let fast = value as? any JSONValueEncodable {
+        if let json = value as? JSONValue {
+            body = ByteBuffer(bytes: json.jsonBytes)
+        } else if let fast = value as? any JSONValueEncodable {
             body = ByteBuffer(bytes: fast.jsonValue.jsonBytes)
         } else {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.withoutEscapingSlashes]
+            // Sorted: the same answer is the same bytes (another tenant's 404 is an unknown id's, byte for byte).
+            encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
             body = ByteBuffer(bytes: (try? encoder.encode(value)) ?? Data("{}".utf8))
         }
         var headers = headers

@@ -43,7 +43,7 @@ struct FalRoutes: Sendable {
             webhookURL: request.uri.queryParameters.get("fal_webhook"), webhookFormat: .fal)
         let submitted = try await submitter.submit(submit, body: json, request: request, context: context)
         let id = submitted.requestID.uuidString.lowercased()
-        let position = try await views.load(model: model, requestID: submitted.requestID, withLogs: false, logger: context.logger)?
+        let position = try await views.load(model: model, requestID: submitted.requestID, withLogs: false, caller: context.caller, logger: context.logger)?
             .position?.position ?? 0
         return JSONResponse.make(
             FalSubmitResponse(request_id: id, baseURL: baseURL(request, model: model, requestID: id), queue_position: position),
@@ -53,7 +53,7 @@ struct FalRoutes: Sendable {
     /// 202 until the request completes, then 200.
     @Sendable func status(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard let view = try await views.load(model: model, requestID: requestID, withLogs: request.wantsLogs, logger: context.logger)
+        guard let view = try await views.load(model: model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, logger: context.logger)
         else { throw Self.notFound(requestID) }
         let id = requestID.uuidString.lowercased()
         let status = JobViews.fal(view, baseURL: baseURL(request, model: model, requestID: id))
@@ -63,15 +63,16 @@ struct FalRoutes: Sendable {
     /// Server-Sent Events: one status per change, closed after COMPLETED.
     @Sendable func statusStream(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard try await store.jobs.find(model: model, requestID: requestID, on: store.client, logger: context.logger) != nil else {
+        guard try await store.jobs.find(model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil else {
             throw Self.notFound(requestID)
         }
         let id = requestID.uuidString.lowercased()
         let base = baseURL(request, model: model, requestID: id)
         let withLogs = request.wantsLogs
         let logger = context.logger
+        let caller = context.caller
         return stream.response(requestID: requestID, headers: Self.requestHeaders(id), logger: logger) {
-            guard let view = try await views.load(model: model, requestID: requestID, withLogs: withLogs, logger: logger)
+            guard let view = try await views.load(model: model, requestID: requestID, withLogs: withLogs, caller: caller, logger: logger)
             else { return nil }
             let status = JobViews.fal(view, baseURL: base)
             return StatusStream.Frame(
@@ -83,7 +84,7 @@ struct FalRoutes: Sendable {
     /// The outputs once completed; a clear error before that, or when the job failed.
     @Sendable func result(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard let job = try await store.jobs.find(model: model, requestID: requestID, on: store.client, logger: context.logger) else {
+        guard let job = try await store.jobs.find(model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
             throw Self.notFound(requestID)
         }
         let id = requestID.uuidString.lowercased()
@@ -114,7 +115,7 @@ struct FalRoutes: Sendable {
         let (model, requestID) = try Self.job(context)
         let headers = Self.requestHeaders(requestID.uuidString.lowercased())
         switch try await store.jobs.cancel(
-            model: model, requestID: requestID, stopRunning: true, graceSeconds: configuration.stopGraceSeconds, on: store.client,
+            model: model, requestID: requestID, tenant: context.caller.readableTenant, stopRunning: true, graceSeconds: configuration.stopGraceSeconds, on: store.client,
             logger: context.logger)
         {
         case .canceled:

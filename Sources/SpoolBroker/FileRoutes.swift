@@ -57,6 +57,7 @@ struct FileRoutes: Sendable {
         defer { slot.release() }
         let id = FilesTable.newID()
         let caller = context.caller.id
+        let tenant = context.caller.ownTenant
         let logger = context.logger
         var fields: [String: String] = [:]
         var current: (name: String?, filename: String?) = (nil, nil)
@@ -87,7 +88,7 @@ struct FileRoutes: Sendable {
                             let holder = UUID()
                             try await store.files.create(
                                 id: id, filename: filename, purpose: "batch-api", fileType: Self.fileType(filename: filename, declared: nil),
-                                contentType: contentType, expectedSHA256: nil, uploadTokenHash: nil, owner: caller, holder: holder,
+                                contentType: contentType, expectedSHA256: nil, uploadTokenHash: nil, owner: caller, tenant: tenant, holder: holder,
                                 on: store.client, logger: logger)
                             upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
                             stored = (filename, contentType)
@@ -126,7 +127,7 @@ struct FileRoutes: Sendable {
             try await store.files.create(
                 id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: fields["file_type"]),
                 contentType: "application/octet-stream", expectedSHA256: checksum, uploadTokenHash: APIKeyHash.of(token), owner: caller,
-                on: store.client, logger: logger)
+                tenant: tenant, on: store.client, logger: logger)
             var headers = HTTPFields()
             headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
             headers[.togetherFileID] = id
@@ -151,7 +152,8 @@ struct FileRoutes: Sendable {
         let expectedSHA256: String?
         let owner: String?
         switch try await store.files.beginUpload(
-            id: id, tokenHash: APIKeyHash.of(token), holder: holder, idleSeconds: 2 * configuration.idleTimeoutSeconds, on: store.client,
+            // The token is the authority here (the PUT carries no key): it was handed to its tenant only.
+            id: id, tokenHash: APIKeyHash.of(token), tenant: nil, holder: holder, idleSeconds: 2 * configuration.idleTimeoutSeconds, on: store.client,
             logger: logger)
         {
         case .started(let checksum, let creator):
@@ -193,13 +195,13 @@ struct FileRoutes: Sendable {
 
     @Sendable func list(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let limit = try Self.limit(request)
-        let records = try await store.files.list(limit: limit, on: store.client, logger: context.logger)
+        let records = try await store.files.list(limit: limit, tenant: context.caller.readableTenant, on: store.client, logger: context.logger)
         return JSONResponse.make(["object": "list", "data": JSONValue.array(records.map(Self.view))] as JSONValue)
     }
 
     @Sendable func delete(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.fileID(context)
-        guard try await store.files.delete(id: id, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard try await store.files.delete(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
         return JSONResponse.make(["id": .string(id), "object": "file", "deleted": true] as JSONValue)
     }
 
@@ -263,7 +265,8 @@ struct FileRoutes: Sendable {
         let url = "\(configuration.publicRoot(request))/v1/files/\(id)/content"
         try await store.files.create(
             id: id, filename: name, purpose: "job-output", fileType: "binary", contentType: contentType, expectedSHA256: nil,
-            uploadTokenHash: nil, owner: context.caller.id, requestID: requestID, holder: holder, on: store.client, logger: logger)
+            uploadTokenHash: nil, owner: context.caller.id, tenant: context.caller.ownTenant, requestID: requestID, holder: holder,
+            on: store.client, logger: logger)
         let upload = FileUpload(fileID: id, holder: holder, limit: configuration.maxFileBytes, database: store.client, logger: logger)
         do {
             let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
@@ -309,7 +312,7 @@ struct FileRoutes: Sendable {
 
     private func find(_ context: BrokerRequestContext) async throws -> FileRecord {
         let id = try Self.fileID(context)
-        guard let record = try await store.files.find(id: id, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard let record = try await store.files.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
         return record
     }
 

@@ -22,8 +22,12 @@ struct JobViews: Sendable {
     /// Most log lines a status answer carries: the newest ones.
     static let maxLogLines = 1000
 
-    func load(model: String, requestID: UUID, withLogs: Bool, logger: Logger) async throws -> JobView? {
-        guard let record = try await store.jobs.find(model: model, requestID: requestID, on: store.client, logger: logger) else {
+    /// The job's view, if `caller` may read it: another tenant's job is nil, exactly as an unknown one.
+    func load(model: String, requestID: UUID, withLogs: Bool, caller: Caller, logger: Logger) async throws -> JobView? {
+        guard
+            let record = try await store.jobs.find(
+                model: model, requestID: requestID, tenant: caller.readableTenant, on: store.client, logger: logger)
+        else {
             return nil
         }
         var view = JobView(record: record)

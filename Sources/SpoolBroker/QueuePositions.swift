@@ -40,19 +40,19 @@ final class QueuePositions: Sendable {
     }
 
     func position(of job: JobRecord, logger: Logger) async throws -> QueuePosition {
-        let bucket = job.id / JobsTable.positionBucketSize
+        let bucket = JobsTable.positionBucket(of: job.fairTag)
         let buckets = try await buckets(model: job.model, logger: logger)
-        // Claim order: higher priority first, then lower ids.
+        // Claim order: higher priority first, then lower fair tags (then ids, inside a bucket).
         let aheadInEarlierBuckets = buckets.lazy
             .filter { $0.priority > job.priority || ($0.priority == job.priority && $0.bucket < bucket) }
             .reduce(0) { $0 + $1.count }
         let position: Int
         if aheadInEarlierBuckets < exactLimit {
             position = try await store.jobs.pendingAhead(
-                model: job.model, priority: job.priority, id: job.id, on: store.client, logger: logger)
+                model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         } else {
             position = try await aheadInEarlierBuckets + store.jobs.pendingAheadInBucket(
-                model: job.model, priority: job.priority, id: job.id, on: store.client, logger: logger)
+                model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         }
         let finished = try await recentlyFinished(model: job.model, logger: logger)
         let rate = Double(finished) / Self.throughputWindowSeconds

@@ -41,7 +41,7 @@ struct QueueRoutes: Sendable {
         let reference = try JobReference(json: query)
         guard let requestID = UUID(uuidString: reference.requestID),
             let view = try await views.load(
-                model: reference.model, requestID: requestID, withLogs: request.wantsLogs, logger: context.logger)
+                model: reference.model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, logger: context.logger)
         else {
             throw Self.jobNotFound(reference)
         }
@@ -53,13 +53,14 @@ struct QueueRoutes: Sendable {
         let reference = try JobReference(json: try request.queryJSON())
         let withLogs = request.wantsLogs
         guard let requestID = UUID(uuidString: reference.requestID),
-            try await store.jobs.find(model: reference.model, requestID: requestID, on: store.client, logger: context.logger) != nil
+            try await store.jobs.find(model: reference.model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil
         else {
             throw Self.jobNotFound(reference)
         }
         let logger = context.logger
+        let caller = context.caller
         return stream.response(requestID: requestID, logger: logger) {
-            guard let view = try await views.load(model: reference.model, requestID: requestID, withLogs: withLogs, logger: logger)
+            guard let view = try await views.load(model: reference.model, requestID: requestID, withLogs: withLogs, caller: caller, logger: logger)
             else { return nil }
             let status = JobViews.together(view)
             return StatusStream.Frame(
@@ -75,7 +76,7 @@ struct QueueRoutes: Sendable {
         let reference = cancel.job
         guard let requestID = UUID(uuidString: reference.requestID) else { throw Self.jobNotFound(reference) }
         switch try await store.jobs.cancel(
-            model: reference.model, requestID: requestID, stopRunning: cancel.cancelRunning,
+            model: reference.model, requestID: requestID, tenant: context.caller.readableTenant, stopRunning: cancel.cancelRunning,
             graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
         {
         case .canceled:

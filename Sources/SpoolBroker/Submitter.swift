@@ -12,6 +12,7 @@ struct Submitter: Sendable {
     let metrics: BrokerMetrics
     /// Submits without an idempotency key, written many to a statement under load.
     let batcher: SubmitBatcher
+    let quotas: TenantQuotas
 
     /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
     static let maxIdempotencyKeyLength = 255
@@ -47,13 +48,19 @@ struct Submitter: Sendable {
             let hash = SHA256.hash(data: Data(canonical.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
             idempotency = (key, hash, configuration.idempotencyWindowSeconds)
         }
+        let tenant = context.caller.ownTenant
+        let weight = configuration.tenants.limits(of: tenant).weight
+        try await quotas.admitSubmit(tenant: tenant, logger: context.logger)
         guard let idempotency else {
             let requestID = UUID()
-            try await batcher.submit(NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id))
+            try await batcher.submit(
+                NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id, tenant: tenant, weight: weight))
             metrics.count("submitted", model: submit.model)
             return (requestID, false)
         }
-        switch try await store.submit(submit, submittedBy: context.caller.id, idempotency: idempotency, logger: context.logger) {
+        switch try await store.submit(
+            submit, submittedBy: context.caller.id, tenant: tenant, weight: weight, idempotency: idempotency, logger: context.logger)
+        {
         case .created(let requestID):
             metrics.count("submitted", model: submit.model)
             return (requestID, false)

@@ -78,7 +78,8 @@ struct WorkerRoutes: Sendable {
         let claim = { @Sendable () async throws -> [ClaimedJob] in
             try await store.jobs.claim(
                 models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
-                maxRunSeconds: configuration.maxRunSeconds, workerID: lease.worker_id, on: store.client, logger: context.logger)
+                maxRunSeconds: configuration.maxRunSeconds, workerID: lease.worker_id, runningLimits: configuration.tenants.runningLimits,
+                on: store.client, logger: context.logger)
         }
         if lease.wait_seconds <= 0 || Task.isShuttingDownGracefully || waiters.isClosed {
             return try await claim()

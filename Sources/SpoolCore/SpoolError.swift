@@ -76,8 +76,10 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// 429: a limit is reached for now; `Retry-After` says when to try again.
-    public static func tooManyRequests(_ message: String, code: String, retryAfterSeconds: Int) -> SpoolError {
-        SpoolError(.tooManyRequests, message, code: code, param: nil, retryAfterSeconds: retryAfterSeconds)
+    public static func tooManyRequests(
+        _ message: String, code: String, retryAfterSeconds: Int, extra: [String: JSONValue] = [:]
+    ) -> SpoolError {
+        SpoolError(.tooManyRequests, message, code: code, param: nil, extra: extra, retryAfterSeconds: retryAfterSeconds)
     }
 
     /// 500: something failed inside the broker; the details are in its log, not here.

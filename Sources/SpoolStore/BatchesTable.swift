@@ -23,6 +23,8 @@ public struct BatchRecord: Sendable, Equatable {
     public var finishedLines: Int64
     public var failedLines: Int64
     public var owner: String?
+    /// The tenant whose batch it is: its lines and output files are that tenant's too.
+    public var tenant: String
 }
 
 /// What a cancel found.
@@ -51,29 +53,36 @@ public struct BatchesTable: Sendable {
 
     public func create(
         id: UUID, endpoint: String, inputFileID: String, modelID: String?, priority: Int32, completionWindow: String,
-        windowSeconds: Double, fileSizeBytes: Int64, owner: String, on database: some PostgresQueryable, logger: Logger
+        windowSeconds: Double, fileSizeBytes: Int64, owner: String, tenant: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> BatchRecord {
         let rows = try await database.run(
             """
-            INSERT INTO batches (id, endpoint, input_file_id, model_id, priority, completion_window, job_deadline, file_size_bytes, owner)
+            INSERT INTO batches (id, endpoint, input_file_id, model_id, priority, completion_window, job_deadline, file_size_bytes, owner,
+                                 tenant)
             VALUES (\(id), \(endpoint), \(inputFileID), \(modelID), \(priority), \(completionWindow),
-                    now() + make_interval(secs => \(windowSeconds)), \(fileSizeBytes), \(owner))
+                    now() + make_interval(secs => \(windowSeconds)), \(fileSizeBytes), \(owner), \(tenant))
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
         for try await row in rows { return try Self.record(row) }
         throw SpoolStoreError(description: "INSERT INTO batches returned no row.")
     }
 
-    public func find(id: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
-        let rows = try await database.run("SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id)", logger: logger)
+    /// The batch, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no batch.
+    public func find(id: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
+        let rows = try await database.run(
+            "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
+            logger: logger)
         for try await row in rows { return try Self.record(row) }
         return nil
     }
 
-    /// Batches, newest first.
-    public func list(limit: Int, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
+    /// `tenant`'s batches (nil: every tenant's), newest first.
+    public func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
         let rows = try await database.run(
-            "SELECT \(unescaped: Self.columns) FROM batches ORDER BY created_at DESC, id LIMIT \(limit)", logger: logger)
+            """
+            SELECT \(unescaped: Self.columns) FROM batches WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
+            ORDER BY created_at DESC, id LIMIT \(limit)
+            """, logger: logger)
         var records: [BatchRecord] = []
         for try await row in rows { records.append(try Self.record(row)) }
         return records
@@ -81,10 +90,14 @@ public struct BatchesTable: Sendable {
 
     /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
     /// pending lines, asks its running ones to stop, and shows CANCELLING until they have ended.
-    public func cancel(id: UUID, graceSeconds: Double, on client: PostgresClient, logger: Logger) async throws -> BatchCancelOutcome {
+    public func cancel(id: UUID, tenant: String?, graceSeconds: Double, on client: PostgresClient, logger: Logger) async throws
+        -> BatchCancelOutcome
+    {
         try await client.transaction(logger: logger) { connection in
             // Waits for a validation in progress: it holds the row until its lines are enqueued.
-            let rows = try await connection.run("SELECT status FROM batches WHERE id = \(id) FOR UPDATE", logger: logger).collect()
+            let rows = try await connection.run(
+                "SELECT status FROM batches WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant)) FOR UPDATE", logger: logger
+            ).collect()
             guard let text = try rows.first?.decode(String.self) else { return .notFound }
             let status = try Self.status(text)
             switch status {
@@ -105,7 +118,7 @@ public struct BatchesTable: Sendable {
             case .completed, .failed, .expired, .cancelled:
                 return .alreadyEnded(status)
             }
-            guard let record = try await find(id: id, on: connection, logger: logger) else { return .notFound }
+            guard let record = try await find(id: id, tenant: tenant, on: connection, logger: logger) else { return .notFound }
             return .canceling(record)
         }
     }
@@ -341,10 +354,10 @@ public struct BatchesTable: Sendable {
             """, logger: logger)
     }
 
-    static let columnCount = 18
+    static let columnCount = 19
     static let columns = """
         id, status, endpoint, input_file_id, output_file_id, error_file_id, model_id, priority, completion_window, created_at,
-        job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner
+        job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner, tenant
         """
 
     static func record(_ row: PostgresRow) throws -> BatchRecord {
@@ -354,7 +367,7 @@ public struct BatchesTable: Sendable {
             id: try cell(0), status: try status(try cell(1)), endpoint: try cell(2), inputFileID: try cell(3), outputFileID: try cell(4),
             errorFileID: try cell(5), modelID: try cell(6), priority: try cell(7), completionWindow: try cell(8), createdAt: try cell(9),
             jobDeadline: try cell(10), completedAt: try cell(11), error: try cell(12), fileSizeBytes: try cell(13),
-            totalLines: try cell(14), finishedLines: try cell(15), failedLines: try cell(16), owner: try cell(17))
+            totalLines: try cell(14), finishedLines: try cell(15), failedLines: try cell(16), owner: try cell(17), tenant: try cell(18))
     }
 
     static func status(_ text: String) throws -> BatchStatus {

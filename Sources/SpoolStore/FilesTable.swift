@@ -76,29 +76,33 @@ public struct FilesTable: Sendable {
     /// PUT, with no holder yet), or an upload under way now, held by `holder`.
     public func create(
         id: String, filename: String, purpose: String, fileType: String, contentType: String, expectedSHA256: String?,
-        uploadTokenHash: String?, owner: String, requestID: UUID? = nil, holder: UUID? = nil, on database: some PostgresQueryable,
+        uploadTokenHash: String?, owner: String, tenant: String, requestID: UUID? = nil, holder: UUID? = nil,
+        on database: some PostgresQueryable,
         logger: Logger
     ) async throws {
         try await database.run(
             """
             INSERT INTO files (id, filename, purpose, file_type, content_type, expected_sha256, upload_token_hash, owner, request_id,
-                               upload_holder, upload_active_at)
+                               upload_holder, upload_active_at, tenant)
             VALUES (\(id), \(filename), \(purpose), \(fileType), \(contentType), \(expectedSHA256), \(uploadTokenHash), \(owner),
-                    \(requestID), \(holder), CASE WHEN \(holder)::uuid IS NOT NULL THEN now() END)
+                    \(requestID), \(holder), CASE WHEN \(holder)::uuid IS NOT NULL THEN now() END,
+                    -- A job's output file is the job's tenant's, whoever uploads it.
+                    coalesce((SELECT tenant FROM jobs WHERE request_id = \(requestID)), \(tenant)))
             """, logger: logger)
     }
 
     /// Makes `holder` the upload of a file waiting for its content (Together's PUT), if `tokenHash`
     /// is its upload token's; an earlier upload still active keeps it (`.busy`), one idle longer
     /// than `idleSeconds` has died and is replaced, its pieces dropped.
-    public func beginUpload(id: String, tokenHash: String, holder: UUID, idleSeconds: Double, on client: PostgresClient, logger: Logger)
-        async throws -> UploadStart
-    {
+    public func beginUpload(
+        id: String, tokenHash: String, tenant: String?, holder: UUID, idleSeconds: Double, on client: PostgresClient, logger: Logger
+    ) async throws -> UploadStart {
         try await client.transaction(logger: logger) { connection in
             let rows = try await connection.run(
                 """
                 UPDATE files SET upload_holder = \(holder), upload_active_at = now()
                 WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)
+                  AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                   AND (upload_holder IS NULL OR upload_active_at < now() - make_interval(secs => \(idleSeconds)))
                 RETURNING expected_sha256, owner
                 """, logger: logger
@@ -110,7 +114,10 @@ public struct FilesTable: Sendable {
                 return .started(expectedSHA256: checksum, owner: owner)
             }
             let waiting = try await connection.run(
-                "SELECT 1 FROM files WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)", logger: logger
+                """
+                SELECT 1 FROM files WHERE id = \(id) AND status = 'uploading' AND upload_token_hash = \(tokenHash)
+                                      AND (\(tenant)::text IS NULL OR tenant = \(tenant))
+                """, logger: logger
             ).collect()
             return waiting.isEmpty ? .notWaiting : .busy
         }
@@ -195,10 +202,11 @@ public struct FilesTable: Sendable {
         return try rows.first?.decode(String.self) == "ready"
     }
 
-    /// The file, ready or still uploading.
-    public func find(id: String, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
+    /// The file, ready or still uploading, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no file.
+    public func find(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
         let rows = try await database.run(
-            "SELECT \(unescaped: Self.columns) FROM files WHERE id = \(id)", logger: logger)
+            "SELECT \(unescaped: Self.columns) FROM files WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
+            logger: logger)
         for try await row in rows { return try Self.record(row) }
         return nil
     }
@@ -224,18 +232,22 @@ public struct FilesTable: Sendable {
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
-    /// Files, newest first.
-    public func list(limit: Int, on database: some PostgresQueryable, logger: Logger) async throws -> [FileRecord] {
+    /// `tenant`'s files (nil: every tenant's), newest first.
+    public func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [FileRecord] {
         let rows = try await database.run(
-            "SELECT \(unescaped: Self.columns) FROM files ORDER BY created_at DESC, id LIMIT \(limit)", logger: logger)
+            """
+            SELECT \(unescaped: Self.columns) FROM files WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
+            ORDER BY created_at DESC, id LIMIT \(limit)
+            """, logger: logger)
         var records: [FileRecord] = []
         for try await row in rows { records.append(try Self.record(row)) }
         return records
     }
 
-    /// Deletes the file and its content; false if there was none.
-    public func delete(id: String, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
-        let rows = try await database.run("DELETE FROM files WHERE id = \(id) RETURNING 1", logger: logger)
+    /// Deletes the file and its content, if it is `tenant`'s (nil: any tenant's); false if there was none.
+    public func delete(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+        let rows = try await database.run(
+            "DELETE FROM files WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant)) RETURNING 1", logger: logger)
         for try await _ in rows { return true }
         return false
     }

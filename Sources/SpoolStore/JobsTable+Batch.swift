@@ -32,8 +32,8 @@ extension JobsTable {
     /// Enqueues batch lines in one statement (call it with a few thousand at a time), at the
     /// batch's priority; (batch_id, batch_line) is unique, so a line is never enqueued twice.
     public func insertBatchLines(
-        _ lines: [BatchLineJob], batchID: UUID, priority: Int32, submittedBy: String, on database: some PostgresQueryable,
-        logger: Logger
+        _ lines: [BatchLineJob], batchID: UUID, priority: Int32, submittedBy: String, tenant: String, weight: Double,
+        on database: some PostgresQueryable, logger: Logger
     ) async throws {
         guard !lines.isEmpty else { return }
         let models = lines.map(\.request.model)
@@ -43,13 +43,18 @@ extension JobsTable {
         let numbers = lines.map(\.line)
         try await database.run(
             """
-            WITH inserted AS (
-                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, batch_id, batch_line, custom_id)
-                SELECT gen_random_uuid(), item.model, \(priority), item.payload::jsonb, item.info::jsonb, \(submittedBy), \(batchID),
-                       item.line, item.custom_id
+            WITH item AS (
+                SELECT line.*, \(priority)::int4 AS priority, \(tenant)::text AS tenant, \(weight)::float8 AS weight, line.number AS arrival
                 FROM unnest(\(models)::text[], \(payloads)::text[], \(infos)::text[], \(customIDs)::text[], \(numbers)::int4[])
-                     AS item(model, payload, info, custom_id, line)
-                ORDER BY item.line
+                     AS line(model, payload, info, custom_id, number)
+            ), \(unescaped: JobsTable.fairTagsSQL),
+            inserted AS (
+                INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, batch_id, batch_line, custom_id, tenant,
+                                  fair_tag)
+                SELECT gen_random_uuid(), item.model, item.priority, item.payload::jsonb, item.info::jsonb, \(submittedBy), \(batchID),
+                       item.number, item.custom_id, item.tenant, \(unescaped: JobsTable.fairTagSQL)
+                FROM item JOIN tags USING (model, priority, tenant)
+                ORDER BY item.number
                 RETURNING model
             )
             SELECT pg_notify('\(unescaped: JobsTable.pendingChannel)', model) FROM (SELECT DISTINCT model FROM inserted) AS models

@@ -20,33 +20,48 @@ public struct ClaimedJob: Sendable, Equatable {
     public var queueWaitSeconds: Double
 }
 
+/// Per tenant, how many jobs of one model may run at once; the claim starts no more.
+public struct RunningLimits: Sendable, Equatable {
+    /// Tenants with their own limit (nil: no limit for that tenant).
+    public var byTenant: [String: Int?]
+    /// The limit of every other tenant (nil: none).
+    public var everyTenant: Int?
+
+    public init(byTenant: [String: Int?] = [:], everyTenant: Int? = nil) {
+        self.byTenant = byTenant
+        self.everyTenant = everyTenant
+    }
+
+    public static let none = RunningLimits()
+    var isEmpty: Bool { everyTenant == nil && byTenant.values.allSatisfy { $0 == nil } }
+}
+
 extension JobsTable {
-    /// Claims up to `limit` pending jobs of `models`, highest priority first, then in submission order.
+    /// Claims up to `limit` pending jobs of `models`: highest priority first, then the smallest
+    /// fair-share tag (tenants in turn), then submission order; no tenant past its running limit.
     ///
     /// Each claimed job gets a fresh lease token, a lease of `leaseSeconds` and a run deadline
     /// `maxRunSeconds` away, all from the database's clock. Concurrent claimers skip each other's
     /// rows, so no job is handed out twice.
     public func claim(
         models: [String], limit: Int, leaseSeconds: Double, maxRunSeconds: Double, workerID: String,
-        on database: some PostgresQueryable, logger: Logger
+        runningLimits: RunningLimits = .none, on database: some PostgresQueryable, logger: Logger
     ) async throws -> [ClaimedJob] {
-        // Per model, the first `limit` rows of the pending index (a short index scan each), then the
-        // best `limit` of those. MATERIALIZED and `= ANY(ARRAY(…))` make the UPDATE touch exactly the
-        // locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
-        // pg-boss updated more rows than their limit when it thought otherwise).
         let rows = try await database.run(
-            ClaimStatement(models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID),
+            ClaimStatement(
+                models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID,
+                runningLimits: runningLimits),
             logger: logger)
-        var claimed: [ClaimedJob] = []
+        var claimed: [(job: ClaimedJob, tag: Double)] = []
         for try await row in rows {
             claimed.append(
-                ClaimedJob(
+                (ClaimedJob(
                     id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
                     payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9,
-                    path: row.10, queueWaitSeconds: row.11))
+                    path: row.10, queueWaitSeconds: row.11), row.12))
         }
         // RETURNING does not keep the subquery's order; hand jobs out in claim order.
-        return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
+        return claimed.sorted { ($0.job.priority, -$0.tag, -$0.job.id) > ($1.job.priority, -$1.tag, -$1.job.id) }.map(\.job)
     }
 
     /// Which of `models` have pending jobs: the long-poll's fallback when a NOTIFY went missing.
@@ -69,23 +84,43 @@ extension JobsTable {
 /// Per model, the first `limit` rows of the pending index (a short index scan each), then the
 /// best `limit` of those. MATERIALIZED and `= ANY(ARRAY(…))` make the UPDATE touch exactly the
 /// locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
-/// pg-boss updated more rows than their limit when it thought otherwise).
+/// pg-boss updated more rows than their limit when it thought otherwise). With running limits,
+/// tenants at their limit are skipped in the index scan and the rest take at most their room.
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "spool_claim_v1"
+    static let name = "spool_claim_v2"
     static let sql = """
-        WITH claimable AS MATERIALIZED (
-            SELECT candidate.id
+        WITH quota AS (
+            SELECT tenant, nullif(max_running, -1) AS max_running FROM unnest($6::text[], $7::int4[]) AS quota(tenant, max_running)
+        ), room AS MATERIALIZED (
+            -- Only with limits set: running jobs are few (one per busy GPU), counted per model and tenant.
+            SELECT running.model, running.tenant,
+                   coalesce((SELECT max_running FROM quota WHERE quota.tenant = running.tenant), nullif($8, -1)) - running.count AS room
+            FROM (SELECT model, tenant, count(*) AS count FROM jobs
+                  WHERE status = 'running' AND model = ANY ($1::text[]) AND $9::bool
+                  GROUP BY model, tenant) AS running
+        ), candidates AS MATERIALIZED (
+            SELECT candidate.id, candidate.priority, candidate.fair_tag, candidate.model, candidate.tenant
             FROM unnest($1::text[]) AS wanted(model)
             CROSS JOIN LATERAL (
-                SELECT id, priority FROM jobs
+                SELECT id, priority, fair_tag, model, tenant FROM jobs
                 WHERE status = 'pending' AND model = wanted.model
                   -- A job past its start deadline is failed by the sweep, never started late.
                   AND (start_deadline_at IS NULL OR start_deadline_at > now())
-                ORDER BY priority DESC, id
+                  AND NOT EXISTS (SELECT 1 FROM room WHERE room.model = wanted.model AND room.tenant = jobs.tenant AND room.room <= 0)
+                ORDER BY priority DESC, fair_tag, id
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
             ) AS candidate
-            ORDER BY candidate.priority DESC, candidate.id
+        ), claimable AS MATERIALIZED (
+            SELECT id FROM (
+                SELECT candidates.*,
+                       row_number() OVER (PARTITION BY candidates.model, candidates.tenant ORDER BY priority DESC, fair_tag, id) AS nth,
+                       coalesce((SELECT room.room FROM room WHERE room.model = candidates.model AND room.tenant = candidates.tenant),
+                                coalesce((SELECT max_running FROM quota WHERE quota.tenant = candidates.tenant), nullif($8, -1))) AS room
+                FROM candidates
+            ) AS ranked
+            WHERE room IS NULL OR nth <= room
+            ORDER BY priority DESC, fair_tag, id
             LIMIT $2
         )
         UPDATE jobs SET status = 'running',
@@ -99,23 +134,29 @@ struct ClaimStatement: PostgresPreparedStatement {
                         worker_id = $5
         WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
         RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
-                  run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8
+                  run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8, fair_tag
         """
-    typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double)
+    typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double, Double)
 
     var models: [String]
     var limit: Int
     var leaseSeconds: Double
     var maxRunSeconds: Double
     var workerID: String
+    var runningLimits: RunningLimits
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 5)
+        var bindings = PostgresBindings(capacity: 9)
         bindings.append(models)
         bindings.append(limit)
         bindings.append(leaseSeconds)
         bindings.append(maxRunSeconds)
         bindings.append(workerID)
+        let tenants = runningLimits.byTenant.keys.sorted()
+        bindings.append(tenants)
+        bindings.append(tenants.map { Int32(clamping: runningLimits.byTenant[$0]!.map { max($0, 0) } ?? -1) })
+        bindings.append(Int32(clamping: runningLimits.everyTenant.map { max($0, 0) } ?? -1))
+        bindings.append(!runningLimits.isEmpty)
         return bindings
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Pending jobs of one priority whose ids fall in one bucket of `JobsTable.positionBucketSize`.
+/// Pending jobs of one priority whose fair tags fall in one bucket of `JobsTable.positionBucketSize`.
 public struct PendingBucket: Sendable, Equatable {
     public var priority: Int32
     public var bucket: Int64
@@ -10,44 +10,48 @@ public struct PendingBucket: Sendable, Equatable {
 }
 
 // Queue positions: how many pending jobs of the model a claim takes before a given job.
-// Claim order is priority descending, then id, so "ahead of job J" is an index range of the
-// pending index; counting a long range costs about 90 ms per million entries, so deep positions
+// Claim order is priority descending, then fair tag, then id, so "ahead of job J" is an index
+// range of the pending index (every tenant's jobs ahead are counted, none is named); counting a long range costs about 90 ms per million entries, so deep positions
 // add up bucket counts (read in one pass and cached by the broker) and count only inside J's bucket.
 extension JobsTable {
-    /// Ids per bucket: the exact count inside one bucket reads at most this many index entries.
+    /// Fair tags per bucket: the exact count inside one bucket reads about this many index entries per tenant.
     public static let positionBucketSize: Int64 = 1024
 
-    /// Pending jobs ahead of the job with `id` and `priority`, counted exactly.
+    /// Pending jobs ahead of the job with `id`, `priority` and `fairTag`, counted exactly.
     public func pendingAhead(
-        model: String, priority: Int32, id: Int64, on database: some PostgresQueryable, logger: Logger
+        model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         let rows = try await database.run(
             """
             SELECT (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority > \(priority))
                  + (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority = \(priority)
-                                                AND id < \(id))
+                                                AND (fair_tag, id) < (\(fairTag), \(id)))
             """, logger: logger)
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
-    /// Pending jobs ahead of the job with `id` within its own priority and id bucket, counted exactly.
+    /// Pending jobs ahead of the job with `id` within its own priority and fair-tag bucket, counted exactly.
     public func pendingAheadInBucket(
-        model: String, priority: Int32, id: Int64, on database: some PostgresQueryable, logger: Logger
+        model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
-        let start = (id / Self.positionBucketSize) * Self.positionBucketSize
+        let start = Double(Self.positionBucket(of: fairTag) * Self.positionBucketSize)
         let rows = try await database.run(
             """
             SELECT count(*) FROM jobs
-            WHERE status = 'pending' AND model = \(model) AND priority = \(priority) AND id >= \(start) AND id < \(id)
+            WHERE status = 'pending' AND model = \(model) AND priority = \(priority) AND fair_tag >= \(start)
+              AND (fair_tag, id) < (\(fairTag), \(id))
             """, logger: logger)
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
+
+    /// The bucket a fair tag falls in.
+    public static func positionBucket(of fairTag: Double) -> Int64 { Int64((fairTag / Double(positionBucketSize)).rounded(.down)) }
 
     /// Every bucket of the model's pending jobs, in claim order: one pass over its pending index.
     public func pendingBuckets(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> [PendingBucket] {
         let rows = try await database.run(
             """
-            SELECT priority, id / \(Self.positionBucketSize) AS bucket, count(*)
+            SELECT priority, floor(fair_tag / \(Self.positionBucketSize))::int8 AS bucket, count(*)
             FROM jobs WHERE status = 'pending' AND model = \(model)
             GROUP BY priority, bucket
             ORDER BY priority DESC, bucket

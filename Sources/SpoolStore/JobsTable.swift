@@ -29,6 +29,10 @@ public struct JobRecord: Sendable, Equatable {
     public var errorType: String?
     /// Where the job's terminal state is delivered, if anywhere.
     public var webhookURL: String?
+    /// The tenant whose job it is.
+    public var tenant: String
+    /// Its place within its priority: the claim takes the smallest tag first (fair share).
+    public var fairTag: Double
 }
 
 /// What a cancel found.
@@ -57,9 +61,12 @@ public struct JobsTable: Sendable {
 
     /// Inserts a pending job and wakes the workers waiting for its model.
     public func insert(
-        _ submit: SubmitRequest, requestID: UUID, submittedBy: String, on database: some PostgresQueryable, logger: Logger
+        _ submit: SubmitRequest, requestID: UUID, submittedBy: String, tenant: String = NewJob.defaultTenant, weight: Double = 1,
+        on database: some PostgresQueryable, logger: Logger
     ) async throws {
-        try await insertMany([NewJob(request: submit, requestID: requestID, submittedBy: submittedBy)], on: database, logger: logger)
+        try await insertMany(
+            [NewJob(request: submit, requestID: requestID, submittedBy: submittedBy, tenant: tenant, weight: weight)], on: database,
+            logger: logger)
     }
 
     /// Inserts jobs in one statement, ids in the order given, and wakes each model's waiting leases once.
@@ -68,23 +75,27 @@ public struct JobsTable: Sendable {
         for try await _ in try await database.run(InsertJobsStatement(jobs: jobs), logger: logger) {}
     }
 
-    /// The job with this request id, if it belongs to `model`.
-    public func find(model: String, requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> JobRecord? {
+    /// The job with this request id, if it belongs to `model` and to `tenant` (nil: any tenant):
+    /// another tenant's job reads exactly as no job, from the same statement.
+    public func find(
+        model: String, requestID: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> JobRecord? {
         let rows = try await database.run(
             """
             SELECT id, request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
-                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type, webhook_url
-            FROM jobs WHERE request_id = \(requestID) AND model = \(model)
+                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type, webhook_url, tenant, fair_tag
+            FROM jobs WHERE request_id = \(requestID) AND model = \(model) AND (\(tenant)::text IS NULL OR tenant = \(tenant))
             """, logger: logger)
         for try await row in rows.decode(
             (Int64, UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?, String?,
-             String?, String?).self)
+             String?, String?, String, Double).self)
         {
             return JobRecord(
                 id: row.0, requestID: row.1, model: row.2, status: try Self.status(row.3), priority: row.4,
                 payload: try Self.object(row.5), info: try Self.object(row.6), outputs: try row.7.map(Self.object),
                 error: row.8, retries: row.9, createdAt: row.10, claimedAt: row.11, doneAt: row.12, attempt: row.13,
-                stopReason: row.14.flatMap(StopReason.init(rawValue:)), path: row.15, errorType: row.16, webhookURL: row.17)
+                stopReason: row.14.flatMap(StopReason.init(rawValue:)), path: row.15, errorType: row.16, webhookURL: row.17,
+                tenant: row.18, fairTag: row.19)
         }
         return nil
     }
@@ -93,7 +104,7 @@ public struct JobsTable: Sendable {
     /// worker hears it at the next heartbeat, and its lease is cut to `graceSeconds`); it ends
     /// `canceled` when the worker stops. Any other status is left as it is and reported.
     public func cancel(
-        model: String, requestID: UUID, stopRunning: Bool = false, graceSeconds: Double = 30,
+        model: String, requestID: UUID, tenant: String?, stopRunning: Bool = false, graceSeconds: Double = 30,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
         // A claim that commits while this statement waits for the row leaves the last SELECT (which
@@ -101,14 +112,14 @@ public struct JobsTable: Sendable {
         // the job's real state is then read by a fresh statement.
         for _ in 0..<5 {
             let outcome = try await cancelOnce(
-                model: model, requestID: requestID, stopRunning: stopRunning, graceSeconds: graceSeconds, on: database, logger: logger)
+                model: model, requestID: requestID, tenant: tenant, stopRunning: stopRunning, graceSeconds: graceSeconds, on: database, logger: logger)
             if outcome != .unchanged(.pending) { return outcome }
         }
         throw SpoolStoreError(description: "A cancel kept finding job \(requestID) pending without canceling it.")
     }
 
     private func cancelOnce(
-        model: String, requestID: UUID, stopRunning: Bool, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+        model: String, requestID: UUID, tenant: String?, stopRunning: Bool, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
         // One statement: each UPDATE touches only the status it names; the last SELECT reports
         // what the job was when neither applied.
@@ -117,18 +128,20 @@ public struct JobsTable: Sendable {
             WITH canceled AS (
                 UPDATE jobs SET status = 'canceled', done_at = now()
                 WHERE request_id = \(requestID) AND model = \(model) AND status = 'pending'
+                  AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 'now_canceled'::text AS outcome
             ), stopping AS (
                 UPDATE jobs SET stop_reason = 'canceled',
                                 lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
                 WHERE request_id = \(requestID) AND model = \(model) AND status = 'running' AND \(stopRunning)
+                  AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 'now_stopping'::text AS outcome
             )
             SELECT outcome FROM canceled
             UNION ALL SELECT outcome FROM stopping
             UNION ALL
             SELECT status FROM jobs
-            WHERE request_id = \(requestID) AND model = \(model)
+            WHERE request_id = \(requestID) AND model = \(model) AND (\(tenant)::text IS NULL OR tenant = \(tenant))
               AND NOT EXISTS (SELECT 1 FROM canceled) AND NOT EXISTS (SELECT 1 FROM stopping)
             """, logger: logger)
         for try await outcome in rows.decode(String.self) {
@@ -204,33 +217,44 @@ public struct JobsTable: Sendable {
 
 /// A job to insert: what was submitted, its new request id, and who submitted it.
 public struct NewJob: Sendable {
+    /// The tenant of a key that names none, and of every job from before tenants.
+    public static let defaultTenant = "default"
+
     public var request: SubmitRequest
     public var requestID: UUID
     public var submittedBy: String
+    public var tenant: String
+    /// The tenant's fair-share weight: a tenant of weight 2 starts two jobs for another's one.
+    public var weight: Double
 
-    public init(request: SubmitRequest, requestID: UUID, submittedBy: String) {
+    public init(request: SubmitRequest, requestID: UUID, submittedBy: String, tenant: String = defaultTenant, weight: Double = 1) {
         self.request = request
         self.requestID = requestID
         self.submittedBy = submittedBy
+        self.tenant = tenant
+        self.weight = weight
     }
 }
 
 /// The insert of one or many submitted jobs, prepared once per connection. Optional columns travel
 /// as empty strings and negative timeouts, since the arrays hold no NULLs.
 struct InsertJobsStatement: PostgresPreparedStatement {
-    static let name = "spool_insert_jobs_v1"
+    static let name = "spool_insert_jobs_v2"
     static let sql = """
-        WITH inserted AS (
+        WITH item AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
+                                 $9::text[], $10::text[], $11::text[], $12::float8[])
+                 WITH ORDINALITY AS item(request_id, model, priority, payload, info, submitted_by, path, start_timeout,
+                                         webhook_url, webhook_format, tenant, weight, arrival)
+        ), \(JobsTable.fairTagsSQL),
+        inserted AS (
             INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at,
-                              webhook_url, webhook_format)
+                              webhook_url, webhook_format, tenant, fair_tag)
             SELECT item.request_id, item.model, item.priority, item.payload::jsonb, item.info::jsonb, item.submitted_by,
                    nullif(item.path, ''),
                    CASE WHEN item.start_timeout >= 0 THEN now() + make_interval(secs => item.start_timeout) END,
-                   nullif(item.webhook_url, ''), nullif(item.webhook_format, '')
-            FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
-                        $9::text[], $10::text[])
-                 WITH ORDINALITY AS item(request_id, model, priority, payload, info, submitted_by, path, start_timeout,
-                                         webhook_url, webhook_format, arrival)
+                   nullif(item.webhook_url, ''), nullif(item.webhook_format, ''), item.tenant, \(JobsTable.fairTagSQL)
+            FROM item JOIN tags USING (model, priority, tenant)
             ORDER BY item.arrival
             RETURNING model
         )
@@ -241,7 +265,7 @@ struct InsertJobsStatement: PostgresPreparedStatement {
     var jobs: [NewJob]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 10)
+        var bindings = PostgresBindings(capacity: 12)
         bindings.append(jobs.map(\.requestID))
         bindings.append(jobs.map(\.request.model))
         bindings.append(jobs.map(\.request.priority))
@@ -252,6 +276,8 @@ struct InsertJobsStatement: PostgresPreparedStatement {
         bindings.append(jobs.map { $0.request.startTimeoutSeconds ?? -1 })
         bindings.append(jobs.map { $0.request.webhookURL ?? "" })
         bindings.append(jobs.map { $0.request.webhookURL == nil ? "" : $0.request.webhookFormat.rawValue })
+        bindings.append(jobs.map(\.tenant))
+        bindings.append(jobs.map(\.weight))
         return bindings
     }
 

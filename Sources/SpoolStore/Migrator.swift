@@ -26,6 +26,7 @@ public struct Migrator: Sendable {
         Migration(version: 8, name: "files_and_batches", sql: String(decoding: PackageResources._008_files_and_batches_sql, as: UTF8.self)),
         Migration(version: 9, name: "hardening", sql: String(decoding: PackageResources._009_hardening_sql, as: UTF8.self)),
         Migration(version: 10, name: "key_scopes_and_audit", sql: String(decoding: PackageResources._010_key_scopes_and_audit_sql, as: UTF8.self)),
+        Migration(version: 11, name: "tenants_and_fair_share", sql: String(decoding: PackageResources._011_tenants_and_fair_share_sql, as: UTF8.self)),
     ]
 
     /// Key of the advisory lock that serialises migrators ("spool" in ASCII).
@@ -53,6 +54,10 @@ public struct Migrator: Sendable {
     }
 
     private func applyPending(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        // Nothing to apply (every broker start but the first after an upgrade): no lock taken, so
+        // many brokers starting at once do not queue through it one transaction at a time.
+        let recorded = Set(try await Self.appliedVersions(on: connection, logger: logger))
+        if migrations.allSatisfy({ recorded.contains($0.version) }) { return [] }
         // Each step is one transaction that first takes a transaction-scoped advisory lock and
         // then looks at what is applied: migrators on many brokers queue up on it, and it works
         // through a pooler in transaction mode (a session lock would stay on a pooled server connection).

@@ -24,6 +24,7 @@ public struct SpoolStore: Sendable {
     public let webhookDeliveries = WebhookDeliveriesTable()
     public let workers = WorkersTable()
     public let files = FilesTable()
+    public let rateBuckets = RateBucketsTable()
     public let batches = BatchesTable()
 
     public init(client: PostgresClient) {
@@ -32,12 +33,13 @@ public struct SpoolStore: Sendable {
 
     /// Submits a job; with an idempotency key, the key and the job commit together or not at all.
     public func submit(
-        _ request: SubmitRequest, submittedBy: String, idempotency: (key: String, requestHash: String, windowSeconds: Int)?,
-        logger: Logger
+        _ request: SubmitRequest, submittedBy: String, tenant: String, weight: Double,
+        idempotency: (key: String, requestHash: String, windowSeconds: Int)?, logger: Logger
     ) async throws -> SubmitOutcome {
         let requestID = UUID()
         guard let idempotency else {
-            try await jobs.insert(request, requestID: requestID, submittedBy: submittedBy, on: client, logger: logger)
+            try await jobs.insert(
+                request, requestID: requestID, submittedBy: submittedBy, tenant: tenant, weight: weight, on: client, logger: logger)
             return .created(requestID)
         }
         return try await client.transaction(logger: logger) { connection in
@@ -46,7 +48,8 @@ public struct SpoolStore: Sendable {
                 windowSeconds: idempotency.windowSeconds, on: connection, logger: logger)
             {
             case .claimed:
-                try await jobs.insert(request, requestID: requestID, submittedBy: submittedBy, on: connection, logger: logger)
+                try await jobs.insert(
+                    request, requestID: requestID, submittedBy: submittedBy, tenant: tenant, weight: weight, on: connection, logger: logger)
                 return .created(requestID)
             case .replay(let existing):
                 return .replayed(existing)

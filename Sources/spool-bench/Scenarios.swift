@@ -26,11 +26,13 @@ struct BenchSizes: Sendable {
     var longPolls = 1000
     var churnJobs = 1_000_000
     var batchLines = 100_000
+    var fairBacklog = 100_000
+    var fairLateJobs = 100
 
     static let quick = BenchSizes(
         floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
         pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000,
-        batchLines: 2000)
+        batchLines: 2000, fairBacklog: 5000, fairLateJobs: 20)
 }
 
 /// Latencies in microseconds, for percentiles (HdrHistogram).
@@ -426,11 +428,81 @@ struct Scenarios: Sendable {
         report.add("batch_status_read_p50_ms", reads.ms(50), "batch: a status read while it validates, p50", "ms")
     }
 
+    // MARK: fairness
+
+    /// Tenant a has `fairBacklog` jobs waiting (through the submit statement itself); 4 workers
+    /// work through them (10 ms each); then tenant b submits `fairLateJobs` over HTTP. Measured: how
+    /// long until all of b's have started, and how many of a's started meanwhile, at a tenth of the
+    /// backlog and at all of it: with fair share neither grows with a's backlog.
+    func fairness() async throws {
+        for backlog in [sizes.fairBacklog / 10, sizes.fairBacklog] {
+            let name = try await database.fresh("fair")
+            try await database.withClient(database: name, connections: 1) { client in
+                let store = SpoolStore(client: client)
+                var left = backlog
+                while left > 0 {
+                    let count = min(5000, left)
+                    let jobs = (0..<count).map { _ in
+                        NewJob(request: SubmitRequest(model: "bench/fair", payload: [:]), requestID: UUID(), submittedBy: "a", tenant: "a")
+                    }
+                    try await store.jobs.insertMany(jobs, on: client, logger: logger)
+                    left -= count
+                }
+                try await client.query("VACUUM (ANALYZE) jobs", logger: logger)
+            }
+            // The broker's configured key is tenant 'default': tenant b here.
+            let key = "bench-\(UUID().uuidString)"
+            let broker = try await BrokerProcess(databaseURL: database.url(database: name), arguments: ["--api-key", key])
+            defer { broker.stop() }
+            var configuration = WorkerConfiguration()
+            configuration.brokerURLs = [broker.baseURL]
+            configuration.models = ["bench/fair"]
+            configuration.apiKey = key
+            configuration.waitSeconds = 5
+            let starts = StartSignals()
+            let workers = try (0..<4).map { _ in
+                try Worker(configuration: configuration, handler: Working(starts: starts, milliseconds: 10), logger: logger)
+            }
+            let running = workers.map { worker in Task { try await worker.run() } }
+            defer { running.forEach { $0.cancel() } }
+            try await Task.sleep(for: .seconds(2))
+            let submitted = ContinuousClock.now
+            var ids: [String] = []
+            for index in 0..<sizes.fairLateJobs {
+                let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/fair", "payload": ["i": .int(Int64(index))]], key: key)
+                guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
+                ids.append(id)
+            }
+            var last = submitted
+            for id in ids { last = max(last, try await starts.start(of: id, timeout: .seconds(600))) }
+            let (meanwhile, waiting) = try await database.withClient(database: name, connections: 1) { client in
+                try await client.query(
+                    """
+                    WITH late AS (SELECT min(created_at) AS first, max(claimed_at) AS last FROM jobs WHERE tenant = 'default')
+                    SELECT (SELECT count(*) FROM jobs, late WHERE tenant = 'a' AND claimed_at BETWEEN late.first AND late.last),
+                           (SELECT count(*) FROM jobs, late WHERE tenant = 'a' AND (claimed_at IS NULL OR claimed_at > late.first))
+                    FROM late
+                    """, logger: logger
+                ).collect().first?.decode((Int, Int).self) ?? (0, 0)
+            }
+            let window = (last - submitted).seconds
+            let label = backlog >= 1000 ? "\(backlog / 1000)k" : "\(backlog)"
+            report.add(
+                "fair_late_all_started_s_at_\(label)", window,
+                "fairness: submit of b's first to start of b's last of \(sizes.fairLateJobs), behind a's \(backlog.formatted()) (4 workers, 10 ms jobs)", "s")
+            report.add("fair_backlog_started_meanwhile_at_\(label)", Double(meanwhile), "fairness: a's jobs started in that time", "jobs")
+            report.add(
+                "fair_fifo_wait_s_at_\(label)", Double(waiting) / max(Double(meanwhile) / window, 1),
+                "fairness: what b's last would have waited first-in-first-out (a's \(waiting.formatted()) waiting at that rate)", "s")
+        }
+    }
+
     // MARK: HTTP
 
-    func post(_ url: String, _ body: JSONValue, timeout: Duration = .seconds(60)) async throws -> JSONValue {
+    func post(_ url: String, _ body: JSONValue, key: String? = nil, timeout: Duration = .seconds(60)) async throws -> JSONValue {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body.jsonText))
         let response = try await http.execute(request, timeout: .init(timeout))
@@ -485,6 +557,17 @@ final class StartSignals: Sendable {
         }
         guard let start else { throw BenchError("job \(id) did not start within \(timeout)") }
         return start
+    }
+}
+
+/// Records each start, then works for a fixed time: a GPU job in miniature.
+struct Working: JobHandler {
+    let starts: StartSignals
+    let milliseconds: Int
+    func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
+        starts.record(job.requestID)
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return [:]
     }
 }
 

@@ -8,7 +8,7 @@ import Logging
 struct SpoolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-bench",
-        abstract: "Measures Spool: the database floor, submit, drain, pickup latency, status reads, depth, memory, churn, batch enqueue.",
+        abstract: "Measures Spool: the database floor, submit, drain, pickup latency, status reads, depth, memory, churn, batch enqueue, fairness between tenants.",
         discussion: """
             Starts its own PostgreSQL cluster (or uses --database-url), a fresh database per scenario, broker processes \
             (spool-broker beside this executable) and workers on the SDK. Build it in release mode: \
@@ -24,7 +24,7 @@ struct SpoolBench: AsyncParsableCommand {
     @Option(help: "Use this PostgreSQL server instead of a private cluster (it needs CREATE DATABASE).")
     var databaseURL: String?
 
-    @Option(help: "Scenarios to run, comma-separated: floor, submit, drain, pickup, depth, memory, churn, batch. Default: all.")
+    @Option(help: "Scenarios to run, comma-separated: floor, submit, drain, pickup, depth, memory, churn, batch, fairness. Default: all.")
     var only: String?
 
     func run() async throws {
@@ -40,7 +40,7 @@ struct SpoolBench: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let report = Report()
         let scenarios = Scenarios(database: database, sizes: sizes, http: http, logger: logger, report: report)
-        let wanted = Set((only ?? "floor,submit,drain,pickup,depth,memory,churn,batch").split(separator: ",").map(String.init))
+        let wanted = Set((only ?? "floor,submit,drain,pickup,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
 
         print("spool-bench\(quick ? " --quick" : ""): \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB")
         do {
@@ -56,6 +56,7 @@ struct SpoolBench: AsyncParsableCommand {
             if wanted.contains("memory") { try await scenarios.memory() }
             if wanted.contains("churn") { try await scenarios.churn() }
             if wanted.contains("batch") { try await scenarios.batch() }
+            if wanted.contains("fairness") { try await scenarios.fairness() }
         } catch {
             try? await http.shutdown()
             throw error

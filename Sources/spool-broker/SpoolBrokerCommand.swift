@@ -69,6 +69,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-key"), help: "An accepted API key (repeatable). Env: SPOOL_API_KEYS, comma-separated.")
     var apiKeys: [String] = []
 
+    @Option(
+        name: .customLong("tenant"),
+        help: "A tenant's weight and quotas, name:field=value,… with weight, rate, burst, max-pending, max-running; '*' for every tenant (repeatable). Env: SPOOL_TENANTS, separated by ';'.")
+    var tenants: [String] = []
+
     @Option(help: "Largest request body in bytes. Env: SPOOL_MAX_BODY_BYTES. Default: 10485760 (10 MiB).")
     var maxBodyBytes: Int?
 
@@ -164,6 +169,8 @@ struct Serve: AsyncParsableCommand {
         }
         configuration.apiKeys = apiKeys.isEmpty ? Self.list(environment["SPOOL_API_KEYS"]) : apiKeys
         do {
+            let specs = tenants.isEmpty ? (environment["SPOOL_TENANTS"] ?? "").split(separator: ";").map(String.init) : tenants
+            configuration.tenants = try TenantSettings.parse(specs.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty })
             try configuration.validate()
         } catch {
             throw ValidationError(error.description)

@@ -29,7 +29,7 @@ import Testing
                 let priority = Self.priority(of: index)
                 _ = try await store.submit(
                     SubmitRequest(model: model, payload: ["i": .int(Int64(index))], priority: priority), submittedBy: "test",
-                    idempotency: nil, logger: TestDatabase.logger)
+                    tenant: "default", weight: 1, idempotency: nil, logger: TestDatabase.logger)
                 submitted.append((index, priority))
             }
 

@@ -42,6 +42,9 @@ import Glibc
                 binDirectory: bin, "pg_ctl", ["-D", cluster, "-o", options, "-l", cluster + "/log", "-w", "start"], as: user, in: cluster)
         }
 
+        /// The server's log, for a failure's message.
+        var log: String { (try? String(contentsOfFile: cluster + "/log", encoding: .utf8))?.suffix(2000).description ?? "" }
+
         func stop() {
             _ = try? EmbeddedPostgres.run(binDirectory: bin, "pg_ctl", ["-D", cluster, "-m", "immediate", "stop"], as: user, in: cluster)
             try? FileManager.default.removeItem(atPath: directory)
@@ -70,7 +73,11 @@ import Glibc
             String(format: base, host, mode, ca.certificatePath)
         }
 
-        #expect(try await Self.sessionUsesTLS(url("localhost", "verify-full")), "the name matches: connected, encrypted")
+        do {
+            #expect(try await Self.sessionUsesTLS(url("localhost", "verify-full")), "the name matches: connected, encrypted")
+        } catch {
+            Issue.record("verify-full to localhost failed: \(String(reflecting: error))\nthe server said: \(server.log)")
+        }
         await #expect(throws: (any Error).self, "127.0.0.1 is not a name the certificate holds") {
             _ = try await Self.sessionUsesTLS(url("127.0.0.1", "verify-full"))
         }

@@ -16,22 +16,25 @@ extension HeavyTests {
                 try await TestDatabase.withClient(database: database) { client in
                     try await client.query(
                         """
-                        INSERT INTO jobs (request_id, model, priority, payload)
-                        SELECT gen_random_uuid(), \(model), (i % 3), '{}'::jsonb FROM generate_series(1, \(count)) AS i
+                        INSERT INTO jobs (request_id, model, priority, payload, tenant, fair_tag)
+                        SELECT gen_random_uuid(), \(model), (i % 3), '{}'::jsonb, 't' || (i % 2), (\(count) - i) / 2
+                        FROM generate_series(1, \(count)) AS i
                         """, logger: TestDatabase.logger)
                     try await client.query("ANALYZE jobs", logger: TestDatabase.logger)
                 }
                 print("deep queue: inserted \(count) pending jobs in \((ContinuousClock.now - inserted).milliseconds) ms")
                 // Samples across the queue: every priority tier, near the head and at the tail.
                 let samples = try await TestDatabase.withClient(database: database) { client in
-                    var samples: [(id: String, priority: Int32, rowID: Int64)] = []
+                    var samples: [(id: String, priority: Int32, rowID: Int64, fairTag: Double)] = []
                     let rows = try await client.query(
                         """
-                        SELECT request_id::text, priority, id FROM jobs
+                        SELECT request_id::text, priority, id, fair_tag FROM jobs
                         WHERE id IN (SELECT (random() * \(count))::bigint + 1 FROM generate_series(1, 200))
                            OR id IN (1, 2, 3, \(count), \(count - 1))
                         """, logger: TestDatabase.logger)
-                    for try await (id, priority, rowID) in rows.decode((String, Int32, Int64).self) { samples.append((id, priority, rowID)) }
+                    for try await (id, priority, rowID, tag) in rows.decode((String, Int32, Int64, Double).self) {
+                        samples.append((id, priority, rowID, tag))
+                    }
                     return samples
                 }
 
@@ -47,7 +50,7 @@ extension HeavyTests {
                         if index % 20 == 0 {
                             let exact = try await TestDatabase.withClient(database: database) { client in
                                 try await JobsTable().pendingAhead(
-                                    model: model, priority: sample.priority, id: sample.rowID, on: client, logger: TestDatabase.logger)
+                                    model: model, priority: sample.priority, fairTag: sample.fairTag, id: sample.rowID, on: client, logger: TestDatabase.logger)
                             }
                             #expect(position == exact)
                             checked += 1

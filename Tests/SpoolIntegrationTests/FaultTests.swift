@@ -173,7 +173,11 @@ import Glibc
         let longPoll = Task {
             try await HTTP.post(broker.baseURL + "/v1/worker/lease", ["worker_id": "w", "models": [.string(idle)], "wait_seconds": 30], headers: auth)
         }
-        try await Task.sleep(for: .milliseconds(500))
+        // Waiting in the broker, not still on its way there: a request not yet read is closed, not answered.
+        try await eventually("the long-poll waits") {
+            let lines = try await HTTP.text(broker.baseURL + "/metrics").split(separator: "\n")
+            return lines.contains("spool_long_polls_open 1") || lines.contains("spool_long_polls_open 1.0")
+        }
         let started = ContinuousClock.now
         broker.process.signal(SIGTERM)
         let answer = try await longPoll.value

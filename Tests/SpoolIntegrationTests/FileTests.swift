@@ -108,7 +108,7 @@ extension HeavyTests {
                 let stale = try await Self.send(.POST, url + UUID().uuidString, body: ByteBuffer(string: "late bytes"))
                 #expect(stale.status == 409 && stale.json?.objectValue?["code"] == "lease_lost")
                 let files = try await TestDatabase.withStore { store in
-                    try await store.files.list(limit: 1000, on: store.client, logger: TestDatabase.logger).filter {
+                    try await store.files.list(limit: 1000, tenant: nil, on: store.client, logger: TestDatabase.logger).filter {
                         $0.requestID?.uuidString.lowercased() == requestID
                     }
                 }

@@ -30,7 +30,7 @@ import Glibc
                 let claimed = try await store.jobs.claim(
                     models: [model], limit: 1, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "w", on: connection, logger: logger)
                 #expect(claimed.count == 1)
-                let cancel = Task { try await store.jobs.cancel(model: model, requestID: id, on: store.client, logger: logger) }
+                let cancel = Task { try await store.jobs.cancel(model: model, requestID: id, tenant: nil, on: store.client, logger: logger) }
                 // Asked on another connection: inside a transaction pg_stat_activity is a snapshot.
                 try await eventually("the cancel waits for the claim's lock") {
                     let rows = try await store.client.query(
@@ -216,7 +216,7 @@ extension HardeningTests {
                 try await run("UPDATE jobs SET status = 'done', done_at = now() - interval '2 days' WHERE model = \(model)")
                 try await store.files.create(
                     id: "file-out", filename: "out.png", purpose: "job-output", fileType: "binary", contentType: "image/png", expectedSHA256: nil,
-                    uploadTokenHash: nil, owner: "t", requestID: withFile, on: client, logger: logger)
+                    uploadTokenHash: nil, owner: "t", tenant: "default", requestID: withFile, on: client, logger: logger)
                 try await run(
                     """
                     INSERT INTO webhook_deliveries (webhook_id, job_id, url, body)
@@ -226,14 +226,14 @@ extension HardeningTests {
                 for id in ["file-in", "file-batch-out", "file-batch-err", "file-abandoned"] {
                     try await store.files.create(
                         id: id, filename: id, purpose: "batch-api", fileType: "jsonl", contentType: "application/jsonl", expectedSHA256: nil,
-                        uploadTokenHash: nil, owner: "t", on: client, logger: logger)
+                        uploadTokenHash: nil, owner: "t", tenant: "default", on: client, logger: logger)
                 }
                 let old = UUID()
                 let kept = UUID()
                 for id in [old, kept] {
                     _ = try await store.batches.create(
                         id: id, endpoint: "/v1/queue/submit", inputFileID: "file-in", modelID: nil, priority: 0, completionWindow: "24h",
-                        windowSeconds: 86400, fileSizeBytes: 1, owner: "t", on: client, logger: logger)
+                        windowSeconds: 86400, fileSizeBytes: 1, owner: "t", tenant: "default", on: client, logger: logger)
                 }
                 try await run(
                     """

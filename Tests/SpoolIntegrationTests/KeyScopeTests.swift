@@ -178,13 +178,17 @@ import SpoolStore
         }
     }
 
-    @Test func theSDKsSeeScopeRefusalsAsTheirUsualErrors() async throws {
+    /// Scopes (403), another tenant's job (404, as an unknown one) and a tenant's rate (429), as the SDKs raise them.
+    @Test func theSDKsSeeScopeTenantAndQuotaRefusalsAsTheirUsualErrors() async throws {
         let certificate = try await TestCertificate.make()
         let adminKey = "admin-\(UUID().uuidString)"
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             let broker = try await BrokerProcess.start(
                 databaseURL: TestDatabase.url(database: database),
-                arguments: ["--api-key", adminKey, "--tls-cert", certificate.certificatePath, "--tls-key", certificate.keyPath])
+                arguments: [
+                    "--api-key", adminKey, "--tls-cert", certificate.certificatePath, "--tls-key", certificate.keyPath,
+                    "--tenant", "limited:rate=0.1,burst=1",
+                ])
             let model = "scoped/\(UUID().uuidString.prefix(8).lowercased())"
             // Created in the database, as `spool-broker keys create` does (the test's HTTP client has no CA for this broker).
             var keys: [String: String] = [:]
@@ -195,12 +199,20 @@ import SpoolStore
                         CreateKeyRequest(name: scope.rawValue, scopes: [scope]), key: key, createdBy: "cli", on: client, logger: TestDatabase.logger)
                     keys[scope.rawValue] = key
                 }
+                for tenant in ["globex", "limited"] {
+                    let key = "\(tenant)-key-\(UUID().uuidString)"
+                    _ = try await SpoolStore(client: client).apiKeys.create(
+                        CreateKeyRequest(name: tenant, scopes: [.client], tenant: tenant), key: key, createdBy: "cli", on: client,
+                        logger: TestDatabase.logger)
+                    keys[tenant] = key
+                }
             }
             let (status, output) = try await PythonScript.run(
                 "scoped_keys.py",
                 environment: [
                     "TOGETHER_BASE_URL": broker.baseURL, "FAL_QUEUE_RUN_HOST": "127.0.0.1:\(broker.port)/fal", "SSL_CERT_FILE": certificate.certificatePath,
                     "SPOOL_CLIENT_KEY": keys["client"]!, "SPOOL_WORKER_KEY": keys["worker"]!, "SPOOL_ADMIN_KEY": keys["admin"]!, "SPOOL_MODEL": model,
+                    "SPOOL_OTHER_TENANT_KEY": keys["globex"]!, "SPOOL_LIMITED_KEY": keys["limited"]!,
                 ])
             #expect(status == 0, "scoped keys script failed:\n\(output)\nthe broker said:\n\(broker.process.output.suffix(4000))")
             #expect(output.contains("scoped keys passed"), "\(output)")

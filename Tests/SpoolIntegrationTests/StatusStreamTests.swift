@@ -27,8 +27,8 @@ import Testing
             let changed = ContinuousClock.now
             _ = try await broker.write("heartbeat", job: job, ["info": ["progress": 0.5], "logs": ["halfway"]])
             try await eventually("the progress event") { stream.dataEvents.last?.objectValue?["info"]?.objectValue?["progress"] == 0.5 }
-            // A NOTIFY carried it, not the stream's five-second re-read.
-            #expect(stream.events.last!.at - changed < .seconds(2))
+            // A NOTIFY carried it, not the stream's five-second re-read (loaded CI took up to 2.8 s).
+            #expect(stream.events.last!.at - changed < .seconds(4.5))
             #expect(stream.dataEvents.last?.objectValue?["logs"]?.arrayValue?.first?.objectValue?["message"] == "halfway")
 
             _ = try await broker.write("complete", job: job, ["outputs": ["ok": true]])

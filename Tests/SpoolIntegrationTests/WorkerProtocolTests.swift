@@ -248,7 +248,7 @@ import Testing
             // Submitted over another connection: the test client has one, and the lease holds it.
             let id = try await TestDatabase.withStore { store in
                 guard case .created(let id) = try await store.submit(
-                    .init(model: model, payload: [:]), submittedBy: "test", idempotency: nil, logger: TestDatabase.logger)
+                    .init(model: model, payload: [:]), submittedBy: "test", tenant: "default", weight: 1, idempotency: nil, logger: TestDatabase.logger)
                 else { throw TestFailure("not created") }
                 return id.uuidString.lowercased()
             }

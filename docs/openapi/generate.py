@@ -41,7 +41,8 @@ schemas = {}
 schemas["Error"] = {
     "type": "object",
     "description": "An error in the shape of Together's QueueError (SpoolError.body, ErrorMiddleware.swift). "
-    "Some errors add members: a 409 about a job adds `status` (and `attempt` for lease_lost); every error under /fal adds `detail`.",
+    "Some errors add members: a 409 about a job adds `status` (and `attempt` for lease_lost); a quota's 429 adds `limit` "
+    "(submits_per_second or max_pending) and `limit_value`; every error under /fal adds `detail`.",
     "required": ["message", "type", "code", "param"],
     "properties": {
         "message": {"type": "string", "description": "What went wrong and what to fix."},
@@ -55,7 +56,7 @@ schemas["Error"] = {
             "description": "A machine-readable code such as missing_field, invalid_type, invalid_field, invalid_json, invalid_body, "
             "invalid_query, invalid_header, invalid_idempotency_key, invalid_webhook_url, webhook_target_refused, webhooks_disabled, "
             "invalid_api_key, job_not_found, request_not_found, unknown_route, job_not_pending, idempotency_key_reused, lease_lost, "
-            "payload_too_large, internal_error.",
+            "payload_too_large, rate_limit_exceeded, max_pending_exceeded, insufficient_scope, model_not_allowed, internal_error.",
         },
         "param": {"type": ["string", "null"], "description": "The request field, query parameter or header at fault, if one is."},
     },
@@ -1555,6 +1556,11 @@ responses["TooManyUploads"] = {
     "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}},
     "content": json_content(ref("Error")),
 }
+responses["QuotaExceeded"] = {
+    "description": "The key's tenant is over a quota (--tenant: rate, max-pending); nothing was stored. `limit` names it; retry after Retry-After seconds.",
+    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}},
+    "content": json_content(ref("Error")),
+}
 responses["UploadConflict"] = {
     "description": "Another upload of this file is under way, or this one was replaced while idle; nothing of it was kept.",
     "headers": {"x-should-retry": hdr("XShouldRetry")},
@@ -1691,6 +1697,9 @@ for path, item in paths.items():
             operation["responses"]["429"] = resp("TooManyUploads")
         if path == "/v1/files/{id}/upload":
             operation["responses"]["409"] = resp("UploadConflict")
+        if (path, method) in (("/v1/queue/submit", "post"), ("/fal/{owner}/{app}", "post"), ("/fal/{owner}/{app}/{path}", "post"),
+                              ("/v1/batches", "post")):
+            operation["responses"]["429"] = resp("QuotaExceeded")
         operation["responses"] = dict(sorted(operation["responses"].items()))
 
 # Every route that needs a key answers 403 to a key without its scope.

@@ -59,7 +59,7 @@ struct BrokerClient: Sendable {
     func call(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, headers: HTTPFields = [:]) async throws -> Answer {
         var headers = headers
         if let apiKey { headers[.authorization] = "Bearer \(apiKey)" }
-        if body != nil { headers[.contentType] = "application/json" }
+        if body != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
         let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
         let json = response.body.readableBytes == 0 ? JSONValue.null : try JSONValue.parse(response.body.readableBytesView)
         return Answer(status: Int(response.status.code), headers: response.headers, json: json)

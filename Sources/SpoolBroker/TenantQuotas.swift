@@ -1,0 +1,35 @@
+import Foundation
+import Logging
+import SpoolCore
+import SpoolStore
+
+/// A tenant's submit quotas, checked before anything is stored: submits per second (a token
+/// bucket in the database, shared by every replica) and jobs waiting at once. Over either, the
+/// submit is a 429 naming the limit, with `Retry-After`, and nothing is stored.
+struct TenantQuotas: Sendable {
+    let store: SpoolStore
+    let settings: TenantSettings
+
+    func admitSubmit(tenant: String, logger: Logger) async throws {
+        guard settings.hasSubmitQuotas else { return }
+        let limits = settings.limits(of: tenant)
+        if let maxPending = limits.maxPending {
+            let pending = try await store.jobs.pendingCount(tenant: tenant, upTo: maxPending, on: store.client, logger: logger)
+            if pending >= maxPending {
+                throw SpoolError.tooManyRequests(
+                    "Tenant '\(tenant)' has \(maxPending) jobs waiting, its limit (max-pending); submit again once some have started.",
+                    code: "max_pending_exceeded", retryAfterSeconds: 5, extra: ["limit": "max_pending", "limit_value": .int(Int64(maxPending))])
+            }
+        }
+        if let rate = limits.submitsPerSecond {
+            let bucket = try await store.rateBuckets.take(
+                tenant: tenant, rate: rate, burst: limits.bucketSize, on: store.client, logger: logger)
+            if !bucket.taken {
+                throw SpoolError.tooManyRequests(
+                    "Tenant '\(tenant)' may submit \(rate.formatted()) jobs per second (burst \(limits.bucketSize)), its limit (rate); try again shortly.",
+                    code: "rate_limit_exceeded", retryAfterSeconds: max(1, Int(bucket.retryAfterSeconds.rounded(.up))),
+                    extra: ["limit": "submits_per_second", "limit_value": .double(rate)])
+            }
+        }
+    }
+}

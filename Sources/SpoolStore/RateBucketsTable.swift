@@ -1,0 +1,33 @@
+import Logging
+import PostgresNIO
+
+/// The `rate_buckets` table: each tenant's submit token bucket, one row, shared by every replica.
+public struct RateBucketsTable: Sendable {
+    public init() {}
+
+    /// Takes one token from the tenant's bucket (refilled at `rate` per second up to `burst`), or
+    /// none when it is empty: then the seconds until a token is back. One statement: the row lock
+    /// orders concurrent submits across replicas.
+    public func take(tenant: String, rate: Double, burst: Int, on database: some PostgresQueryable, logger: Logger) async throws
+        -> (taken: Bool, retryAfterSeconds: Double)
+    {
+        let rows = try await database.run(
+            """
+            WITH taken AS (
+                INSERT INTO rate_buckets AS bucket (tenant, tokens, refilled_at) VALUES (\(tenant), \(Double(burst)) - 1, now())
+                ON CONFLICT (tenant) DO UPDATE
+                    SET tokens = least(\(Double(burst)), bucket.tokens + \(rate) * extract(epoch FROM now() - bucket.refilled_at)) - 1,
+                        refilled_at = now()
+                    WHERE least(\(Double(burst)), bucket.tokens + \(rate) * extract(epoch FROM now() - bucket.refilled_at)) >= 1
+                RETURNING 0::float8 AS wait
+            )
+            SELECT wait FROM taken
+            UNION ALL
+            SELECT (1 - least(\(Double(burst)), tokens + \(rate) * extract(epoch FROM now() - refilled_at))) / \(rate)
+            FROM rate_buckets WHERE tenant = \(tenant) AND NOT EXISTS (SELECT 1 FROM taken)
+            """, logger: logger)
+        let wait = try await rows.collect().first?.decode(Double.self) ?? 0
+        let taken = wait <= 0
+        return (taken, max(wait, 0))
+    }
+}

@@ -37,6 +37,9 @@ public struct RunningLimits: Sendable, Equatable {
 }
 
 extension JobsTable {
+    /// The most jobs one claim takes (a lease takes at most 100): a constant in the claim's SQL.
+    public static let maxClaimLimit = 1000
+
     /// Claims up to `limit` pending jobs of `models`: highest priority first, then the smallest
     /// fair-share tag (tenants in turn), then submission order; no tenant past its running limit.
     ///
@@ -47,6 +50,7 @@ extension JobsTable {
         models: [String], limit: Int, leaseSeconds: Double, maxRunSeconds: Double, workerID: String,
         runningLimits: RunningLimits = .none, on database: some PostgresQueryable, logger: Logger
     ) async throws -> [ClaimedJob] {
+        precondition((1...Self.maxClaimLimit).contains(limit), "a claim takes 1 to \(Self.maxClaimLimit) jobs")
         let rows = try await database.run(
             ClaimStatement(
                 models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID,
@@ -99,17 +103,42 @@ struct ClaimStatement: PostgresPreparedStatement {
                   WHERE status = 'running' AND model = ANY ($1::text[]) AND $9::bool
                   GROUP BY model, tenant) AS running
         ), candidates AS MATERIALIZED (
+            -- Without running limits: per model, the first $2 rows of its pending index.
             SELECT candidate.id, candidate.priority, candidate.fair_tag, candidate.model, candidate.tenant
             FROM unnest($1::text[]) AS wanted(model)
             CROSS JOIN LATERAL (
-                SELECT id, priority, fair_tag, model, tenant FROM jobs
-                WHERE status = 'pending' AND model = wanted.model
-                  -- A job past its start deadline is failed by the sweep, never started late.
-                  AND (start_deadline_at IS NULL OR start_deadline_at > now())
-                  AND NOT EXISTS (SELECT 1 FROM room WHERE room.model = wanted.model AND room.tenant = jobs.tenant AND room.room <= 0)
-                ORDER BY priority DESC, fair_tag, id
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
+                -- The constant limit keeps the planner's estimates (a parameter's is a tenth of the
+                -- table) small: a large estimated cost turns on JIT, which took a second per claim.
+                SELECT * FROM (
+                    SELECT id, priority, fair_tag, model, tenant FROM jobs
+                    WHERE status = 'pending' AND model = wanted.model AND NOT $9::bool
+                      -- A job past its start deadline is failed by the sweep, never started late.
+                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
+                    ORDER BY priority DESC, fair_tag, id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                ) AS head LIMIT \(JobsTable.maxClaimLimit)
+            ) AS candidate
+            UNION ALL
+            -- With running limits: per model and per tenant with room, its first $2 rows of the
+            -- per-tenant index, so a claim never reads through a backlog of a tenant at its limit.
+            SELECT candidate.id, candidate.priority, candidate.fair_tag, candidate.model, candidate.tenant
+            FROM unnest($1::text[]) AS wanted(model)
+            CROSS JOIN LATERAL (
+                SELECT DISTINCT tenant FROM fair_share_tags
+                WHERE model = wanted.model AND $9::bool
+                  AND NOT EXISTS (
+                      SELECT 1 FROM room WHERE room.model = wanted.model AND room.tenant = fair_share_tags.tenant AND room.room <= 0)
+            ) AS open
+            CROSS JOIN LATERAL (
+                SELECT * FROM (
+                    SELECT id, priority, fair_tag, model, tenant FROM jobs
+                    WHERE status = 'pending' AND tenant = open.tenant AND model = wanted.model
+                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
+                    ORDER BY priority DESC, fair_tag, id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                ) AS head LIMIT \(JobsTable.maxClaimLimit)
             ) AS candidate
         ), claimable AS MATERIALIZED (
             SELECT id FROM (

@@ -73,8 +73,8 @@ final class BenchDatabase: Sendable {
                 let batch = min(100_000, count - inserted)
                 try await client.query(
                     """
-                    INSERT INTO jobs (request_id, model, priority, payload)
-                    SELECT gen_random_uuid(), \(model), 0, jsonb_build_object('i', i) FROM generate_series(1, \(batch)) AS i
+                    INSERT INTO jobs (request_id, model, priority, payload, fair_tag)
+                    SELECT gen_random_uuid(), \(model), 0, jsonb_build_object('i', i), \(inserted) + i FROM generate_series(1, \(batch)) AS i
                     """, logger: logger)
                 inserted += batch
             }

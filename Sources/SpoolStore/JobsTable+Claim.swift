@@ -51,13 +51,23 @@ extension JobsTable {
         runningLimits: RunningLimits = .none, on database: some PostgresQueryable, logger: Logger
     ) async throws -> [ClaimedJob] {
         precondition((1...Self.maxClaimLimit).contains(limit), "a claim takes 1 to \(Self.maxClaimLimit) jobs")
-        let rows = try await database.run(
-            ClaimStatement(
-                models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID,
-                runningLimits: runningLimits),
-            logger: logger)
+        // Without running limits (the usual case) the short statement: it plans in a fraction of the time.
+        let rows: [ClaimStatement.Row]
+        if runningLimits.isEmpty {
+            rows = try await database.run(
+                ClaimStatement(models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID),
+                logger: logger
+            ).collect()
+        } else {
+            rows = try await database.run(
+                LimitedClaimStatement(
+                    models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID,
+                    runningLimits: runningLimits),
+                logger: logger
+            ).collect()
+        }
         var claimed: [(job: ClaimedJob, tag: Double)] = []
-        for try await row in rows {
+        for row in rows {
             claimed.append(
                 (ClaimedJob(
                     id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
@@ -88,10 +98,71 @@ extension JobsTable {
 /// Per model, the first `limit` rows of the pending index (a short index scan each), then the
 /// best `limit` of those. MATERIALIZED and `= ANY(ARRAY(…))` make the UPDATE touch exactly the
 /// locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
-/// pg-boss updated more rows than their limit when it thought otherwise). With running limits,
-/// tenants at their limit are skipped in the index scan and the rest take at most their room.
+/// pg-boss updated more rows than their limit when it thought otherwise).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "spool_claim_v2"
+    static let name = "spool_claim_v3"
+    static let sql = """
+        WITH claimable AS MATERIALIZED (
+            SELECT candidate.id
+            FROM unnest($1::text[]) AS wanted(model)
+            CROSS JOIN LATERAL (
+                SELECT id, priority, fair_tag FROM jobs
+                WHERE status = 'pending' AND model = wanted.model
+                  -- A job past its start deadline is failed by the sweep, never started late.
+                  AND (start_deadline_at IS NULL OR start_deadline_at > now())
+                ORDER BY priority DESC, fair_tag, id
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+            ) AS candidate
+            ORDER BY candidate.priority DESC, candidate.fair_tag, candidate.id
+            LIMIT $2
+        )
+        \(JobsTable.claimUpdateSQL)
+        """
+    typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double, Double)
+
+    var models: [String]
+    var limit: Int
+    var leaseSeconds: Double
+    var maxRunSeconds: Double
+    var workerID: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(models)
+        bindings.append(limit)
+        bindings.append(leaseSeconds)
+        bindings.append(maxRunSeconds)
+        bindings.append(workerID)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+extension JobsTable {
+    /// Both claims' last step: the locked ids become running, each with a fresh lease.
+    static let claimUpdateSQL = """
+        UPDATE jobs SET status = 'running',
+                        attempt = attempt + 1,
+                        lease_token = gen_random_uuid(),
+                        lease_seconds = $3,
+                        lease_expires_at = now() + make_interval(secs => $3),
+                        run_deadline_at = now() + make_interval(secs => $4),
+                        stop_reason = NULL,
+                        claimed_at = now(),
+                        worker_id = $5
+        WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
+        RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
+                  run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8, fair_tag
+        """
+}
+
+/// The claim with running limits per tenant, prepared once per connection.
+///
+/// Tenants at their limit are skipped, and the rest take at most their room.
+struct LimitedClaimStatement: PostgresPreparedStatement {
+    static let name = "spool_claim_limited_v1"
     static let sql = """
         WITH quota AS (
             SELECT tenant, nullif(max_running, -1) AS max_running FROM unnest($6::text[], $7::int4[]) AS quota(tenant, max_running)
@@ -152,18 +223,7 @@ struct ClaimStatement: PostgresPreparedStatement {
             ORDER BY priority DESC, fair_tag, id
             LIMIT $2
         )
-        UPDATE jobs SET status = 'running',
-                        attempt = attempt + 1,
-                        lease_token = gen_random_uuid(),
-                        lease_seconds = $3,
-                        lease_expires_at = now() + make_interval(secs => $3),
-                        run_deadline_at = now() + make_interval(secs => $4),
-                        stop_reason = NULL,
-                        claimed_at = now(),
-                        worker_id = $5
-        WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
-        RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
-                  run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8, fair_tag
+        \(JobsTable.claimUpdateSQL)
         """
     typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double, Double)
 

@@ -225,7 +225,7 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
         )
         \(JobsTable.claimUpdateSQL)
         """
-    typealias Row = (Int64, UUID, String, Int32, UUID, Int32, String, String, Date, Date, String?, Double, Double)
+    typealias Row = ClaimStatement.Row
 
     var models: [String]
     var limit: Int

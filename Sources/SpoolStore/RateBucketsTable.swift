@@ -19,15 +19,17 @@ public struct RateBucketsTable: Sendable {
                     SET tokens = least(\(Double(burst)), bucket.tokens + \(rate) * extract(epoch FROM now() - bucket.refilled_at)) - 1,
                         refilled_at = now()
                     WHERE least(\(Double(burst)), bucket.tokens + \(rate) * extract(epoch FROM now() - bucket.refilled_at)) >= 1
-                RETURNING 0::float8 AS wait
+                RETURNING true AS taken, 0::float8 AS wait
             )
-            SELECT wait FROM taken
+            SELECT taken, wait FROM taken
             UNION ALL
-            SELECT (1 - least(\(Double(burst)), tokens + \(rate) * extract(epoch FROM now() - refilled_at))) / \(rate)
+            -- Read from the statement's snapshot: a submit racing on another replica can make this
+            -- estimate short, never make a refused submit count as taken.
+            SELECT false, greatest((1 - least(\(Double(burst)), tokens + \(rate) * extract(epoch FROM now() - refilled_at))) / \(rate), 0)
             FROM rate_buckets WHERE tenant = \(tenant) AND NOT EXISTS (SELECT 1 FROM taken)
             """, logger: logger)
-        let wait = try await rows.collect().first?.decode(Double.self) ?? 0
-        let taken = wait <= 0
-        return (taken, max(wait, 0))
+        // No row: the bucket was created by a racing submit after this statement's snapshot, and
+        // that submit took the token this one wanted.
+        return try await rows.collect().first?.decode((Bool, Double).self) ?? (false, 1 / rate)
     }
 }

@@ -82,12 +82,17 @@ func buildApplication(
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: clients, admins: admins)
-    WorkerRoutes(
+    let workerRoutes = WorkerRoutes(
         store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics,
         completions: CompletionBatcher(store: store, logger: logger))
-        .register(on: workers)
+    workerRoutes.register(on: workers)
     FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: clients)
+    // Client and worker routes share the /v2/{endpoint_id}/ tree: each checks its own scope.
+    RunPodRoutes(
+        store: store, configuration: configuration, submitter: submitter, watchers: connections.watchers, metrics: metrics,
+        workerSide: RunPodWorkerRoutes(store: store, configuration: configuration, metrics: metrics, leases: workerRoutes))
+        .register(on: authenticated)
     files.register(on: clients)
     files.registerWorkerUpload(on: workers)
     BatchRoutes(store: store, configuration: configuration, quotas: quotas, wakeup: connections.batches).register(on: clients)

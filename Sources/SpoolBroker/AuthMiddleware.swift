@@ -55,16 +55,23 @@ public final class Authenticator: Sendable {
     }
 
     /// The caller that `authorization` names, or a 401 that says what is wrong.
-    func authenticate(authorization: String?, logger: Logger) async throws -> Caller {
+    ///
+    /// `bareKeyAllowed`: the header may also be the key alone, as RunPod's workers send it.
+    func authenticate(authorization: String?, bareKeyAllowed: Bool = false, logger: Logger) async throws -> Caller {
         if isOpen { return .anonymous }
         guard let authorization, !authorization.isEmpty else {
             throw SpoolError.unauthorized("This broker requires an API key: send 'Authorization: Bearer <key>'.")
         }
         let parts = authorization.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, ["bearer", "key"].contains(parts[0].lowercased()) else {
+        let key: Substring
+        if parts.count == 2, ["bearer", "key"].contains(parts[0].lowercased()) {
+            key = parts[1]
+        } else if bareKeyAllowed, parts.count == 1 {
+            key = parts[0]
+        } else {
             throw SpoolError.unauthorized("The Authorization header must be 'Bearer <key>'.")
         }
-        let hash = APIKeyHash.of(String(parts[1]).trimmingCharacters(in: .whitespaces))
+        let hash = APIKeyHash.of(String(key).trimmingCharacters(in: .whitespaces))
         if let caller = configured[hash] { return caller }
         let now = ContinuousClock.now
         if let cached = cache.withLockedValue({ $0[hash] }), cached.until > now {
@@ -104,7 +111,9 @@ struct AuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         if authenticator.isOpen { try OpenBrokerGuard.refuseBrowsers(request) }
-        context.caller = try await authenticator.authenticate(authorization: request.headers[.authorization], logger: context.logger)
+        context.caller = try await authenticator.authenticate(
+            authorization: request.headers[.authorization], bareKeyAllowed: request.uri.path.hasPrefix(RunPodRoutes.pathPrefix),
+            logger: context.logger)
         return try await next(request, context)
     }
 }

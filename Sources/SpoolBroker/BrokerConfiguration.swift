@@ -34,6 +34,9 @@ public struct BrokerConfiguration: Sendable {
     public var retryLimit: Int = 3
     /// Longest an attempt may run before the broker asks it to stop, in seconds. Defaults to one hour.
     public var maxRunSeconds: Double = 3600
+    /// How often RunPod workers ping (RUNPOD_PING_INTERVAL), in whole seconds; their leases last
+    /// three pings. Defaults to 10, RunPod's own.
+    public var runpodPingSeconds: Double = 10
     /// How long a job asked to stop keeps its lease to wind down, in seconds. Defaults to 30.
     public var stopGraceSeconds: Double = 30
     /// How often the requeue of expired leases runs, in seconds. Defaults to 1.
@@ -127,6 +130,10 @@ public struct BrokerConfiguration: Sendable {
         }
         guard maxRunSeconds >= 1 else {
             throw ConfigurationError("--max-run-seconds/SPOOL_MAX_RUN_SECONDS must be at least 1, got \(maxRunSeconds.formatted()).")
+        }
+        guard (1...300).contains(runpodPingSeconds), runpodPingSeconds.rounded() == runpodPingSeconds else {
+            throw ConfigurationError(
+                "--runpod-ping-seconds/SPOOL_RUNPOD_PING_SECONDS must be a whole number of seconds from 1 to 300, got \(runpodPingSeconds.formatted()).")
         }
         guard stopGraceSeconds >= 0 else {
             throw ConfigurationError("The stop grace period must not be negative, got \(stopGraceSeconds.formatted()) seconds.")

@@ -5,8 +5,11 @@ extension Request {
     /// Reads and parses the body, refusing bodies over `limit` (413), bodies not sent as
     /// `application/json` (415: a browser's cross-site form or `text/plain` POST is not JSON), and
     /// anything PostgreSQL would refuse or store differently (400).
-    func jsonBody(limit: Int) async throws -> JSONValue {
-        try requireJSONContentType()
+    ///
+    /// `formEncodedJSON` also accepts JSON sent as `application/x-www-form-urlencoded`: RunPod's
+    /// workers send their results so, always with a key in the Authorization header.
+    func jsonBody(limit: Int, formEncodedJSON: Bool = false) async throws -> JSONValue {
+        if !formEncodedJSON || mediaType != "application/x-www-form-urlencoded" { try requireJSONContentType() }
         if let length = headers[.contentLength].flatMap(Int.init), length > limit {
             throw SpoolError.payloadTooLarge(limit: limit)
         }
@@ -31,14 +34,18 @@ extension Request {
 
     /// Refuses a body whose Content-Type is not JSON (`application/json`, or `application/…+json`).
     func requireJSONContentType() throws {
-        let mediaType = headers[.contentType]?.split(separator: ";", maxSplits: 1).first?
-            .trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        let mediaType = self.mediaType
         guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
             throw SpoolError.unsupportedMediaType(
                 mediaType.isEmpty
                     ? "Send the body as JSON with 'Content-Type: application/json'."
                     : "This route reads JSON: send 'Content-Type: application/json', not '\(mediaType)'.")
         }
+    }
+
+    /// The Content-Type without its parameters, lowercased; empty when absent.
+    var mediaType: String {
+        headers[.contentType]?.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
     }
 
     /// The query string as a JSON object of strings, validated like a body.

@@ -23,7 +23,11 @@ struct Submitter: Sendable {
         _ submit: SubmitRequest, body: JSONValue, request: Request, context: BrokerRequestContext
     ) async throws -> (requestID: UUID, replayed: Bool) {
         if let url = submit.webhookURL {
-            let param = submit.webhookFormat == .fal ? "fal_webhook" : "webhook_url"
+            let param = switch submit.webhookFormat {
+            case .fal: "fal_webhook"
+            case .runpod: "webhook"
+            case .spool: "webhook_url"
+            }
             guard configuration.webhookSecret != nil else {
                 throw SpoolError.invalidRequest(
                     "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
@@ -39,13 +43,15 @@ struct Submitter: Sendable {
                     code: "invalid_idempotency_key", param: "Idempotency-Key")
             }
             // The request in canonical form: a retry that reorders the body's keys is still the same request.
-            let canonical: JSONValue = [
+            var canonical: [String: JSONValue] = [
                 "body": body, "model": .string(submit.model), "path": submit.path.map(JSONValue.string) ?? .null,
                 "priority": .int(Int64(submit.priority)),
                 "start_timeout": submit.startTimeoutSeconds.map(JSONValue.double) ?? .null,
                 "webhook": submit.webhookURL.map(JSONValue.string) ?? .null,
             ]
-            let hash = SHA256.hash(data: Data(canonical.jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
+            // Only when set, so the keys of requests without it keep their hash.
+            if let maxRun = submit.maxRunSeconds { canonical["max_run"] = .double(maxRun) }
+            let hash = SHA256.hash(data: Data(JSONValue.object(canonical).jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
             idempotency = (key, hash, configuration.idempotencyWindowSeconds)
         }
         let tenant = context.caller.ownTenant

@@ -238,8 +238,18 @@ struct WorkerRoutes: Sendable {
     ) async throws -> Response {
         let requestID = try Self.requestID(context)
         try await requireModel(of: requestID, context: context)
+        let finished = try await finish(requestID: requestID, leaseToken: try Self.leaseToken(token), end: end, report: report, context: context)
+        return JSONResponse.make(
+            JobWriteResponse(request_id: requestID.uuidString.lowercased(), status: finished.status, retries: finished.retries),
+            headers: finished.replayed ? [.idempotentReplayed: "true"] : [:])
+    }
+
+    /// Ends an attempt (fenced by its lease token) and counts it; a refusal is thrown as its HTTP error.
+    func finish(
+        requestID: UUID, leaseToken: UUID, end: AttemptEnd, report: AttemptReport, context: BrokerRequestContext
+    ) async throws -> FinishOutcome {
         let outcome = try await store.jobs.finish(
-            requestID: requestID, leaseToken: try Self.leaseToken(token), end: end, report: report,
+            requestID: requestID, leaseToken: leaseToken, end: end, report: report,
             retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
         switch outcome {
         case .success(let finished):
@@ -249,9 +259,7 @@ struct WorkerRoutes: Sendable {
                 metrics.count(handedBack ? "released" : LeaseReaper.event(finished.status), model: finished.model)
                 metrics.recordRunTime(model: finished.model, seconds: finished.runSeconds)
             }
-            return JSONResponse.make(
-                JobWriteResponse(request_id: requestID.uuidString.lowercased(), status: finished.status, retries: finished.retries),
-                headers: finished.replayed ? [.idempotentReplayed: "true"] : [:])
+            return finished
         case .failure(let refusal):
             throw Self.error(for: refusal, requestID: requestID)
         }

@@ -17,6 +17,8 @@ public struct SubmitRequest: Sendable, Equatable {
     public var webhookURL: String?
     /// The body the webhook gets: Spool's Standard Webhooks event, or fal's webhook body.
     public var webhookFormat: WebhookFormat
+    /// The job's own maximum run time (RunPod's `policy.executionTimeout`), within the broker's.
+    public var maxRunSeconds: Double? = nil
 
     public init(
         model: String, payload: [String: JSONValue], info: [String: JSONValue] = [:], priority: Int32 = 0, path: String? = nil,
@@ -50,6 +52,8 @@ public enum WebhookFormat: String, Sendable, Codable {
     case spool
     /// fal's: `{"request_id", "status": "OK" | "ERROR", "payload", "error"}`.
     case fal
+    /// RunPod's: the job's status as `/v2/{endpoint_id}/status/{id}` answers it.
+    case runpod
 }
 
 /// The answer to a submit: `{"requestId": …}`.

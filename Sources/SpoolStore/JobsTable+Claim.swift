@@ -100,7 +100,7 @@ extension JobsTable {
 /// locked ids by primary key, whatever the planner thinks of the table's statistics (Oban and
 /// pg-boss updated more rows than their limit when it thought otherwise).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "spool_claim_v3"
+    static let name = "spool_claim_v4"
     static let sql = """
         WITH claimable AS MATERIALIZED (
             SELECT candidate.id
@@ -148,7 +148,7 @@ extension JobsTable {
                         lease_token = gen_random_uuid(),
                         lease_seconds = $3,
                         lease_expires_at = now() + make_interval(secs => $3),
-                        run_deadline_at = now() + make_interval(secs => $4),
+                        run_deadline_at = now() + make_interval(secs => least($4, coalesce(max_run_seconds, $4))),
                         stop_reason = NULL,
                         claimed_at = now(),
                         worker_id = $5
@@ -162,7 +162,7 @@ extension JobsTable {
 ///
 /// Tenants at their limit are skipped, and the rest take at most their room.
 struct LimitedClaimStatement: PostgresPreparedStatement {
-    static let name = "spool_claim_limited_v1"
+    static let name = "spool_claim_limited_v2"
     static let sql = """
         WITH quota AS (
             SELECT tenant, nullif(max_running, -1) AS max_running FROM unnest($6::text[], $7::int4[]) AS quota(tenant, max_running)

@@ -83,3 +83,35 @@ extension JobsTable {
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 }
+
+/// How a model's jobs ended lately.
+public struct RecentJobCounts: Sendable, Equatable {
+    public var completed: Int
+    public var failed: Int
+    /// Jobs that ended after more than one attempt.
+    public var retried: Int
+}
+
+extension JobsTable {
+    /// The most recently ended jobs one count reads: a model ending more jobs than that in the
+    /// window is counted up to it, so the read stays bounded.
+    public static let maxRecentJobsCounted = 100_000
+
+    /// Jobs of `model` that ended within the last `withinSeconds` (RunPod's `/health`).
+    public func recentCounts(
+        model: String, withinSeconds: Double = 3600, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> RecentJobCounts {
+        // A constant LIMIT: a parameter would be planned as unknown and could start the JIT.
+        let rows = try await database.run(
+            """
+            SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE retries > 0)
+            FROM (SELECT status, retries FROM jobs
+                  WHERE model = \(model) AND done_at > now() - make_interval(secs => \(withinSeconds))
+                  LIMIT \(unescaped: String(Self.maxRecentJobsCounted))) AS recent
+            """, logger: logger)
+        guard let (completed, failed, retried) = try await rows.collect().first?.decode((Int, Int, Int).self) else {
+            return RecentJobCounts(completed: 0, failed: 0, retried: 0)
+        }
+        return RecentJobCounts(completed: completed, failed: failed, retried: retried)
+    }
+}

@@ -248,7 +248,7 @@ extension JobsTable {
 
     /// Why a worker write matched no row: no such job, a lease that moved on, or (the lease holds)
     /// an emit too large.
-    private func refusal(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws
+    func refusal(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws
         -> LeaseRefusal
     {
         let rows = try await database.run(

@@ -172,20 +172,23 @@ public struct JobsTable: Sendable {
             .collect().first?.decode(String.self)
     }
 
-    /// Cancels every pending job of a model, recording who did it in the audit trail in the same
-    /// statement; returns how many.
-    public func cancelPending(model: String, actor: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    /// Cancels every pending job of a model (of one tenant's, when `tenant` is given), recording
+    /// who did it in the audit trail in the same statement; returns how many.
+    public func cancelPending(
+        model: String, tenant: String? = nil, actor: String, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
         let rows = try await database.run(
             """
             WITH canceled AS (
                 UPDATE jobs SET status = 'canceled', done_at = now()
-                WHERE model = \(model) AND status = 'pending'
+                WHERE model = \(model) AND status = 'pending' AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 1
             ), counted AS (
                 SELECT count(*) AS jobs FROM canceled
             ), audited AS (
                 INSERT INTO audit_events (actor, action, target, details)
-                SELECT \(actor), 'queue.cleared', \(model), jsonb_build_object('canceled_count', jobs) FROM counted
+                SELECT \(actor), 'queue.cleared', \(model),
+                       jsonb_strip_nulls(jsonb_build_object('canceled_count', jobs, 'tenant', \(tenant)::text)) FROM counted
             )
             SELECT jobs FROM counted
             """, logger: logger)
@@ -239,21 +242,22 @@ public struct NewJob: Sendable {
 /// The insert of one or many submitted jobs, prepared once per connection. Optional columns travel
 /// as empty strings and negative timeouts, since the arrays hold no NULLs.
 struct InsertJobsStatement: PostgresPreparedStatement {
-    static let name = "spool_insert_jobs_v2"
+    static let name = "spool_insert_jobs_v3"
     static let sql = """
         WITH item AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
-                                 $9::text[], $10::text[], $11::text[], $12::float8[])
+                                 $9::text[], $10::text[], $11::text[], $12::float8[], $13::float8[])
                  WITH ORDINALITY AS item(request_id, model, priority, payload, info, submitted_by, path, start_timeout,
-                                         webhook_url, webhook_format, tenant, weight, arrival)
+                                         webhook_url, webhook_format, tenant, weight, max_run, arrival)
         ), \(JobsTable.fairTagsSQL),
         inserted AS (
             INSERT INTO jobs (request_id, model, priority, payload, info, submitted_by, path, start_deadline_at,
-                              webhook_url, webhook_format, tenant, fair_tag)
+                              webhook_url, webhook_format, tenant, fair_tag, max_run_seconds)
             SELECT item.request_id, item.model, item.priority, item.payload::jsonb, item.info::jsonb, item.submitted_by,
                    nullif(item.path, ''),
                    CASE WHEN item.start_timeout >= 0 THEN now() + make_interval(secs => item.start_timeout) END,
-                   nullif(item.webhook_url, ''), nullif(item.webhook_format, ''), item.tenant, \(JobsTable.fairTagSQL)
+                   nullif(item.webhook_url, ''), nullif(item.webhook_format, ''), item.tenant, \(JobsTable.fairTagSQL),
+                   CASE WHEN item.max_run > 0 THEN item.max_run END
             FROM item JOIN tags USING (model, priority, tenant)
             ORDER BY item.arrival
             RETURNING model
@@ -265,7 +269,7 @@ struct InsertJobsStatement: PostgresPreparedStatement {
     var jobs: [NewJob]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 12)
+        var bindings = PostgresBindings(capacity: 13)
         bindings.append(jobs.map(\.requestID))
         bindings.append(jobs.map(\.request.model))
         bindings.append(jobs.map(\.request.priority))
@@ -278,6 +282,7 @@ struct InsertJobsStatement: PostgresPreparedStatement {
         bindings.append(jobs.map { $0.request.webhookURL == nil ? "" : $0.request.webhookFormat.rawValue })
         bindings.append(jobs.map(\.tenant))
         bindings.append(jobs.map(\.weight))
+        bindings.append(jobs.map { $0.request.maxRunSeconds ?? -1 })
         return bindings
     }
 

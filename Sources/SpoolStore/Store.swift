@@ -26,6 +26,7 @@ public struct SpoolStore: Sendable {
     public let files = FilesTable()
     public let rateBuckets = RateBucketsTable()
     public let batches = BatchesTable()
+    public let streamChunks = JobStreamChunksTable()
 
     public init(client: PostgresClient) {
         self.client = client

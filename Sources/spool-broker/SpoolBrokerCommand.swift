@@ -11,7 +11,7 @@ struct SpoolBrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-broker",
         abstract: "Spool's broker: a job queue for long-running AI inference, kept in PostgreSQL.",
-        subcommands: [Serve.self, Keys.self],
+        subcommands: [Serve.self, Keys.self, RunPodEnv.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -86,6 +86,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Longest an attempt may run before it is asked to stop, in seconds. Env: SPOOL_MAX_RUN_SECONDS. Default: 3600.")
     var maxRunSeconds: Double?
 
+    @Option(help: "How often RunPod workers ping, in seconds (their leases last three pings). Env: SPOOL_RUNPOD_PING_SECONDS. Default: 10.")
+    var runpodPingSeconds: Double?
+
     @Option(help: "PEM certificate to serve HTTPS with (needs --tls-key). Env: SPOOL_TLS_CERT.")
     var tlsCert: String?
 
@@ -151,6 +154,9 @@ struct Serve: AsyncParsableCommand {
         if let limit = try maxFileBytes ?? Self.integer(environment, "SPOOL_MAX_FILE_BYTES") { configuration.maxFileBytes = Int64(limit) }
         if let limit = try retryLimit ?? Self.integer(environment, "SPOOL_RETRY_LIMIT") { configuration.retryLimit = limit }
         if let seconds = try maxRunSeconds ?? Self.number(environment, "SPOOL_MAX_RUN_SECONDS") { configuration.maxRunSeconds = seconds }
+        if let seconds = try runpodPingSeconds ?? Self.number(environment, "SPOOL_RUNPOD_PING_SECONDS") {
+            configuration.runpodPingSeconds = seconds
+        }
         configuration.tlsCertificatePath = tlsCert ?? environment["SPOOL_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.tlsKeyPath = tlsKey ?? environment["SPOOL_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.publicURL = publicURL ?? environment["SPOOL_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
@@ -193,6 +199,29 @@ struct Serve: AsyncParsableCommand {
         guard let text = environment[name], !text.isEmpty else { return nil }
         guard let value = Int(text) else { throw ValidationError("\(name) must be a whole number, got '\(text)'.") }
         return value
+    }
+}
+
+struct RunPodEnv: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runpod-env",
+        abstract: "Print the environment that points an unmodified RunPod worker at this broker, as NAME=value lines.")
+    @Option(help: "The endpoint id: the model the worker serves (acme/sd).") var endpoint: String
+    @Option(help: "The URL workers reach the broker at (https://spool.internal:8080).") var brokerURL: String
+    @Option(help: "A key with the worker scope (any text on a broker without keys).") var apiKey: String
+    @Option(help: "The broker's --runpod-ping-seconds. Default: 10.") var pingSeconds: Double = 10
+    @Option(help: "RUNPOD_POD_ID, the worker's id (a Kubernetes pod name). Default: a new random id.") var podID: String?
+
+    func run() throws {
+        do {
+            for line in try RunPodEnvironment(
+                endpoint: endpoint, brokerURL: brokerURL, apiKey: apiKey, pingSeconds: pingSeconds, podID: podID
+            ).lines {
+                print(line)
+            }
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
     }
 }
 

@@ -1685,6 +1685,333 @@ paths["/v1/admin/audit"] = {
 }
 
 
+# -- RunPod's serverless APIs under /v2/{endpoint_id}: the client's (runpod.Endpoint) and the worker's
+# (runpod.serverless.start). An endpoint id is a model; a model with slashes (acme/sd) is sent as that
+# many segments (the broker reads the action from the end of the path), which OpenAPI cannot express.
+
+RUNPOD_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+
+schemas["RunPodRunRequest"] = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "input": {"type": "object", "description": "What the worker gets as job['input'] (the job's payload)."},
+        "webhook": {
+            "type": ["string", "null"], "minLength": 1, "maxLength": 2048, "pattern": NO_NUL,
+            "description": "An http(s) URL that receives the job's status body (as /status answers it) when it ends, signed with "
+            "Standard Webhooks. Refused with 400 when the broker has no webhook secret.",
+        },
+        "policy": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "executionTimeout": {
+                    "type": ["number", "null"], "minimum": 1000, "maximum": 604800000,
+                    "description": "Milliseconds the job may run (within the broker's --max-run-seconds); past it the job is stopped "
+                    "and ends TIMED_OUT.",
+                },
+                "ttl": {
+                    "type": ["number", "null"], "minimum": 1000, "maximum": 604800000,
+                    "description": "Milliseconds the job may wait to start; past it, it ends TIMED_OUT.",
+                },
+                "lowPriority": {"type": ["boolean", "null"], "description": "true: priority -1, behind the endpoint's other jobs."},
+            },
+        },
+    },
+}
+schemas["RunPodRunResponse"] = {
+    "type": "object",
+    "required": ["id", "status"],
+    "properties": {"id": {"type": "string", "format": "uuid"}, "status": {"type": "string", "enum": RUNPOD_STATUSES}},
+}
+schemas["RunPodJobStatus"] = {
+    "type": "object",
+    "description": "A job in RunPod's words. FAILED by a time limit (the run time or the ttl) is TIMED_OUT.",
+    "required": ["id", "status"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid", "description": "The request id (the same job every API sees)."},
+        "status": {"type": "string", "enum": RUNPOD_STATUSES},
+        "delayTime": {"type": "integer", "minimum": 0, "description": "Milliseconds it waited before it started."},
+        "executionTime": {"type": "integer", "minimum": 0, "description": "Milliseconds it ran (so far, while IN_PROGRESS)."},
+        "output": {
+            "description": "COMPLETED: what the worker returned (a RunPod worker's output; another worker's outputs object). "
+            "IN_PROGRESS: the last progress update.",
+        },
+        "error": {"type": "string", "description": "FAILED or TIMED_OUT: the worker's error (a RunPod handler's is JSON text)."},
+        "retries": {"type": "integer", "minimum": 1, "description": "Attempts lost to expired leases or retryable failures, when any."},
+    },
+}
+schemas["RunPodStreamResponse"] = {
+    "type": "object",
+    "required": ["id", "status", "stream"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": RUNPOD_STATUSES},
+        "stream": {
+            "type": "array",
+            "description": "The chunks streamed since the last read, in order; each chunk is handed out once.",
+            "items": {"type": "object", "required": ["output"], "properties": {"output": {}}},
+        },
+    },
+}
+schemas["RunPodHealth"] = {
+    "type": "object",
+    "required": ["jobs", "workers"],
+    "properties": {
+        "jobs": {
+            "type": "object",
+            "required": ["completed", "failed", "inProgress", "inQueue", "retried"],
+            "description": "inQueue and inProgress now; completed, failed and retried (ended after more than one attempt) over the "
+            "last hour, counted up to 100,000.",
+            "properties": {k: {"type": "integer", "minimum": 0} for k in ["completed", "failed", "inProgress", "inQueue", "retried"]},
+        },
+        "workers": {
+            "type": "object",
+            "required": ["idle", "running"],
+            "description": "Live workers serving the endpoint, with jobs in hand (running) or without (idle).",
+            "properties": {"idle": {"type": "integer", "minimum": 0}, "running": {"type": "integer", "minimum": 0}},
+        },
+    },
+}
+schemas["RunPodPurgeResponse"] = {
+    "type": "object",
+    "required": ["removed", "status"],
+    "properties": {"removed": {"type": "integer", "minimum": 0}, "status": {"type": "string", "enum": ["completed"]}},
+}
+schemas["RunPodTakenJob"] = {
+    "type": "object",
+    "required": ["id", "input"],
+    "properties": {
+        "id": {"type": "string", "description": "The attempt's id, <request id>.<lease token>: the worker's writes name it."},
+        "input": {"type": "object"},
+    },
+}
+schemas["RunPodDoneRequest"] = {
+    "type": "object",
+    "description": "{output} completes the job; {error} fails it (not retried); {status: IN_PROGRESS, output} is a progress "
+    "update (an emit of info.progress). Workers send it as JSON text with Content-Type application/x-www-form-urlencoded; "
+    "application/json is accepted too.",
+    "properties": {
+        "output": {},
+        "error": {},
+        "status": {"type": "string"},
+        "stopPod": {"type": "boolean", "description": "Ignored."},
+    },
+}
+schemas["RunPodWriteResponse"] = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": RUNPOD_STATUSES},
+        "seq": {"type": "integer", "minimum": 1, "description": "A stream chunk's place."},
+        "ignored": {"type": "string", "description": "A progress update after the job ended, from the attempt that ended it."},
+    },
+}
+
+_rp_endpoint = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "description": "The endpoint id: the model the jobs are for. A model with slashes is sent as that many segments.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s/?#\\u0000-\\u001f\\u007f]+$"},
+}
+_rp_id = {"name": "id", "in": "path", "required": True, "description": "The request id.", "schema": {"type": "string", "minLength": 1}}
+_rp_worker = {
+    "name": "worker_id",
+    "in": "path",
+    "required": True,
+    "description": "The worker's RUNPOD_POD_ID: 1 to 200 printable characters.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+_rp_attempt = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "description": "The attempt's id as the take answered it (<request id>.<lease token>).",
+    "schema": {"type": "string", "minLength": 1},
+}
+_rp_security = [{"bearer": []}, {"falKey": []}, {"runpodKey": []}, {}]
+_rp_status_ok = {"description": "The job's status.", "content": json_content(ref("RunPodJobStatus"))}
+_rp_run = {
+    "tags": ["runpod"],
+    "security": _rp_security,
+    "parameters": [param("IdempotencyKey")],
+    "requestBody": body("RunPodRunRequest"),
+}
+
+paths["/v2/{endpoint_id}/run"] = {
+    "parameters": [_rp_endpoint],
+    "post": {
+        "operationId": "runpodRun",
+        "summary": "Queue a job for the endpoint (runpod.Endpoint.run).",
+        **_rp_run,
+        "responses": {
+            "200": {
+                "description": "Queued: {id, status: IN_QUEUE}; with a replayed Idempotency-Key, the first job's status.",
+                "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
+                "content": json_content({"anyOf": [ref("RunPodRunResponse"), ref("RunPodJobStatus")]}),
+            },
+            "409": resp("Conflict"),
+            **std_errors("400", "401", "413", "500"),
+        },
+    },
+}
+paths["/v2/{endpoint_id}/runsync"] = {
+    "parameters": [_rp_endpoint],
+    "post": {
+        "operationId": "runpodRunSync",
+        "summary": "Queue a job and wait for it to end, up to `wait` ms (default 60 s, at most 300 s); then its status.",
+        **_rp_run,
+        "parameters": [
+            param("IdempotencyKey"),
+            {"name": "wait", "in": "query", "required": False, "description": "Milliseconds to wait.",
+             "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}},
+        ],
+        "responses": {
+            "200": {
+                "description": "The job's status when it ended or the wait ran out.",
+                "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
+                "content": json_content(ref("RunPodJobStatus")),
+            },
+            "409": resp("Conflict"),
+            **std_errors("400", "401", "413", "500"),
+        },
+    },
+}
+for _name, _summary, _schema, _op in (
+    ("status", "A job's status (runpod Job.status, Job.output).", "RunPodJobStatus", "runpodStatus"),
+    ("stream", "The chunks a generator handler streamed since the last read, and the job's status (Job.stream).",
+     "RunPodStreamResponse", "runpodStream"),
+):
+    paths[f"/v2/{{endpoint_id}}/{_name}/{{id}}"] = {
+        "parameters": [_rp_endpoint, _rp_id],
+        "get": {
+            "operationId": _op,
+            "summary": _summary,
+            "tags": ["runpod"],
+            "security": _rp_security,
+            "responses": {"200": {"description": "The answer.", "content": json_content(ref(_schema))}, **std_errors("401", "404", "500")},
+        },
+    }
+paths["/v2/{endpoint_id}/cancel/{id}"] = {
+    "parameters": [_rp_endpoint, _rp_id],
+    "post": {
+        "operationId": "runpodCancel",
+        "summary": "Cancel a job: a queued one at once, a running one through its worker's job-stop (both answer CANCELLED); an "
+        "ended job is left as it is and its status answered.",
+        "tags": ["runpod"],
+        "security": _rp_security,
+        "responses": {"200": _rp_status_ok, **std_errors("401", "404", "500")},
+    },
+}
+paths["/v2/{endpoint_id}/purge-queue"] = {
+    "parameters": [_rp_endpoint],
+    "post": {
+        "operationId": "runpodPurgeQueue",
+        "summary": "Cancel the endpoint's queued jobs (the caller's tenant's; an admin key's: every tenant's).",
+        "tags": ["runpod"],
+        "security": _rp_security,
+        "responses": {"200": {"description": "How many.", "content": json_content(ref("RunPodPurgeResponse"))}, **std_errors("401", "500")},
+    },
+}
+paths["/v2/{endpoint_id}/health"] = {
+    "parameters": [_rp_endpoint],
+    "get": {
+        "operationId": "runpodHealth",
+        "summary": "Jobs by state and live workers of the endpoint.",
+        "tags": ["runpod"],
+        "security": _rp_security,
+        "responses": {"200": {"description": "The counts.", "content": json_content(ref("RunPodHealth"))}, **std_errors("401", "500")},
+    },
+}
+_rp_none = {"description": "Nothing within the wait (a long-poll of up to 30 s)."}
+for _name, _op, _summary, _schema in (
+    ("job-take", "runpodTake", "Take one job, long-polling up to 30 s: a lease of three ping intervals.", ref("RunPodTakenJob")),
+    ("job-take-batch", "runpodTakeBatch", "Take up to `batch_size` jobs (1 to 100), long-polling up to 30 s.",
+     {"type": "array", "items": ref("RunPodTakenJob")}),
+):
+    paths[f"/v2/{{endpoint_id}}/{_name}/{{worker_id}}"] = {
+        "parameters": [_rp_endpoint, _rp_worker],
+        "get": {
+            "operationId": _op,
+            "summary": _summary,
+            "tags": ["runpod-worker"],
+            "security": _rp_security,
+            "parameters": [
+                {"name": "batch_size", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "job-take-batch: how many; outside 1 to 100 it is clamped."},
+                {"name": "job_in_progress", "in": "query", "required": False, "schema": {"type": "string"}, "description": "Ignored."},
+            ],
+            "responses": {
+                "200": {"description": "The job(s).", "content": json_content(_schema)},
+                "204": _rp_none,
+                **std_errors("400", "401", "500"),
+            },
+        },
+    }
+paths["/v2/{endpoint_id}/job-stop/{worker_id}"] = {
+    "parameters": [_rp_endpoint, _rp_worker],
+    "get": {
+        "operationId": "runpodJobStop",
+        "summary": "Long-poll (up to 30 s) for the worker's jobs that were cancelled or ran past their run time; each is told once "
+        "and ends as its stop says.",
+        "tags": ["runpod-worker"],
+        "security": _rp_security,
+        "responses": {
+            "200": {
+                "description": "The attempts to stop.",
+                "content": json_content({
+                    "type": "object", "required": ["jobsToStop"],
+                    "properties": {"jobsToStop": {"type": "array", "items": {"type": "string"}}},
+                }),
+            },
+            "204": _rp_none,
+            **std_errors("400", "401", "500"),
+        },
+    },
+}
+paths["/v2/{endpoint_id}/ping/{worker_id}"] = {
+    "parameters": [_rp_endpoint, _rp_worker],
+    "get": {
+        "operationId": "runpodPing",
+        "summary": "The worker's heartbeat: extends the lease of every attempt `job_id` names (comma-separated, at most 1,000).",
+        "tags": ["runpod-worker"],
+        "security": _rp_security,
+        "parameters": [
+            {"name": "job_id", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "runpod_version", "in": "query", "required": False, "schema": {"type": "string"}},
+        ],
+        "responses": {"200": {"description": "Seen.", "content": json_content({"type": "object"})}, **std_errors("400", "401", "500")},
+    },
+}
+for _name, _op, _summary, _schema in (
+    ("job-done", "runpodJobDone", "The attempt's result, failure or progress update.", ref("RunPodDoneRequest")),
+    ("job-stream", "runpodJobStream", "One chunk of a generator handler's output, kept for /stream.",
+     {"type": "object", "properties": {"output": {}}}),
+):
+    paths[f"/v2/{{endpoint_id}}/{_name}/{{worker_id}}/{{job_id}}"] = {
+        "parameters": [_rp_endpoint, _rp_worker, _rp_attempt],
+        "post": {
+            "operationId": _op,
+            "summary": _summary,
+            "tags": ["runpod-worker"],
+            "security": _rp_security,
+            "parameters": [{"name": "isStream", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": json_content(_schema)},
+            "responses": {
+                "200": {
+                    "description": "Recorded; a repeated result is answered as a replay (Idempotent-Replayed: true).",
+                    "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
+                    "content": json_content(ref("RunPodWriteResponse")),
+                },
+                "409": _lease_lost,
+                **std_errors("400", "401", "404", "413", "500"),
+            },
+        },
+    }
+
+
 for path, item in paths.items():
     for method, operation in item.items():
         if not isinstance(operation, dict) or "responses" not in operation:
@@ -1698,8 +2025,11 @@ for path, item in paths.items():
         if path == "/v1/files/{id}/upload":
             operation["responses"]["409"] = resp("UploadConflict")
         if (path, method) in (("/v1/queue/submit", "post"), ("/fal/{owner}/{app}", "post"), ("/fal/{owner}/{app}/{path}", "post"),
-                              ("/v1/batches", "post")):
+                              ("/v1/batches", "post"), ("/v2/{endpoint_id}/run", "post"), ("/v2/{endpoint_id}/runsync", "post")):
             operation["responses"]["429"] = resp("QuotaExceeded")
+        if path.startswith("/v2/"):
+            # An endpoint id the broker cannot read as a model (too long, empty parts) is an unknown route.
+            operation["responses"].setdefault("404", resp("NotFound"))
         operation["responses"] = dict(sorted(operation["responses"].items()))
 
 # Every route that needs a key answers 403 to a key without its scope.
@@ -1713,7 +2043,7 @@ doc = {
     "info": {
         "title": "Spool",
         "version": "1",
-        "description": "Spool's broker: Together's Queue API under /v1/queue, its files and batches under /v1/files and /v1/batches, fal's queue API under /fal, and the worker protocol "
+        "description": "Spool's broker: Together's Queue API under /v1/queue, its files and batches under /v1/files and /v1/batches, fal's queue API under /fal, RunPod's serverless APIs under /v2, and the worker protocol "
         "under /v1/worker (docs/client-api.md, docs/worker-protocol.md). Errors are JSON in the shape of Together's QueueError. "
         "String length limits count characters (Unicode code points), as JSON Schema does.",
     },
@@ -1724,6 +2054,8 @@ doc = {
         {"name": "together", "description": "Together's Queue API."},
         {"name": "fal", "description": "fal's queue API; the app id {owner}/{app} is the job's model."},
         {"name": "worker", "description": "The worker protocol."},
+        {"name": "runpod", "description": "RunPod's serverless client API; the endpoint id is the job's model."},
+        {"name": "runpod-worker", "description": "RunPod's serverless worker protocol (runpod.serverless.start), mapped onto leases."},
         {"name": "files", "description": "Together's files API (and OpenAI's multipart upload)."},
         {"name": "batches", "description": "Together's batch API: each line of a JSONL file runs as a job."},
         {"name": "operations", "description": "What operators and the spool command line read (admin scope)."},
@@ -1736,6 +2068,12 @@ doc = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "Authorization: Bearer <key>. Without configured keys the broker is open.",
+            },
+            "runpodKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "Authorization: <key> (the key alone, as RunPod's workers send it), accepted under /v2 only.",
             },
             "falKey": {
                 "type": "apiKey",

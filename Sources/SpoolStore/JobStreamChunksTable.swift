@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SpoolCore
+
+/// What a stream write did.
+public enum StreamAppendOutcome: Sendable, Equatable {
+    case appended(seq: Int32)
+    /// The attempt no longer holds the job (or there is no such job).
+    case refused(LeaseRefusal)
+    /// The job already has `JobStreamChunksTable.maxChunksPerJob` chunks.
+    case full
+}
+
+/// The `job_stream_chunks` table: what a RunPod worker's generator yields, read once each by `/stream/{id}`.
+public struct JobStreamChunksTable: Sendable {
+    public init() {}
+
+    /// The most chunks one job keeps: a generator past it is refused, so one job cannot fill the disk.
+    public static let maxChunksPerJob = 10_000
+
+    /// Appends a chunk to the running job `leaseToken` holds, after its earlier chunks.
+    public func append(
+        requestID: UUID, leaseToken: UUID, chunk: JSONValue, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> StreamAppendOutcome {
+        // The job's row lock orders one attempt's chunks even if two writes race.
+        let rows = try await database.run(
+            """
+            WITH job AS (
+                SELECT id FROM jobs WHERE request_id = \(requestID) AND lease_token = \(leaseToken) AND status = 'running' FOR UPDATE
+            ), next AS (
+                SELECT job.id, coalesce((SELECT max(seq) FROM job_stream_chunks c WHERE c.job_id = job.id), 0) + 1 AS seq FROM job
+            ), inserted AS (
+                INSERT INTO job_stream_chunks (job_id, seq, chunk)
+                SELECT id, seq, \(chunk.jsonText)::jsonb FROM next WHERE seq <= \(Self.maxChunksPerJob)
+                RETURNING seq
+            )
+            SELECT (SELECT seq FROM next), (SELECT seq FROM inserted)
+            """, logger: logger)
+        guard let (next, inserted) = try await rows.collect().first?.decode((Int32?, Int32?).self), next != nil else {
+            return .refused(try await JobsTable().refusal(requestID: requestID, leaseToken: leaseToken, on: database, logger: logger))
+        }
+        guard let inserted else { return .full }
+        return .appended(seq: inserted)
+    }
+
+    /// The chunks no read has returned yet, in order, now marked read: each is handed out once.
+    public func takeUnread(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> [JSONValue] {
+        let rows = try await database.run(
+            """
+            UPDATE job_stream_chunks SET read_at = now()
+            WHERE job_id = \(jobID) AND read_at IS NULL
+            RETURNING seq, chunk::text
+            """, logger: logger)
+        var chunks: [(Int32, JSONValue)] = []
+        for try await (seq, text) in rows.decode((Int32, String).self) { chunks.append((seq, try JSONValue.parse(text))) }
+        // RETURNING keeps no order.
+        return chunks.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+}

@@ -12,6 +12,8 @@ import Glibc
 final class BenchDatabase: Sendable {
     let url: URLComponents
     let cluster: EmbeddedPostgres?
+    /// The private cluster's directory (a gigabyte after a full run), removed at the end.
+    let clusterDirectory: String?
     let logger: Logger
 
     init(url: String?, logger: Logger) throws {
@@ -19,10 +21,12 @@ final class BenchDatabase: Sendable {
         if let url {
             self.url = URLComponents(string: url)!
             self.cluster = nil
+            self.clusterDirectory = nil
         } else {
             let directory = NSTemporaryDirectory() + "spool-bench-\(getpid())"
             let cluster = try EmbeddedPostgres(dataDirectory: directory, logger: logger)
             self.cluster = cluster
+            self.clusterDirectory = directory
             self.url = URLComponents(string: cluster.url)!
         }
     }
@@ -82,7 +86,10 @@ final class BenchDatabase: Sendable {
         }
     }
 
-    func stop() { cluster?.stop() }
+    func stop() {
+        cluster?.stop()
+        if let clusterDirectory { try? FileManager.default.removeItem(atPath: clusterDirectory) }
+    }
 }
 
 /// A `spool-broker` process started from beside this executable.

@@ -7,9 +7,11 @@ import Testing
 @Suite(.serialized) struct BenchmarkTests {
     @Test func theQuickBenchmarkRunsAndWritesEveryFigure() async throws {
         let json = NSTemporaryDirectory() + "spool-bench-\(UUID().uuidString.prefix(8)).json"
+        defer { unlink(json) }
         let process = try SpawnedProcess([SpawnedProcess.buildDirectory + "/spool-bench", "--quick", "--json", json])
         let status = try await process.wait(timeout: .seconds(600))
         #expect(status == 0, "\(process.output.suffix(4000))")
+        #expect(!FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "spool-bench-\(process.pid)"), "the cluster directory is removed")
         let figures = try JSONValue.parse(try String(contentsOfFile: json, encoding: .utf8)).objectValue ?? [:]
         for key in [
             "floor_single_jobs_per_s", "floor_batched_jobs_per_s", "submit_jobs_per_s", "drain_jobs_per_s", "pickup_p50_ms",

@@ -10,6 +10,8 @@ CREATE TABLE job_stream_chunks (
     job_id    bigint      NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     seq       integer     NOT NULL,
     chunk     jsonb       NOT NULL,
+    -- The job's chunks' bytes up to and including this one: the next append reads one row to know it.
+    total_bytes bigint    NOT NULL,
     -- Set when a client's stream read returned it.
     read_at   timestamptz,
     PRIMARY KEY (job_id, seq)

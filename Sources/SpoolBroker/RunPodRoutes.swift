@@ -125,7 +125,8 @@ struct RunPodRoutes: Sendable {
     /// A job in RunPod's words. While it runs, its output is its last progress update.
     static func status(of job: JobRecord, now: Date = Date()) -> RunPodJobStatus {
         let status = RunPodStatus(job.status, errorType: job.errorType)
-        let delay = job.claimedAt.map { $0.timeIntervalSince(job.createdAt) } ?? (job.status == .pending ? nil : job.doneAt?.timeIntervalSince(job.createdAt))
+        // A job that never started (cancelled or timed out while queued) waited until it ended.
+        let delay = job.status == .pending ? nil : (job.claimedAt ?? job.doneAt).map { $0.timeIntervalSince(job.createdAt) }
         let execution: TimeInterval? =
             switch job.status {
             case .pending: nil

@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import Logging
-import NIOCore
 import ServiceLifecycle
 import SpoolCore
 import SpoolStore
@@ -43,22 +42,11 @@ struct RunPodWorkerRoutes: Sendable {
             worker_id: worker, models: [endpoint], max_jobs: batchSize, wait_seconds: Self.takeWaitSeconds, lease_seconds: leaseSeconds)
         let jobs = try await leases.claimOrWait(lease, context: context)
         guard !jobs.isEmpty else { return Response(status: .noContent) }
-        for job in jobs {
-            metrics.count("claimed", model: job.model)
-            metrics.recordQueueWait(model: job.model, seconds: job.queueWaitSeconds)
-        }
+        leases.countClaimed(jobs)
         let taken: [JSONValue] = jobs.map { job in
             ["id": .string(RunPodAttemptID(requestID: job.requestID, leaseToken: job.leaseToken).description), "input": .object(job.payload)]
         }
-        // Written by hand, as a lease answer is: jobs whose answer is not written go back to the queue.
-        let bytes = ByteBuffer(bytes: (batch ? JSONValue.array(taken) : taken[0]).jsonBytes)
-        let handover = LeaseHandover(jobs: jobs, routes: leases, logger: context.logger)
-        let body = ResponseBody(contentLength: bytes.readableBytes) { writer in
-            try await writer.write(bytes)
-            try await writer.finish(nil)
-            handover.markDelivered()
-        }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
+        return leases.handOver(jobs, answer: batch ? .array(taken) : taken[0], logger: context.logger)
     }
 
     /// A heartbeat for every job the ping names (`job_id=a,b`); ids no longer held are left to
@@ -155,7 +143,7 @@ struct RunPodWorkerRoutes: Sendable {
             throw WorkerRoutes.error(for: refusal, requestID: attempt.requestID)
         case .full:
             throw SpoolError.tooLarge(
-                "This job already streamed \(JobStreamChunksTable.maxChunksPerJob) chunks, the most a job keeps; return the rest as its output.",
+                "This chunk would take the job past the \(JobStreamChunksTable.maxChunksPerJob) chunks or \(JobStreamChunksTable.maxBytesPerJob >> 20) MiB of chunks a job keeps; nothing was stored.",
                 code: "stream_too_long")
         }
     }

@@ -60,10 +60,7 @@ struct WorkerRoutes: Sendable {
                 logger: context.logger)
         }
         let jobs = try await claimOrWait(lease, context: context)
-        for job in jobs {
-            metrics.count("claimed", model: job.model)
-            metrics.recordQueueWait(model: job.model, seconds: job.queueWaitSeconds)
-        }
+        countClaimed(jobs)
         // A full batch hints that more are pending: pass the wake-up on to the next waiting lease.
         if jobs.count == lease.max_jobs {
             for model in Set(jobs.map(\.model)) { waiters.notify(model: model) }
@@ -124,14 +121,27 @@ struct WorkerRoutes: Sendable {
                     path: job.path)
             })
         guard !jobs.isEmpty else { return JSONResponse.make(answer) }
+        return handOver(jobs, answer: answer.jsonValue, logger: logger)
+    }
+
+    /// An answer carrying claimed jobs, written by hand so a failed write is noticed: the jobs then
+    /// go back to the queue instead of waiting out their lease.
+    func handOver(_ jobs: [ClaimedJob], answer: JSONValue, logger: Logger) -> Response {
         let handover = LeaseHandover(jobs: jobs, routes: self, logger: logger)
-        let bytes = ByteBuffer(bytes: answer.jsonValue.jsonBytes)
+        let bytes = ByteBuffer(bytes: answer.jsonBytes)
         let body = ResponseBody(contentLength: bytes.readableBytes) { writer in
             try await writer.write(bytes)
             try await writer.finish(nil)
             handover.markDelivered()
         }
         return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
+    }
+
+    func countClaimed(_ jobs: [ClaimedJob]) {
+        for job in jobs {
+            metrics.count("claimed", model: job.model)
+            metrics.recordQueueWait(model: job.model, seconds: job.queueWaitSeconds)
+        }
     }
 
     /// Returns claimed jobs whose answer will not be read to the queue, as if never claimed.

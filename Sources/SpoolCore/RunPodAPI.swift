@@ -23,8 +23,6 @@ public enum RunPodStatus: String, Sendable, Codable {
         case .failed: self = ["runner_timeout", "request_timeout"].contains(errorType ?? "") ? .timedOut : .failed
         }
     }
-
-    public var isFinal: Bool { self != .inQueue && self != .inProgress }
 }
 
 /// `POST /v2/{endpoint_id}/run` and `/runsync`: `{"input": {…}, "webhook"?, "policy"?}`.
@@ -128,8 +126,9 @@ public enum RunPodDone: Sendable, Equatable {
         if members["status"]?.stringValue == RunPodStatus.inProgress.rawValue {
             self = .progress(members["output"] ?? .null)
         } else if let error = members["error"], error != .null {
-            // An exception's error is a JSON string (type, message, traceback); anything else is kept as JSON text.
-            self = .failure(error.stringValue ?? error.jsonText)
+            // An exception's error is a JSON string (type, message, traceback); anything else is kept as
+            // JSON text; either is cut as a Spool worker's fail error is.
+            self = .failure(JobLogLine.truncated(error.stringValue ?? error.jsonText))
         } else {
             self = .output(members["output"])
         }

@@ -8,7 +8,7 @@ public enum StreamAppendOutcome: Sendable, Equatable {
     case appended(seq: Int32)
     /// The attempt no longer holds the job (or there is no such job).
     case refused(LeaseRefusal)
-    /// The job already has `JobStreamChunksTable.maxChunksPerJob` chunks.
+    /// The job already has as many chunks, or bytes of chunks, as a job keeps.
     case full
 }
 
@@ -16,23 +16,32 @@ public enum StreamAppendOutcome: Sendable, Equatable {
 public struct JobStreamChunksTable: Sendable {
     public init() {}
 
-    /// The most chunks one job keeps: a generator past it is refused, so one job cannot fill the disk.
+    /// The most chunks, and bytes of chunks, one job keeps: a generator past either is refused, so
+    /// one job cannot fill the disk.
     public static let maxChunksPerJob = 10_000
+    public static let maxBytesPerJob: Int64 = 64 << 20
 
     /// Appends a chunk to the running job `leaseToken` holds, after its earlier chunks.
     public func append(
-        requestID: UUID, leaseToken: UUID, chunk: JSONValue, on database: some PostgresQueryable, logger: Logger
+        requestID: UUID, leaseToken: UUID, chunk: JSONValue, maxChunks: Int = maxChunksPerJob, maxBytes: Int64 = maxBytesPerJob,
+        on database: some PostgresQueryable, logger: Logger
     ) async throws -> StreamAppendOutcome {
-        // The job's row lock orders one attempt's chunks even if two writes race.
+        let text = chunk.jsonText
+        // The job's row lock orders one attempt's chunks even if two writes race; the last chunk
+        // (one primary-key probe) holds the count and the running total.
         let rows = try await database.run(
             """
             WITH job AS (
                 SELECT id FROM jobs WHERE request_id = \(requestID) AND lease_token = \(leaseToken) AND status = 'running' FOR UPDATE
+            ), last AS (
+                SELECT c.seq, c.total_bytes FROM job_stream_chunks c, job WHERE c.job_id = job.id ORDER BY c.seq DESC LIMIT 1
             ), next AS (
-                SELECT job.id, coalesce((SELECT max(seq) FROM job_stream_chunks c WHERE c.job_id = job.id), 0) + 1 AS seq FROM job
+                SELECT job.id, coalesce((SELECT seq FROM last), 0) + 1 AS seq,
+                       coalesce((SELECT total_bytes FROM last), 0) + octet_length(\(text)::text) AS total_bytes
+                FROM job
             ), inserted AS (
-                INSERT INTO job_stream_chunks (job_id, seq, chunk)
-                SELECT id, seq, \(chunk.jsonText)::jsonb FROM next WHERE seq <= \(Self.maxChunksPerJob)
+                INSERT INTO job_stream_chunks (job_id, seq, chunk, total_bytes)
+                SELECT id, seq, \(text)::jsonb, total_bytes FROM next WHERE seq <= \(maxChunks) AND total_bytes <= \(maxBytes)
                 RETURNING seq
             )
             SELECT (SELECT seq FROM next), (SELECT seq FROM inserted)

@@ -52,19 +52,12 @@ extension JobsTable {
     ) async throws -> [ClaimedJob] {
         precondition((1...Self.maxClaimLimit).contains(limit), "a claim takes 1 to \(Self.maxClaimLimit) jobs")
         // Without running limits (the usual case) the short statement: it plans in a fraction of the time.
+        let claim = ClaimStatement(models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID)
         let rows: [ClaimStatement.Row]
         if runningLimits.isEmpty {
-            rows = try await database.run(
-                ClaimStatement(models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID),
-                logger: logger
-            ).collect()
+            rows = try await database.run(claim, logger: logger).collect()
         } else {
-            rows = try await database.run(
-                LimitedClaimStatement(
-                    models: models, limit: limit, leaseSeconds: leaseSeconds, maxRunSeconds: maxRunSeconds, workerID: workerID,
-                    runningLimits: runningLimits),
-                logger: logger
-            ).collect()
+            rows = try await database.run(LimitedClaimStatement(claim: claim, runningLimits: runningLimits), logger: logger).collect()
         }
         var claimed: [(job: ClaimedJob, tag: Double)] = []
         for row in rows {
@@ -227,20 +220,12 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
         """
     typealias Row = ClaimStatement.Row
 
-    var models: [String]
-    var limit: Int
-    var leaseSeconds: Double
-    var maxRunSeconds: Double
-    var workerID: String
+    /// The claim's own parameters come first ($1 to $5), the limits after.
+    var claim: ClaimStatement
     var runningLimits: RunningLimits
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 9)
-        bindings.append(models)
-        bindings.append(limit)
-        bindings.append(leaseSeconds)
-        bindings.append(maxRunSeconds)
-        bindings.append(workerID)
+        var bindings = try claim.makeBindings()
         let tenants = runningLimits.byTenant.keys.sorted()
         bindings.append(tenants)
         bindings.append(tenants.map { Int32(clamping: runningLimits.byTenant[$0]!.map { max($0, 0) } ?? -1) })

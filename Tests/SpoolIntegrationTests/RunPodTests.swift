@@ -3,6 +3,7 @@ import HTTPTypes
 import Testing
 @testable import SpoolBroker
 import SpoolCore
+import SpoolStore
 
 /// RunPod's serverless protocols: unmodified `runpod` workers and the `runpod` client SDK (1.12.0
 /// from PyPI) against a live broker, and the edges of the routes by hand.
@@ -83,6 +84,35 @@ import SpoolCore
         ])
         #expect(try await refused.wait(timeout: .seconds(30)) != 0)
         #expect(refused.output.contains("not an http(s) URL"), "\(refused.output)")
+    }
+
+    /// A job's stream chunks: fenced by the lease token, bounded in count and bytes, read once each, in order.
+    @Test func streamChunksAreFencedBoundedAndReadOnce() async throws {
+        try await TestDatabase.withStore { store in
+            let logger = TestDatabase.logger
+            let model = "runpod/chunks-\(UUID().uuidString.prefix(8))"
+            try await store.jobs.insert(SubmitRequest(model: model, payload: [:]), requestID: UUID(), submittedBy: "test", on: store.client, logger: logger)
+            let job = try #require(
+                try await store.jobs.claim(
+                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 60, workerID: "w", on: store.client, logger: logger
+                ).first)
+            func append(_ chunk: JSONValue, token: UUID? = nil, maxChunks: Int = 10, maxBytes: Int64 = 1000) async throws -> StreamAppendOutcome {
+                try await store.streamChunks.append(
+                    requestID: job.requestID, leaseToken: token ?? job.leaseToken, chunk: chunk, maxChunks: maxChunks, maxBytes: maxBytes,
+                    on: store.client, logger: logger)
+            }
+            #expect(try await append("a") == .appended(seq: 1))
+            #expect(try await append("b") == .appended(seq: 2))
+            #expect(try await append("c", token: UUID()) == .refused(.leaseLost(status: .running, attempt: 1)))
+            // 3 chunks allowed: a fourth is refused and stores nothing; so is one past the bytes.
+            #expect(try await append("c", maxChunks: 3) == .appended(seq: 3))
+            #expect(try await append("d", maxChunks: 3) == .full)
+            #expect(try await append(.string(String(repeating: "x", count: 990))) == .full)
+            #expect(try await store.streamChunks.takeUnread(jobID: job.id, on: store.client, logger: logger) == ["a", "b", "c"])
+            #expect(try await append("e") == .appended(seq: 4))
+            #expect(try await store.streamChunks.takeUnread(jobID: job.id, on: store.client, logger: logger) == ["e"])
+            #expect(try await store.streamChunks.takeUnread(jobID: job.id, on: store.client, logger: logger) == [])
+        }
     }
 
     /// Scopes, tenants and fencing on the /v2 routes, spoken by hand.

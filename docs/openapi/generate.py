@@ -1987,7 +1987,7 @@ paths["/v2/{endpoint_id}/ping/{worker_id}"] = {
 }
 for _name, _op, _summary, _schema in (
     ("job-done", "runpodJobDone", "The attempt's result, failure or progress update.", ref("RunPodDoneRequest")),
-    ("job-stream", "runpodJobStream", "One chunk of a generator handler's output, kept for /stream.",
+    ("job-stream", "runpodJobStream", "One chunk of a generator handler's output, kept for /stream (at most 10,000 chunks and 64 MiB per job; past either, 413).",
      {"type": "object", "properties": {"output": {}}}),
 ):
     paths[f"/v2/{{endpoint_id}}/{_name}/{{worker_id}}/{{job_id}}"] = {

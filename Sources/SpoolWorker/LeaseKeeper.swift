@@ -32,16 +32,23 @@ struct LeaseKeeper: Sendable {
                 // Coalesce a burst of emits into one heartbeat.
                 if context.hasReport && ContinuousClock.now < nextBeat {
                     try? await Task.sleep(for: .seconds(configuration.reportDelaySeconds))
+                    // The handler finished meanwhile: its final write carries the report.
+                    if Task.isCancelled { break }
                 }
                 if !context.hasReport && ContinuousClock.now < nextBeat { continue }
             }
             let report = context.takeReport()
             do {
-                let answer = try await broker.heartbeat(
-                    requestID: job.request_id,
-                    HeartbeatRequest(
-                        lease_token: job.lease_token, info: report.patch.isEmpty ? nil : report.patch,
-                        logs: report.logs.isEmpty ? nil : report.logs, lease_seconds: configuration.leaseSeconds))
+                // Not cancelled with the keeper: a heartbeat cut off after the broker stored its log
+                // lines would have them sent again with the final write.
+                let (broker, job, leaseSeconds) = (self.broker, self.job, configuration.leaseSeconds)
+                let answer = try await Task {
+                    try await broker.heartbeat(
+                        requestID: job.request_id,
+                        HeartbeatRequest(
+                            lease_token: job.lease_token, info: report.patch.isEmpty ? nil : report.patch,
+                            logs: report.logs.isEmpty ? nil : report.logs, lease_seconds: leaseSeconds))
+                }.value
                 backoff.reset()
                 nextBeat = .now + configuration.heartbeatInterval
                 if answer.stop, let reason = answer.stop_reason, !interrupted {

@@ -68,7 +68,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
-            resources: [.embedInCode("OpenAPI")]
+            resources: [.embedInCode("OpenAPI"), .embedInCode("UI")]
         ),
         .executableTarget(
             name: "spool-broker",

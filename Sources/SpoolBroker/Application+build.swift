@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -64,6 +65,7 @@ func buildApplication(
     // Routes that need no key; an open broker still refuses browsers there.
     let keyless = router.group().add(middleware: OpenBrokerGuard(authenticator: authenticator))
     operations.registerPublic(on: keyless)
+    DashboardRoutes(directory: ProcessInfo.processInfo.environment["SPOOL_UI_DIRECTORY"]).register(on: keyless)
     let files = FileRoutes(store: store, configuration: configuration, uploads: UploadSlots(maxPerKey: configuration.maxUploadsPerKey))
     files.registerUpload(on: keyless)
     // Every other route needs a key (the same middleware applies an open broker's browser rules).
@@ -82,6 +84,7 @@ func buildApplication(
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: clients, admins: admins)
+    JobRoutes(store: store, configuration: configuration, metrics: metrics).register(on: clients, admins: admins)
     let workerRoutes = WorkerRoutes(
         store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics,
         completions: CompletionBatcher(store: store, logger: logger))

@@ -11,4 +11,7 @@ extension HTTPField.Name {
     static let secFetchSite = Self("Sec-Fetch-Site")!
     /// The id of a file whose content is to be PUT to the Location (Together's upload).
     static let togetherFileID = Self("X-Together-File-Id")!
+    /// The dashboard's pages: no Referer leaves them, and no other site frames them.
+    static let referrerPolicy = Self("Referrer-Policy")!
+    static let xFrameOptions = Self("X-Frame-Options")!
 }

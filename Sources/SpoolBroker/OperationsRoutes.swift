@@ -6,7 +6,7 @@ import SpoolCore
 import SpoolStore
 
 /// What operators and their tools read: health, readiness, metrics, the API document, the workers
-/// brokers have seen, and the depth of every model's queue.
+/// brokers have seen, the depth of every model's queue, and the last hour's ends per minute.
 struct OperationsRoutes: Sendable {
     let store: SpoolStore
     let schema: SchemaReadiness
@@ -15,6 +15,7 @@ struct OperationsRoutes: Sendable {
     let connections: BrokerConnections
     /// The key `/metrics` requires, if any (`--metrics-key`), as its hash.
     let metricsKeyHash: String?
+    let history: ThroughputHistory
 
     init(
         store: SpoolStore, schema: SchemaReadiness, metrics: BrokerMetrics, monitor: QueueDepthMonitor, connections: BrokerConnections,
@@ -26,6 +27,7 @@ struct OperationsRoutes: Sendable {
         self.monitor = monitor
         self.connections = connections
         self.metricsKeyHash = metricsKey.map(APIKeyHash.of)
+        self.history = ThroughputHistory(store: store)
     }
 
     /// The OpenAPI document of the whole HTTP API (docs/openapi/openapi.json, carried in the binary).
@@ -44,6 +46,7 @@ struct OperationsRoutes: Sendable {
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         router.get("v1/workers", use: workers)
         router.get("v1/models", use: models)
+        router.get("v1/stats/history") { _, context in JSONResponse.make(try await history.answer(logger: context.logger)) }
     }
 
     /// 200 when the database answers and the migrations are applied; 503 saying which is not so.

@@ -77,7 +77,9 @@ struct QueueRoutes: Sendable {
         guard let requestID = UUID(uuidString: reference.requestID) else { throw Self.jobNotFound(reference) }
         switch try await store.jobs.cancel(
             model: reference.model, requestID: requestID, tenant: context.caller.readableTenant, stopRunning: cancel.cancelRunning,
-            graceSeconds: configuration.stopGraceSeconds, on: store.client, logger: context.logger)
+            graceSeconds: configuration.stopGraceSeconds,
+            // An admin key's cancel reaches any tenant's job: an operator's action, recorded.
+            auditActor: context.caller.scopes.contains(.admin) ? context.caller.id : nil, on: store.client, logger: context.logger)
         {
         case .canceled:
             metrics.count("canceled", model: reference.model)

@@ -1,7 +1,7 @@
 /// Where a job is in its life, stored as readable text (`status` column).
 ///
-/// `pending → running → done | failed`, `pending → canceled`, and a running job whose
-/// lease expires goes back to `pending` (a retry).
+/// `pending → running → done | failed`, `pending → canceled`, a running job whose lease
+/// expires goes back to `pending` (a retry), and an operator may send a failed job back to `pending`.
 public enum JobStatus: String, Sendable, Codable, CaseIterable {
     case pending, running, done, failed, canceled
 
@@ -39,6 +39,8 @@ public enum JobEvent: Sendable, Equatable {
     /// The lease's answer never reached the worker (it hung up first): back to the queue as if
     /// never claimed, with no retry counted.
     case undelivered
+    /// An operator sent a failed job back to the queue for another attempt (its history is kept).
+    case requeue
 }
 
 /// The outcome of an event: the status to move to, and whether it uses up one of the job's retries.
@@ -82,6 +84,7 @@ public enum JobStateMachine {
         case (.running, .undelivered):
             if let stopReason { return stopped(stopReason) }
             return JobTransition(.pending)
+        case (.failed, .requeue): return JobTransition(.pending)
         case (.running, .leaseExpired):
             if let stopReason { return stopped(stopReason) }
             return JobTransition(retryAllowed ? .pending : .failed, countsRetry: true)

@@ -130,4 +130,59 @@ extension JobsTable {
         for try await (model, count) in rows.decode((String, Int).self) { counts[model] = count }
         return counts
     }
+
+    /// Sends a failed job back to the queue for a new attempt, as an operator asked: its error stays
+    /// in `info.retry_history` (where its failure put it) beside an entry saying who requeued it, its webhook delivery is forgotten so its next
+    /// end is delivered again, and the audit trail records `actor`, all in one statement. A batch's
+    /// job is not requeued (its batch's files are written once).
+    public func requeueFailed(
+        model: String, requestID: UUID, tenant: String?, actor: String, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> RequeueOutcome {
+        guard let transition = JobStateMachine.next(from: .failed, on: .requeue) else { return .notFound }
+        let rows = try await database.run(
+            """
+            WITH target AS (
+                SELECT id, status, batch_id FROM jobs
+                WHERE request_id = \(requestID) AND model = \(model) AND (\(tenant)::text IS NULL OR tenant = \(tenant))
+                FOR UPDATE
+            ), requeued AS (
+                UPDATE jobs SET status = \(transition.status.rawValue), error = NULL, error_type = NULL, done_at = NULL,
+                    claimed_at = NULL, worker_id = NULL, stop_reason = NULL, run_deadline_at = NULL, start_deadline_at = NULL,
+                    info = CASE WHEN octet_length(info::text) <= \(Self.maxInfoBytes - 4096)
+                        THEN info || jsonb_build_object('retry_history', coalesce(info -> 'retry_history', '[]'::jsonb)
+                            || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+                                'attempt', attempt, 'reason', 'requeued', 'at', now(), 'by', \(actor)::text))))
+                        ELSE info END
+                FROM target
+                WHERE jobs.id = target.id AND jobs.status = \(JobStatus.failed.rawValue) AND target.batch_id IS NULL
+                RETURNING jobs.id, jobs.model
+            ), forgotten AS (
+                DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM requeued)
+            ), audited AS (
+                INSERT INTO audit_events (actor, action, target, details)
+                SELECT \(actor), 'job.requeued', \(requestID.uuidString.lowercased()), jsonb_build_object('model', model) FROM requeued
+            )
+            SELECT 'requeued', false FROM requeued
+            -- A job back in the queue wakes the leases waiting for its model.
+            LEFT JOIN LATERAL (SELECT pg_notify(\(Self.pendingChannel), requeued.model)) AS woken ON true
+            UNION ALL
+            SELECT status, batch_id IS NOT NULL FROM target WHERE NOT EXISTS (SELECT 1 FROM requeued)
+            """, logger: logger)
+        for try await (outcome, inBatch) in rows.decode((String, Bool).self) {
+            if outcome == "requeued" { return .requeued }
+            if inBatch { return .inBatch }
+            return .unchanged(try Self.status(outcome))
+        }
+        return .notFound
+    }
+}
+
+/// What an operator's requeue found.
+public enum RequeueOutcome: Sendable, Equatable {
+    case requeued
+    /// The job is not failed; it keeps this status.
+    case unchanged(JobStatus)
+    /// The job belongs to a batch, which writes its files once.
+    case inBatch
+    case notFound
 }

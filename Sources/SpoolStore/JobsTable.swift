@@ -103,8 +103,11 @@ public struct JobsTable: Sendable {
     /// Cancels a pending job. With `stopRunning`, a running job is asked to stop instead (its
     /// worker hears it at the next heartbeat, and its lease is cut to `graceSeconds`); it ends
     /// `canceled` when the worker stops. Any other status is left as it is and reported.
+    ///
+    /// With `auditActor` (an operator's cancel), the audit trail records the cancel or the stop in
+    /// the same statement.
     public func cancel(
-        model: String, requestID: UUID, tenant: String?, stopRunning: Bool = false, graceSeconds: Double = 30,
+        model: String, requestID: UUID, tenant: String?, stopRunning: Bool = false, graceSeconds: Double = 30, auditActor: String? = nil,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
         // A claim that commits while this statement waits for the row leaves the last SELECT (which
@@ -112,14 +115,16 @@ public struct JobsTable: Sendable {
         // the job's real state is then read by a fresh statement.
         for _ in 0..<5 {
             let outcome = try await cancelOnce(
-                model: model, requestID: requestID, tenant: tenant, stopRunning: stopRunning, graceSeconds: graceSeconds, on: database, logger: logger)
+                model: model, requestID: requestID, tenant: tenant, stopRunning: stopRunning, graceSeconds: graceSeconds,
+                auditActor: auditActor, on: database, logger: logger)
             if outcome != .unchanged(.pending) { return outcome }
         }
         throw SpoolStoreError(description: "A cancel kept finding job \(requestID) pending without canceling it.")
     }
 
     private func cancelOnce(
-        model: String, requestID: UUID, tenant: String?, stopRunning: Bool, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+        model: String, requestID: UUID, tenant: String?, stopRunning: Bool, graceSeconds: Double, auditActor: String?,
+        on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
         // One statement: each UPDATE touches only the status it names; the last SELECT reports
         // what the job was when neither applied.
@@ -136,6 +141,12 @@ public struct JobsTable: Sendable {
                 WHERE request_id = \(requestID) AND model = \(model) AND status = 'running' AND \(stopRunning)
                   AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 'now_stopping'::text AS outcome
+            ), audited AS (
+                INSERT INTO audit_events (actor, action, target, details)
+                SELECT \(auditActor), CASE outcome WHEN 'now_canceled' THEN 'job.canceled' ELSE 'job.stop_requested' END,
+                       \(requestID.uuidString.lowercased()), jsonb_build_object('model', \(model)::text)
+                FROM (SELECT outcome FROM canceled UNION ALL SELECT outcome FROM stopping) AS done
+                WHERE \(auditActor)::text IS NOT NULL
             )
             SELECT outcome FROM canceled
             UNION ALL SELECT outcome FROM stopping

@@ -28,6 +28,7 @@ public struct Migrator: Sendable {
         Migration(version: 10, name: "key_scopes_and_audit", sql: String(decoding: PackageResources._010_key_scopes_and_audit_sql, as: UTF8.self)),
         Migration(version: 11, name: "tenants_and_fair_share", sql: String(decoding: PackageResources._011_tenants_and_fair_share_sql, as: UTF8.self)),
         Migration(version: 12, name: "runpod", sql: String(decoding: PackageResources._012_runpod_sql, as: UTF8.self)),
+        Migration(version: 13, name: "dashboard", sql: String(decoding: PackageResources._013_dashboard_sql, as: UTF8.self)),
     ]
 
     /// Key of the advisory lock that serialises migrators ("spool" in ASCII).

@@ -2,7 +2,7 @@ import SpoolCore
 import Testing
 
 @Suite struct JobStateMachineTests {
-    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered]
+    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered, .requeue]
 
     /// Every (status, event) pair of a job with retries to spare and no stop request: the allowed transitions and nothing else.
     @Test func everyTransition() {
@@ -24,15 +24,18 @@ import Testing
                 "running --release--> pending",
                 "running --leaseExpired--> pending (retry)",
                 "running --undelivered--> pending",
+                "failed --requeue--> pending",
             ])
     }
 
+    /// Only an operator's requeue moves a job that ended, and only a failed one.
     @Test func terminalStatusesNeverMove() {
         for status in JobStatus.allCases where status.isTerminal {
-            for event in Self.events {
+            for event in Self.events where !(status == .failed && event == .requeue) {
                 #expect(JobStateMachine.next(from: status, on: event) == nil)
             }
         }
+        #expect(JobStateMachine.next(from: .failed, on: .requeue) == .init(.pending))
         #expect(JobStatus.allCases.filter(\.isTerminal) == [.done, .failed, .canceled])
     }
 

@@ -91,6 +91,9 @@ struct JobListQuery {
                 code: "invalid_field", param: String(name))
         }
         filter = JobListFilter(model: try value("model"), tenant: tenant)
+        if let model = filter.model, model.count > 256 {
+            throw .invalidRequest("'model' must be 1 to 256 characters.", code: "invalid_field", param: "model")
+        }
         if let text = try value("status") {
             guard let status = JobStatus(rawValue: text) else {
                 throw .invalidRequest(

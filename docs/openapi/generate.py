@@ -160,6 +160,94 @@ schemas["ModelsResponse"] = {
     "properties": {"models": {"type": "array", "items": ref("ModelSummary")}},
 }
 
+# -- The dashboard's reads and actions (JobRoutes.swift, ThroughputHistory.swift)
+
+schemas["JobListItem"] = {
+    "type": "object",
+    "required": ["request_id", "model", "status", "priority", "retries", "created_at", "claimed_at", "done_at", "error_type",
+                 "worker_id", "progress"],
+    "properties": {
+        "request_id": {"type": "string", "format": "uuid"},
+        "model": {"type": "string"},
+        "status": {"type": "string", "enum": JOB_STATUSES},
+        "priority": {"type": "integer", "format": "int32"},
+        "retries": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "string", "format": "date-time"},
+        "claimed_at": {"type": ["string", "null"], "format": "date-time"},
+        "done_at": {"type": ["string", "null"], "format": "date-time"},
+        "error_type": {"type": ["string", "null"]},
+        "worker_id": {"type": ["string", "null"]},
+        "progress": {"type": ["number", "null"], "description": "info.progress when it is a number."},
+    },
+}
+
+schemas["JobList"] = {
+    "type": "object",
+    "required": ["data", "next_cursor", "scanned"],
+    "properties": {
+        "data": {"type": "array", "items": ref("JobListItem"), "maxItems": 200},
+        "next_cursor": {
+            "type": ["string", "null"],
+            "description": "Where the next page starts (send it as `cursor`); null when nothing follows. A page reads at most "
+            "20,000 index entries, so a page of a rare filter may be short, even empty, and still have a next_cursor.",
+        },
+        "scanned": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "Index entries a short page read (its whole slice); null when the page filled.",
+        },
+    },
+}
+
+schemas["RequeueResponse"] = {
+    "type": "object",
+    "required": ["request_id", "status"],
+    "properties": {"request_id": {"type": "string", "format": "uuid"}, "status": {"type": "string", "enum": ["pending"]}},
+}
+
+schemas["JobNotFailedError"] = {
+    "description": "409 of a requeue: the job is not failed (job_not_failed, with its status) or belongs to a batch (job_in_batch).",
+    "allOf": [
+        ref("Error"),
+        {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": JOB_STATUSES, "description": "The job's status now."}},
+        },
+    ],
+}
+
+schemas["JobReference"] = {
+    "type": "object",
+    "description": "Body of POST /v1/queue/requeue (JobReference.init(json:)). A request_id that is not a UUID answers 404.",
+    "required": ["model", "request_id"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL, "description": "1 to 256 characters."},
+        "request_id": {"type": "string", "format": "uuid", "minLength": 1},
+    },
+}
+
+schemas["ModelHistory"] = {
+    "type": "object",
+    "required": ["model", "completed", "failed"],
+    "properties": {
+        "model": {"type": "string"},
+        "completed": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 60, "maxItems": 60,
+                      "description": "Jobs done in each of the last 60 minutes, oldest first."},
+        "failed": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 60, "maxItems": 60},
+    },
+}
+
+schemas["HistoryResponse"] = {
+    "type": "object",
+    "required": ["bucket_seconds", "end", "capped", "models"],
+    "properties": {
+        "bucket_seconds": {"type": "integer", "enum": [60]},
+        "end": {"type": "string", "format": "date-time", "description": "The end of the newest minute (the database's now)."},
+        "capped": {"type": "boolean", "description": "The hour held more than 100,000 ends: only the newest were counted."},
+        "models": {"type": "array", "items": ref("ModelHistory")},
+    },
+}
+
 # -- Together's Queue API
 
 schemas["SubmitRequest"] = {
@@ -882,6 +970,99 @@ paths["/v1/models"] = {
         "responses": {
             "200": {"description": "The models.", "content": json_content(ref("ModelsResponse"))},
             **std_errors("401", "500"),
+        },
+    }
+}
+
+paths["/v1/stats/history"] = {
+    "get": {
+        "operationId": "getThroughputHistory",
+        "summary": "Each model's done and failed jobs per minute over the last hour (read at most every 5 s per replica).",
+        "tags": ["operations"],
+        "responses": {
+            "200": {"description": "The history.", "content": json_content(ref("HistoryResponse"))},
+            **std_errors("401", "500"),
+        },
+    }
+}
+
+_list_filter = {"type": "string", "maxLength": 1024, "pattern": NO_NUL}
+paths["/v1/jobs"] = {
+    "get": {
+        "operationId": "listJobs",
+        "summary": "A page of jobs, newest first (or in request-id order for a request-id prefix); the caller's tenant's "
+        "unless the key is an admin's. Keyset pages on jobs_model_order (with a model) or the primary key; each page reads at "
+        "most 20,000 index entries.",
+        "tags": ["operations"],
+        "parameters": [
+            {"name": "model", "in": "query", "schema": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+             "description": "Only this model's jobs (empty: every model)."},
+            {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "running", "done", "failed", "canceled"]}},
+            {"name": "priority", "in": "query", "schema": {"type": "integer", "format": "int32", "minimum": -2147483648,
+                                                           "maximum": 2147483647}},
+            {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"},
+             "description": "RFC 3339; jobs created at or after it."},
+            {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"},
+             "description": "RFC 3339; jobs created before it."},
+            {"name": "request_id", "in": "query", "schema": {"type": "string", "pattern": "^-*([0-9a-fA-F]-*){1,32}$"},
+             "description": "The start of a request id: 1 to 32 hex digits, dashes ignored. Results come in request-id order."},
+            {"name": "cursor", "in": "query",
+             "schema": {"type": "string", "pattern": "^(i[1-9][0-9]{0,17}|r[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"},
+             "description": "A next_cursor of this list with the same filters: `i…` for a newest-first list, `r…` for a request-id "
+             "prefix (the other kind is a 400)."},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+        ],
+        "responses": {
+            "200": {"description": "The page.", "content": json_content(ref("JobList"))},
+            **std_errors("400", "401", "500"),
+        },
+    }
+}
+
+paths["/v1/queue/requeue"] = {
+    "post": {
+        "operationId": "requeueJob",
+        "summary": "Send a failed job back to the queue for a new attempt (admin); its retry history is kept and the audit "
+        "trail records it.",
+        "tags": ["operations"],
+        "requestBody": body("JobReference"),
+        "responses": {
+            "200": {"description": "The job is pending again.", "content": json_content(ref("RequeueResponse"))},
+            **std_errors("400", "401", "404"),
+            "409": {"description": "The job is not failed, or belongs to a batch; it is unchanged.",
+                    "content": json_content(ref("JobNotFailedError"))},
+            **std_errors("413", "500"),
+        },
+    }
+}
+
+_ui_file = {
+    "200": {"description": "The file (text/html, text/javascript or text/css), with a Content-Security-Policy that allows "
+            "only the broker's own files and API.", "content": {"text/html": {"schema": {"type": "string"}},
+                                                                   "text/javascript": {"schema": {"type": "string"}},
+                                                                   "text/css": {"schema": {"type": "string"}}}},
+    "304": {"description": "The If-None-Match ETag is current."},
+}
+paths["/ui"] = {
+    "get": {
+        "operationId": "getDashboard",
+        "summary": "The web dashboard (it asks for a key and keeps it for the browser session); needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "responses": {**_ui_file, **std_errors("500")},
+    }
+}
+paths["/ui/{file}"] = {
+    "get": {
+        "operationId": "getDashboardFile",
+        "summary": "The dashboard's script and style sheet; needs no key.",
+        "tags": ["broker"],
+        "security": [],
+        "parameters": [{"name": "file", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+        "responses": {
+            **_ui_file,
+            "404": {"description": "No such dashboard file.", "content": json_content(ref("Error"))},
+            **std_errors("500"),
         },
     }
 }

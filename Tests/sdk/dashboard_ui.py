@@ -2,7 +2,8 @@
 
 Env: SPOOL_URL (broker base URL), SPOOL_ADMIN_KEY (an admin+client key), SPOOL_WORKER (the
 spool-worker executable), SPOOL_HANDLER (dashboard_handler.py), SPOOL_SCREENSHOTS (a directory for
-PNGs), SPOOL_BULK_MODEL (a model pre-filled with many done jobs). Jobs are submitted and checked
+PNGs), SPOOL_BULK_MODEL (a model pre-filled with many done jobs), SPOOL_OPEN_URL (optional: a broker
+with no keys). Jobs are submitted and checked
 with the real `together` SDK. Prints one line per step and `DASHBOARD OK` at the end; any failed
 check raises (non-zero exit). Every wait polls DOM or API state with a timeout; no sleep stands in
 for a state.
@@ -35,6 +36,8 @@ WORKER = os.environ["SPOOL_WORKER"]
 HANDLER = os.environ["SPOOL_HANDLER"]
 SHOTS = os.environ["SPOOL_SCREENSHOTS"]
 BULK = os.environ["SPOOL_BULK_MODEL"]
+# An open loopback broker (no keys), when the test gives one.
+OPEN_URL = os.environ.get("SPOOL_OPEN_URL", "").rstrip("/")
 DEMO = "ui/demo"
 IDLE = "ui/idle"
 TERMINAL = {"done", "failed", "canceled"}
@@ -391,6 +394,27 @@ def run(driver):
     wait(driver, lambda: testid(driver, "login-form") and js(driver, "return sessionStorage.length") == 0,
          "a refused key to be dropped and the login shown")
     step("i. sign out: the key is forgotten; a key answered 401 is dropped and the login form shown")
+
+    # j. An open loopback broker (no keys): the page works without one, its POSTs (Origin: the
+    # broker's own loopback address) pass the open broker's cross-site guard.
+    if OPEN_URL:
+        import urllib.request
+        submit = urllib.request.Request(
+            OPEN_URL + "/v1/queue/submit", data=json.dumps({"model": "ui/open", "payload": {}}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        for _ in range(2):
+            urllib.request.urlopen(submit).read()
+        driver.get(OPEN_URL + "/ui#/overview")
+        wait(driver, lambda: model_stat(driver, "ui/open", "waiting-count") == "2", "the open broker's overview without a key")
+        check(not testid(driver, "login-form") and js(driver, "return sessionStorage.length") == 0, "no login and no key on an open broker")
+        row = driver.find_element(By.CSS_SELECTOR, '[data-testid="model-row"][data-model="ui/open"]')
+        click(driver, "clear-queue", row)
+        confirm(driver)
+        # The model has nothing left (no job, no worker, no history): its card goes.
+        wait(driver, lambda: model_stat(driver, "ui/open", "waiting-count") in (None, "0")
+             and "2 pending jobs canceled" in " ".join(e.text for e in testid(driver, "action-result")),
+             "the open broker's queue to be cleared from the page")
+        step("j. open broker: the overview needs no key, and clearing a queue from the page works")
 
     problems = console_problems(driver)
     check(not problems, f"no CSP refusals or script errors in the console: {problems}")

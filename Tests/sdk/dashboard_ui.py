@@ -11,6 +11,7 @@ for a state.
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -437,4 +438,5 @@ except BaseException:
 finally:
     stop_worker(worker)
     driver.quit()
+    shutil.rmtree(workdir, ignore_errors=True)
 print("DASHBOARD OK")

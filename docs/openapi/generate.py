@@ -296,8 +296,7 @@ schemas["CancelRequest"] = {
     "description": "Body of POST /v1/queue/cancel (CancelRequest.init(json:)). A request_id that is not a UUID answers 404.",
     "required": ["model", "request_id"],
     "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL, "description": "1 to 256 characters."},
-        "request_id": {"type": "string", "format": "uuid", "minLength": 1},
+        **schemas["JobReference"]["properties"],
         "cancel_running": {
             "type": ["boolean", "null"],
             "description": "An extension: true asks a running job's worker to stop (202) instead of refusing with 409. Default false.",

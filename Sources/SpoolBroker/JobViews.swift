@@ -32,8 +32,9 @@ struct JobViews: Sendable {
         }
         var view = JobView(record: record)
         if record.status == .pending {
-            view.position = try await positions.position(of: record, logger: logger)
-            if try await monitor.liveWorkers(for: record.model) == 0 {
+            let liveWorkers = try await monitor.liveWorkers(for: record.model)
+            view.position = try await positions.position(of: record, liveWorkers: liveWorkers, logger: logger)
+            if liveWorkers == 0 {
                 view.warnings.append(
                     "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen.")
             }

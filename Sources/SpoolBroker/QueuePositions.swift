@@ -7,7 +7,8 @@ import SpoolStore
 struct QueuePosition: Sendable, Equatable {
     /// Jobs a claim takes before this one (0: next).
     var position: Int
-    /// Position over the model's recent throughput; nil when nothing finished lately.
+    /// When it should start, from what the model's workers can do now (``QueuePositions/estimatedWait``);
+    /// nil while no worker serves the model or none of its attempts ended lately.
     var estimatedWaitSeconds: Double?
 }
 
@@ -16,8 +17,8 @@ struct QueuePosition: Sendable, Equatable {
 /// With fewer than `exactLimit` jobs ahead, the position is counted live and exact. Deeper, it adds
 /// the cached counts of the buckets ahead (one pass over the model's pending index, renewed in the
 /// background once older than `snapshotSeconds`) to a live count inside the job's own bucket: exact
-/// as of the snapshot, a second or two ago. Throughput for the
-/// estimated wait is jobs finished per second over the last minute, cached per model.
+/// as of the snapshot, a second or two ago. The estimated wait comes from the slots serving the model
+/// now and its attempts' mean run time over the last few minutes (both cached a second or ten).
 final class QueuePositions: Sendable {
     private struct Snapshot {
         var buckets: [PendingBucket]
@@ -27,9 +28,11 @@ final class QueuePositions: Sendable {
     let store: SpoolStore
     let exactLimit: Int
     let snapshotSeconds: Double
-    static let throughputWindowSeconds: Double = 60
+    /// The window whose ended attempts give a model's mean run time.
+    static let runWindowSeconds: Double = 300
     private let snapshots = Mutex<[String: Snapshot]>([:])
-    private let throughput = Mutex<(perModel: [String: Int], takenAt: ContinuousClock.Instant?)>(([:], nil))
+    private let runs = Mutex<(perModel: [String: RecentRuns], takenAt: ContinuousClock.Instant?)>(([:], nil))
+    private let runningJobs = Mutex<[String: (count: Int, takenAt: ContinuousClock.Instant)]>([:])
     /// One refresh per model at a time: concurrent status calls wait for it rather than repeat it.
     private let refreshing = Mutex<[String: Task<[PendingBucket], any Error>]>([:])
 
@@ -39,7 +42,8 @@ final class QueuePositions: Sendable {
         self.snapshotSeconds = snapshotSeconds
     }
 
-    func position(of job: JobRecord, logger: Logger) async throws -> QueuePosition {
+    /// The job's position, and its estimated wait given the model's `liveWorkers`.
+    func position(of job: JobRecord, liveWorkers: Int, logger: Logger) async throws -> QueuePosition {
         let bucket = JobsTable.positionBucket(of: job.fairTag)
         let buckets = try await buckets(model: job.model, logger: logger)
         // Claim order: higher priority first, then lower fair tags (then ids, inside a bucket).
@@ -54,9 +58,28 @@ final class QueuePositions: Sendable {
             position = try await aheadInEarlierBuckets + store.jobs.pendingAheadInBucket(
                 model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         }
-        let finished = try await recentlyFinished(model: job.model, logger: logger)
-        let rate = Double(finished) / Self.throughputWindowSeconds
-        return QueuePosition(position: position, estimatedWaitSeconds: rate > 0 ? Double(position + 1) / rate : nil)
+        guard liveWorkers > 0 else { return QueuePosition(position: position, estimatedWaitSeconds: nil) }
+        let meanRun = try await recentRuns(model: job.model, logger: logger)?.meanRunSeconds
+        let running = try await running(model: job.model, logger: logger)
+        return QueuePosition(
+            position: position,
+            estimatedWaitSeconds: Self.estimatedWait(position: position, running: running, liveWorkers: liveWorkers, meanRunSeconds: meanRun))
+    }
+
+    /// When the job `position` places from the front starts: the slot releases it waits for, at
+    /// the pace the model's slots finish attempts.
+    ///
+    /// The slots are the jobs running now (a model with jobs waiting keeps its workers full), at
+    /// least one per live worker; a job behind `position` others waits for `position + 1` releases
+    /// less the free slots. Running jobs are half done on average, so releases come every
+    /// `meanRun / slots` seconds and the first after half of that. Nil while nothing says how long
+    /// an attempt takes (no attempt ended in the window: a cold start), rather than a guess.
+    static func estimatedWait(position: Int, running: Int, liveWorkers: Int, meanRunSeconds: Double?) -> Double? {
+        guard liveWorkers > 0, let meanRunSeconds else { return nil }
+        let slots = max(running, liveWorkers)
+        let releases = position + 1 - (slots - running)
+        guard releases > 0 else { return 0 }
+        return (Double(releases) - 0.5) * meanRunSeconds / Double(slots)
     }
 
     /// The model's bucket counts. A stale snapshot is answered at once while a fresh one is read
@@ -85,14 +108,27 @@ final class QueuePositions: Sendable {
         }
     }
 
-    private func recentlyFinished(model: String, logger: Logger) async throws -> Int {
-        let cached = throughput.withLock { $0 }
-        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(10) {
-            return cached.perModel[model] ?? 0
+    private func recentRuns(model: String, logger: Logger) async throws -> RecentRuns? {
+        let cached = runs.withLock { $0 }
+        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(2) {
+            return cached.perModel[model]
         }
-        let counts = try await store.jobs.recentlyFinished(
-            seconds: Self.throughputWindowSeconds, on: store.client, logger: logger)
-        throughput.withLock { $0 = (counts, .now) }
-        return counts[model] ?? 0
+        let perModel = try await store.jobs.recentRuns(seconds: Self.runWindowSeconds, on: store.client, logger: logger)
+        runs.withLock { $0 = (perModel, .now) }
+        return perModel[model]
+    }
+
+    /// The model's running jobs, counted at most once a second: every waiting job's status asks.
+    private func running(model: String, logger: Logger) async throws -> Int {
+        if let cached = runningJobs.withLock({ $0[model] }), ContinuousClock.now - cached.takenAt < .seconds(1) {
+            return cached.count
+        }
+        let count = try await store.jobs.running(model: model, on: store.client, logger: logger)
+        runningJobs.withLock { cache in
+            // Models come and go: the cache holds what was asked within the last minute.
+            if cache.count > 10_000 { cache = cache.filter { ContinuousClock.now - $0.value.takenAt < .seconds(60) } }
+            cache[model] = (count, .now)
+        }
+        return count
     }
 }

@@ -93,6 +93,19 @@ public final class SpoolClient: Sendable {
         return answer.canceled_count
     }
 
+    /// A page of `GET /v1/jobs`: `filters` are its query parameters (model, status, priority,
+    /// created_after, created_before, request_id, cursor, limit); answers its rows and next cursor.
+    public func jobs(_ filters: [(String, String)]) async throws -> (rows: [JSONValue], nextCursor: String?) {
+        let query = filters.map { "\($0.0)=\(Self.encode($0.1))" }.joined(separator: "&")
+        let answer: JSONValue = try await send(.GET, "/v1/jobs" + (query.isEmpty ? "" : "?" + query))
+        return (answer.objectValue?["data"]?.arrayValue ?? [], answer.objectValue?["next_cursor"]?.stringValue)
+    }
+
+    /// Sends a failed job back to the queue for a new attempt (an admin key).
+    public func requeue(model: String, requestID: String) async throws -> JSONValue {
+        try await send(.POST, "/v1/queue/requeue", body: ["model": .string(model), "request_id": .string(requestID)])
+    }
+
     public func metrics(model: String) async throws -> QueueMetricsResponse {
         try await send(.GET, "/v1/queue/metrics?model=\(Self.encode(model))")
     }

@@ -28,6 +28,15 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The value when it is a number, integer or not.
+    public var doubleValue: Double? {
+        switch self {
+        case .double(let value): value
+        case .int(let value): Double(value)
+        default: nil
+        }
+    }
+
     /// Whether any string or key holds U+0000, which PostgreSQL's jsonb and text cannot store.
     public var containsNUL: Bool {
         switch self {

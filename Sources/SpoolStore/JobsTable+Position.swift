@@ -65,16 +65,39 @@ extension JobsTable {
         return buckets
     }
 
-    /// Jobs each model finished in the last `seconds` (any ending after a claim): recent throughput.
-    public func recentlyFinished(seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+    /// What each model's recent attempts took: the attempts that ended done or failed in the last
+    /// `seconds` (the newest 100,000 at most, on `jobs_done_at`) and their mean run time, claim to end.
+    public func recentRuns(seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: RecentRuns] {
+        // A constant LIMIT: a parameter would be planned as unknown and could start the JIT.
         let rows = try await database.run(
             """
-            SELECT model, count(*) FROM jobs
-            WHERE done_at > now() - make_interval(secs => \(seconds)) AND claimed_at IS NOT NULL
+            SELECT model, count(*), avg(extract(epoch FROM done_at - claimed_at))::float8
+            FROM (SELECT model, done_at, claimed_at FROM jobs
+                  WHERE done_at > now() - make_interval(secs => \(seconds)) AND claimed_at IS NOT NULL AND status IN ('done', 'failed')
+                  ORDER BY done_at DESC LIMIT 100000) AS recent
             GROUP BY model
             """, logger: logger)
-        var counts: [String: Int] = [:]
-        for try await (model, count) in rows.decode((String, Int).self) { counts[model] = count }
-        return counts
+        var runs: [String: RecentRuns] = [:]
+        for try await (model, count, mean) in rows.decode((String, Int, Double).self) {
+            runs[model] = RecentRuns(count: count, meanRunSeconds: max(0, mean))
+        }
+        return runs
+    }
+
+    /// Running jobs of a model, from its partial index.
+    public func running(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+        try await database.run("SELECT count(*) FROM jobs WHERE model = \(model) AND status = 'running'", logger: logger)
+            .collect().first?.decode(Int.self) ?? 0
+    }
+}
+
+/// A model's recent attempts: how many ended and how long they ran on average.
+public struct RecentRuns: Sendable, Equatable {
+    public var count: Int
+    public var meanRunSeconds: Double
+
+    public init(count: Int, meanRunSeconds: Double) {
+        self.count = count
+        self.meanRunSeconds = meanRunSeconds
     }
 }

@@ -242,6 +242,63 @@ struct Scenarios: Sendable {
         report.add("pickup_max_ms", latencies.maxMs, "pickup latency max", "ms")
     }
 
+    // MARK: estimate
+
+    /// How right a waiting job's `estimated_wait_seconds` is: one worker of concurrency 2 running
+    /// 0.5 s jobs; 24 jobs queued 2 s after it started (a cold start: nothing has ended yet), then
+    /// 24 more once it has run a while (a steady state). Every waiting job's status is read every
+    /// 0.5 s, as a polling client does; each answered estimate is compared with the time the job
+    /// then really waited (those with at least 0.25 s left: the relative error of a tiny wait says little).
+    func estimate() async throws {
+        let name = try await database.fresh("estimate")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        let starts = StartSignals()
+        var configuration = WorkerConfiguration()
+        configuration.brokerURLs = [broker.baseURL]
+        configuration.models = ["bench/estimate"]
+        configuration.concurrency = 2
+        let worker = try Worker(configuration: configuration, handler: Working(starts: starts, milliseconds: 500), logger: logger)
+        let running = Task { try await worker.run() }
+        defer { running.cancel() }
+        try await Task.sleep(for: .seconds(2))
+        for label in ["cold", "steady"] {
+            var ids: [String] = []
+            for index in 0..<24 {
+                let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/estimate", "payload": ["i": .int(Int64(index))]])
+                guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
+                ids.append(id)
+            }
+            // Every 0.5 s, each job still waiting: its estimate and when it was read.
+            var asked: [(id: String, estimate: Double?, at: ContinuousClock.Instant)] = []
+            var waiting = Set(ids)
+            while !waiting.isEmpty {
+                for id in ids where waiting.contains(id) {
+                    let status = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Festimate&request_id=\(id)")
+                    guard status.objectValue?["status"]?.stringValue == "pending" else {
+                        waiting.remove(id)
+                        continue
+                    }
+                    asked.append((id, status.objectValue?["estimated_wait_seconds"]?.doubleValue, .now))
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            var errors: [Double] = []
+            var started: [String: ContinuousClock.Instant] = [:]
+            for id in ids { started[id] = try await starts.start(of: id, timeout: .seconds(60)) }
+            for sample in asked {
+                let real = (started[sample.id]! - sample.at).seconds
+                guard real >= 0.25, let estimate = sample.estimate else { continue }
+                errors.append(abs(estimate - real) / real)
+            }
+            let answered = asked.filter { $0.estimate != nil }.count
+            errors.sort()
+            let median = errors.isEmpty ? .nan : errors[errors.count / 2]
+            report.add("estimate_error_\(label)_pct", median * 100, "estimated wait: median relative error, \(label) (\(errors.count) estimates)", "%")
+            report.add("estimate_answered_\(label)_pct", 100 * Double(answered) / Double(max(1, asked.count)), "estimated wait: reads answered with an estimate, \(label)", "%")
+        }
+    }
+
     // MARK: depth
 
     /// Claim (a lease over HTTP) and status latency with 1,000 and with 1,000,000 jobs waiting.

@@ -24,7 +24,7 @@ struct SpoolBench: AsyncParsableCommand {
     @Option(help: "Use this PostgreSQL server instead of a private cluster (it needs CREATE DATABASE).")
     var databaseURL: String?
 
-    @Option(help: "Scenarios to run, comma-separated: floor, submit, drain, pickup, depth, memory, churn, batch, fairness. Default: all.")
+    @Option(help: "Scenarios to run, comma-separated: floor, submit, drain, pickup, estimate, depth, memory, churn, batch, fairness. Default: all.")
     var only: String?
 
     func run() async throws {
@@ -40,7 +40,7 @@ struct SpoolBench: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let report = Report()
         let scenarios = Scenarios(database: database, sizes: sizes, http: http, logger: logger, report: report)
-        let wanted = Set((only ?? "floor,submit,drain,pickup,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
+        let wanted = Set((only ?? "floor,submit,drain,pickup,estimate,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
 
         print("spool-bench\(quick ? " --quick" : ""): \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB")
         do {
@@ -52,6 +52,7 @@ struct SpoolBench: AsyncParsableCommand {
             }
             if wanted.contains("drain") { try await scenarios.drain() }
             if wanted.contains("pickup") { try await scenarios.pickup() }
+            if wanted.contains("estimate") { try await scenarios.estimate() }
             if wanted.contains("depth") { try await scenarios.depth() }
             if wanted.contains("memory") { try await scenarios.memory() }
             if wanted.contains("churn") { try await scenarios.churn() }

@@ -18,7 +18,7 @@ struct SpoolCommand: AsyncParsableCommand {
             Exit codes: 0 success; 1 the job failed or was canceled (watch, status --wait); 2 the broker refused the request \
             (4xx: bad input, unknown job, bad key); 3 the broker could not be reached or failed (5xx); 64 bad usage.
             """,
-        subcommands: [Submit.self, Status.self, Watch.self, Cancel.self, Clear.self, Metrics.self, Workers.self, Keys.self, Audit.self])
+        subcommands: [Submit.self, Status.self, Watch.self, Cancel.self, Requeue.self, Clear.self, Jobs.self, Metrics.self, Workers.self, Keys.self, Audit.self])
 }
 
 /// Where the broker is and how to talk to it; every subcommand takes these.
@@ -279,6 +279,66 @@ struct Cancel: AsyncParsableCommand {
             if connection.json { try printJSON(answer) } else {
                 print(answer.cancel_requested == true ? "stop requested: the job ends canceled when its worker stops" : answer.status.rawValue)
             }
+        }
+    }
+}
+
+struct Requeue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a failed job back to the queue for a new attempt (an admin key); its retry history is kept.")
+    @Argument(help: "The job's request id.") var requestID: String
+    @Option(help: "The job's model.") var model: String
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await withClient(connection) { client in
+            let answer = try await client.requeue(model: model, requestID: requestID)
+            if connection.json { try printJSON(answer) } else { print(answer.objectValue?["status"]?.stringValue ?? "pending") }
+        }
+    }
+}
+
+struct Jobs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List jobs, newest first: a page at a time, filtered (GET /v1/jobs).",
+        discussion: "Prints the next page's cursor when there is one: pass it to --cursor with the same filters.")
+    @Option(help: "Only this model's jobs.") var model: String?
+    @Option(help: "Only jobs in this status: pending, running, done, failed, canceled.") var status: String?
+    @Option(help: "Only jobs of this priority.") var priority: Int?
+    @Option(help: "Only jobs created at or after this RFC 3339 time.") var createdAfter: String?
+    @Option(help: "Only jobs created before this RFC 3339 time.") var createdBefore: String?
+    @Option(help: "Only jobs whose request id starts with these hex digits (then in request-id order).") var requestID: String?
+    @Option(help: "Where the page starts: the cursor a previous page printed.") var cursor: String?
+    @Option(help: "Jobs a page (1–200).") var limit = 50
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        var filters: [(String, String)] = [("limit", String(limit))]
+        for (name, value) in [
+            ("model", model), ("status", status), ("priority", priority.map(String.init)), ("created_after", createdAfter),
+            ("created_before", createdBefore), ("request_id", requestID), ("cursor", cursor),
+        ] {
+            if let value { filters.append((name, value)) }
+        }
+        try await withClient(connection) { client in
+            let page = try await client.jobs(filters)
+            if connection.json {
+                return try printJSON(JSONValue.object(["data": .array(page.rows), "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null]))
+            }
+            var rows = [["REQUEST ID", "MODEL", "STATUS", "PRIORITY", "CREATED", "DONE"]]
+            for row in page.rows {
+                let fields = row.objectValue ?? [:]
+                rows.append(
+                    ["request_id", "model", "status", "priority", "created_at", "done_at"].map { name in
+                        switch fields[name] {
+                        case .string(let text)?: text
+                        case .int(let number)?: String(number)
+                        default: "-"
+                        }
+                    })
+            }
+            printTable(rows)
+            if let next = page.nextCursor { print("more: --cursor \(next)") }
         }
     }
 }

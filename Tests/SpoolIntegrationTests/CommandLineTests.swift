@@ -112,6 +112,17 @@ import Testing
         #expect(workers.status == 0 && workers.output.contains("WORKER") && workers.output.contains(model))
         #expect(await worker.process.stop() == 0)
 
+        // The job list, a page at a time, filtered: the watched job is among the done ones.
+        let firstPage = try await spool(["jobs", "--model", model, "--limit", "2"], broker: broker)
+        #expect(firstPage.status == 0 && firstPage.output.contains("REQUEST ID") && firstPage.output.contains("more: --cursor i"), "\(firstPage.output)")
+        let done = try await spool(["jobs", "--model", model, "--status", "done", "--json"], broker: broker)
+        let doneRows = try JSONValue.parse(done.output).objectValue?["data"]?.arrayValue ?? []
+        #expect(doneRows.contains { $0.objectValue?["request_id"] == .string(id) }, "\(done.output)")
+        #expect(doneRows.allSatisfy { $0.objectValue?["status"] == "done" && $0.objectValue?["model"] == .string(model) })
+        // Requeue takes failed jobs only: a done one is refused with the broker's reason.
+        let refused = try await spool(["requeue", id, "--model", model], broker: broker)
+        #expect(refused.status == 2 && refused.output.contains("job_not_failed"), "\(refused.output)")
+
         let clear = try await spool(["clear", "--model", model, "--json"], broker: broker)
         #expect(clear.status == 0)
         let cleared = try JSONValue.parse(clear.output).objectValue?["canceled_count"]

@@ -240,7 +240,7 @@ import SpoolStore
 
     @Test func theHistoryCountsEachMinutesEndsPerModel() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
-            try await TestDatabase.withClient(database: database) { client in
+            _ = try await TestDatabase.withClient(database: database) { client in
                 // 3 done jobs 10 minutes ago, 2 failed 5 minutes ago, 4 done now; one 2 hours ago is outside.
                 try await client.query(
                     """

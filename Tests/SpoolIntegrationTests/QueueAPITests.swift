@@ -1,13 +1,30 @@
 import Foundation
 import HTTPTypes
 import PostgresNIO
-import SpoolBroker
+@testable import SpoolBroker
 import SpoolCore
 import Testing
 @testable import SpoolStore
 
 /// Together's Queue API against a real broker socket and a real PostgreSQL.
 @Suite struct QueueAPITests {
+    /// The estimated wait: slot releases ahead of the job at the pace the slots finish attempts.
+    @Test func theEstimatedWaitCountsSlotReleases() {
+        func wait(_ position: Int, running: Int, live: Int, run: Double?) -> Double? {
+            QueuePositions.estimatedWait(position: position, running: running, liveWorkers: live, meanRunSeconds: run)
+        }
+        // One worker of concurrency 2 busy with 1 s jobs: the next job starts in about 0.25 s, the 24th in 11.75 s.
+        #expect(wait(0, running: 2, live: 1, run: 1) == 0.25)
+        #expect(wait(23, running: 2, live: 1, run: 1) == 11.75)
+        // Free slots start jobs at once; past them, releases.
+        #expect(wait(0, running: 1, live: 3, run: 4) == 0)
+        #expect(wait(1, running: 1, live: 3, run: 4) == 0)
+        #expect(wait(2, running: 1, live: 3, run: 4) == 0.5 * 4 / 3)
+        // No live worker, or no attempt ended lately (a cold start): no estimate rather than a guess.
+        #expect(wait(5, running: 0, live: 0, run: 1) == nil)
+        #expect(wait(5, running: 2, live: 1, run: nil) == nil)
+    }
+
     @Test func submitThenStatusShowsThePendingJob() async throws {
         try await withTestBroker { broker in
             let model = uniqueModel()

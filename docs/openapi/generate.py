@@ -412,7 +412,9 @@ schemas["JobStatusResponse"] = {
         },
         "estimated_wait_seconds": {
             "type": ["number", "null"],
-            "description": "While pending: (queue_position + 1) over the model's throughput in the last minute; null when unknown.",
+            "description": "While pending: the slot releases ahead of the job at the pace the model's slots (its running jobs, at "
+            "least one per live worker) end attempts (their mean run time over the last 5 minutes); null while no worker serves "
+            "the model or no attempt ended in that window.",
         },
         "webhook": {
             "oneOf": [ref("WebhookStatus"), {"type": "null"}],

@@ -58,9 +58,10 @@ final class QueuePositions: Sendable {
             position = try await aheadInEarlierBuckets + store.jobs.pendingAheadInBucket(
                 model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         }
-        guard liveWorkers > 0 else { return QueuePosition(position: position, estimatedWaitSeconds: nil) }
-        let meanRun = try await recentRuns(model: job.model, logger: logger)?.meanRunSeconds
         let running = try await running(model: job.model, logger: logger)
+        // The live-worker count is a snapshot up to seconds old; a running job says a worker is there.
+        guard liveWorkers > 0 || running > 0 else { return QueuePosition(position: position, estimatedWaitSeconds: nil) }
+        let meanRun = try await recentRuns(model: job.model, logger: logger)?.meanRunSeconds
         return QueuePosition(
             position: position,
             estimatedWaitSeconds: Self.estimatedWait(position: position, running: running, liveWorkers: liveWorkers, meanRunSeconds: meanRun))
@@ -70,13 +71,13 @@ final class QueuePositions: Sendable {
     /// the pace the model's slots finish attempts.
     ///
     /// The slots are the jobs running now (a model with jobs waiting keeps its workers full), at
-    /// least one per live worker; a job behind `position` others waits for `position + 1` releases
+    /// least one per live worker (none of either: no estimate); a job behind `position` others waits for `position + 1` releases
     /// less the free slots. Running jobs are half done on average, so releases come every
     /// `meanRun / slots` seconds and the first after half of that. Nil while nothing says how long
     /// an attempt takes (no attempt ended in the window: a cold start), rather than a guess.
     static func estimatedWait(position: Int, running: Int, liveWorkers: Int, meanRunSeconds: Double?) -> Double? {
-        guard liveWorkers > 0, let meanRunSeconds else { return nil }
         let slots = max(running, liveWorkers)
+        guard slots > 0, let meanRunSeconds else { return nil }
         let releases = position + 1 - (slots - running)
         guard releases > 0 else { return 0 }
         return (Double(releases) - 0.5) * meanRunSeconds / Double(slots)
@@ -110,7 +111,9 @@ final class QueuePositions: Sendable {
 
     private func recentRuns(model: String, logger: Logger) async throws -> RecentRuns? {
         let cached = runs.withLock { $0 }
-        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(2) {
+        // Renewed every 2 s, or every half second for a model it has no runs of yet (a cold start ends
+        // with the first attempt).
+        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(cached.perModel[model] == nil ? 0.5 : 2) {
             return cached.perModel[model]
         }
         let perModel = try await store.jobs.recentRuns(seconds: Self.runWindowSeconds, on: store.client, logger: logger)

@@ -22,6 +22,8 @@ import Testing
         #expect(wait(2, running: 1, live: 3, run: 4) == 0.5 * 4 / 3)
         // No live worker, or no attempt ended lately (a cold start): no estimate rather than a guess.
         #expect(wait(5, running: 0, live: 0, run: 1) == nil)
+        // A running job counts as a slot before the live-worker snapshot sees its worker.
+        #expect(wait(0, running: 1, live: 0, run: 2) == 1)
         #expect(wait(5, running: 2, live: 1, run: nil) == nil)
     }
 

@@ -293,8 +293,13 @@ struct Scenarios: Sendable {
             }
             let answered = asked.filter { $0.estimate != nil }.count
             errors.sort()
-            let median = errors.isEmpty ? .nan : errors[errors.count / 2]
-            report.add("estimate_error_\(label)_pct", median * 100, "estimated wait: median relative error, \(label) (\(errors.count) estimates)", "%")
+            if errors.isEmpty {
+                print("  estimate: no \(label) estimate to compare (none answered, or every wait was under 0.25 s)")
+            } else {
+                report.add(
+                    "estimate_error_\(label)_pct", errors[errors.count / 2] * 100,
+                    "estimated wait: median relative error, \(label) (\(errors.count) estimates)", "%")
+            }
             report.add("estimate_answered_\(label)_pct", 100 * Double(answered) / Double(max(1, asked.count)), "estimated wait: reads answered with an estimate, \(label)", "%")
         }
     }

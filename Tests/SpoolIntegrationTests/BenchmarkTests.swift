@@ -17,6 +17,7 @@ import Testing
             "floor_single_jobs_per_s", "floor_batched_jobs_per_s", "submit_jobs_per_s", "drain_jobs_per_s", "pickup_p50_ms",
             "pickup_p99_ms", "status_reads_per_s", "claim_ms_at_1k", "claim_ms_at_1m", "status_ms_at_1k", "status_ms_at_1m",
             "broker_rss_idle_mb", "broker_rss_1k_polls_mb", "batch_enqueue_lines_per_s", "batch_upload_mb_per_s",
+            "estimate_answered_steady_pct",
         ] {
             let value: Double? = switch figures[key] {
             case .double(let value)?: value

@@ -71,8 +71,8 @@ final class QueuePositions: Sendable {
     /// the pace the model's slots finish attempts.
     ///
     /// The slots are the jobs running now (a model with jobs waiting keeps its workers full), at
-    /// least one per live worker (none of either: no estimate); a job behind `position` others waits for `position + 1` releases
-    /// less the free slots. Running jobs are half done on average, so releases come every
+    /// least one per live worker (none of either: no estimate); a job behind `position` others
+    /// waits for `position + 1` releases less the free slots. Running jobs are half done on average, so releases come every
     /// `meanRun / slots` seconds and the first after half of that. Nil while nothing says how long
     /// an attempt takes (no attempt ended in the window: a cold start), rather than a guess.
     static func estimatedWait(position: Int, running: Int, liveWorkers: Int, meanRunSeconds: Double?) -> Double? {

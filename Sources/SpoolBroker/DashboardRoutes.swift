@@ -16,6 +16,14 @@ struct DashboardRoutes: Sendable {
         let name: String
         let contentType: String
         let bytes: [UInt8]
+        let etag: String
+
+        init(name: String, contentType: String, bytes: [UInt8]) {
+            self.name = name
+            self.contentType = contentType
+            self.bytes = bytes
+            self.etag = DashboardRoutes.etag(bytes)
+        }
     }
 
     static let assets: [String: Asset] = [
@@ -38,8 +46,11 @@ struct DashboardRoutes: Sendable {
             throw SpoolError.notFound("No dashboard file '\(name)'.", code: "not_found")
         }
         var bytes = asset.bytes
-        if let directory, let data = FileManager.default.contents(atPath: directory + "/" + asset.name) { bytes = Array(data) }
-        let etag = "\"\(Self.digest(bytes))\""
+        var etag = asset.etag
+        if let directory, let data = FileManager.default.contents(atPath: directory + "/" + asset.name) {
+            bytes = Array(data)
+            etag = Self.etag(bytes)
+        }
         let headers: HTTPFields = [
             .contentType: asset.contentType, .cacheControl: "no-cache", .eTag: etag,
             .contentSecurityPolicy: Self.contentSecurityPolicy, .xContentTypeOptions: "nosniff", .referrerPolicy: "no-referrer",
@@ -51,10 +62,10 @@ struct DashboardRoutes: Sendable {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    /// FNV-1a of the bytes: an ETag, so a reload revalidates instead of downloading again.
-    static func digest(_ bytes: [UInt8]) -> String {
+    /// FNV-1a of the bytes, quoted: an ETag, so a reload revalidates instead of downloading again.
+    static func etag(_ bytes: [UInt8]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return String(hash, radix: 16)
+        return "\"\(String(hash, radix: 16))\""
     }
 }

@@ -18,7 +18,7 @@ struct QueuePosition: Sendable, Equatable {
 /// the cached counts of the buckets ahead (one pass over the model's pending index, renewed in the
 /// background once older than `snapshotSeconds`) to a live count inside the job's own bucket: exact
 /// as of the snapshot, a second or two ago. The estimated wait comes from the slots serving the model
-/// now and its attempts' mean run time over the last few minutes (both cached a second or ten).
+/// now and its attempts' mean run time over the last five minutes (cached one and two seconds).
 final class QueuePositions: Sendable {
     private struct Snapshot {
         var buckets: [PendingBucket]
@@ -31,7 +31,7 @@ final class QueuePositions: Sendable {
     /// The window whose ended attempts give a model's mean run time.
     static let runWindowSeconds: Double = 300
     private let snapshots = Mutex<[String: Snapshot]>([:])
-    private let runs = Mutex<(perModel: [String: RecentRuns], takenAt: ContinuousClock.Instant?)>(([:], nil))
+    private let meanRuns = Mutex<(perModel: [String: Double], takenAt: ContinuousClock.Instant?)>(([:], nil))
     private let runningJobs = Mutex<[String: (count: Int, takenAt: ContinuousClock.Instant)]>([:])
     /// One refresh per model at a time: concurrent status calls wait for it rather than repeat it.
     private let refreshing = Mutex<[String: Task<[PendingBucket], any Error>]>([:])
@@ -61,7 +61,7 @@ final class QueuePositions: Sendable {
         let running = try await running(model: job.model, logger: logger)
         // The live-worker count is a snapshot up to seconds old; a running job says a worker is there.
         guard liveWorkers > 0 || running > 0 else { return QueuePosition(position: position, estimatedWaitSeconds: nil) }
-        let meanRun = try await recentRuns(model: job.model, logger: logger)?.meanRunSeconds
+        let meanRun = try await meanRunSeconds(model: job.model, logger: logger)
         return QueuePosition(
             position: position,
             estimatedWaitSeconds: Self.estimatedWait(position: position, running: running, liveWorkers: liveWorkers, meanRunSeconds: meanRun))
@@ -109,15 +109,13 @@ final class QueuePositions: Sendable {
         }
     }
 
-    private func recentRuns(model: String, logger: Logger) async throws -> RecentRuns? {
-        let cached = runs.withLock { $0 }
-        // Renewed every 2 s, or every half second for a model it has no runs of yet (a cold start ends
-        // with the first attempt).
-        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(cached.perModel[model] == nil ? 0.5 : 2) {
-            return cached.perModel[model]
-        }
-        let perModel = try await store.jobs.recentRuns(seconds: Self.runWindowSeconds, on: store.client, logger: logger)
-        runs.withLock { $0 = (perModel, .now) }
+    /// The model's mean run time, from one read for every model renewed at most every 2 s (at most
+    /// 100,000 rows, and only while waiting jobs' statuses are read).
+    private func meanRunSeconds(model: String, logger: Logger) async throws -> Double? {
+        let cached = meanRuns.withLock { $0 }
+        if let takenAt = cached.takenAt, ContinuousClock.now - takenAt < .seconds(2) { return cached.perModel[model] }
+        let perModel = try await store.jobs.meanRunSeconds(within: Self.runWindowSeconds, on: store.client, logger: logger)
+        meanRuns.withLock { $0 = (perModel, .now) }
         return perModel[model]
     }
 

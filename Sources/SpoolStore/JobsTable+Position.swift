@@ -65,23 +65,21 @@ extension JobsTable {
         return buckets
     }
 
-    /// What each model's recent attempts took: the attempts that ended done or failed in the last
-    /// `seconds` (the newest 100,000 at most, on `jobs_done_at`) and their mean run time, claim to end.
-    public func recentRuns(seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: RecentRuns] {
+    /// Each model's mean run time, claim to end, of its attempts that ended done or failed in the
+    /// last `seconds` (the newest 100,000 at most, on `jobs_done_at`); a model with none is absent.
+    public func meanRunSeconds(within seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: Double] {
         // A constant LIMIT: a parameter would be planned as unknown and could start the JIT.
         let rows = try await database.run(
             """
-            SELECT model, count(*), avg(extract(epoch FROM done_at - claimed_at))::float8
+            SELECT model, avg(extract(epoch FROM done_at - claimed_at))::float8
             FROM (SELECT model, done_at, claimed_at FROM jobs
                   WHERE done_at > now() - make_interval(secs => \(seconds)) AND claimed_at IS NOT NULL AND status IN ('done', 'failed')
                   ORDER BY done_at DESC LIMIT 100000) AS recent
             GROUP BY model
             """, logger: logger)
-        var runs: [String: RecentRuns] = [:]
-        for try await (model, count, mean) in rows.decode((String, Int, Double).self) {
-            runs[model] = RecentRuns(count: count, meanRunSeconds: max(0, mean))
-        }
-        return runs
+        var means: [String: Double] = [:]
+        for try await (model, mean) in rows.decode((String, Double).self) { means[model] = max(0, mean) }
+        return means
     }
 
     /// Running jobs of a model, from its partial index.
@@ -91,13 +89,3 @@ extension JobsTable {
     }
 }
 
-/// A model's recent attempts: how many ended and how long they ran on average.
-public struct RecentRuns: Sendable, Equatable {
-    public var count: Int
-    public var meanRunSeconds: Double
-
-    public init(count: Int, meanRunSeconds: Double) {
-        self.count = count
-        self.meanRunSeconds = meanRunSeconds
-    }
-}

@@ -388,6 +388,6 @@ struct FileRoutes: Sendable {
     }
 
     static func newToken() -> String {
-        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.lowercaseHex
     }
 }

@@ -27,8 +27,20 @@ struct QueueRoutes: Sendable {
         admins.post("v1/queue/clear", use: clear)
     }
 
+    /// One job (Together's body), or an array of up to 1,000 (an extension): those are stored in
+    /// one statement, all or none, and answered with their ids in order.
     @Sendable func submit(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let json = try await request.jsonBody(limit: configuration.maxBodyBytes)
+        if case .array(let items) = json {
+            guard request.headers[.idempotencyKey] == nil else {
+                throw SpoolError.invalidRequest(
+                    "A bulk submit takes an 'idempotency_key' in each job, not the Idempotency-Key header.",
+                    code: "invalid_idempotency_key", param: "Idempotency-Key")
+            }
+            let submitted = try await submitter.submitMany(try BulkSubmitItem.parse(items), context: context)
+            return JSONResponse.make(
+                BulkSubmitResponse(data: submitted.map { .init(requestId: $0.requestID.uuidString.lowercased(), replayed: $0.replayed) }))
+        }
         let submitted = try await submitter.submit(SubmitRequest(json: json), body: json, request: request, context: context)
         return JSONResponse.make(
             SubmitResponse(requestId: submitted.requestID.uuidString.lowercased()),

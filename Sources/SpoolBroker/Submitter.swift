@@ -22,19 +22,7 @@ struct Submitter: Sendable {
     func submit(
         _ submit: SubmitRequest, body: JSONValue, request: Request, context: BrokerRequestContext
     ) async throws -> (requestID: UUID, replayed: Bool) {
-        if let url = submit.webhookURL {
-            let param = switch submit.webhookFormat {
-            case .fal: "fal_webhook"
-            case .runpod: "webhook"
-            case .spool: "webhook_url"
-            }
-            guard configuration.webhookSecret != nil else {
-                throw SpoolError.invalidRequest(
-                    "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
-                    code: "webhooks_disabled", param: param)
-            }
-            _ = try await targets.check(url, param: param)
-        }
+        try await checkWebhook(of: submit)
         var idempotency: (key: String, requestHash: String, windowSeconds: Int)?
         if let key = request.headers[.idempotencyKey] {
             guard !key.isEmpty, key.count <= Self.maxIdempotencyKeyLength else {
@@ -42,17 +30,7 @@ struct Submitter: Sendable {
                     "The Idempotency-Key header must be 1 to \(Self.maxIdempotencyKeyLength) characters.",
                     code: "invalid_idempotency_key", param: "Idempotency-Key")
             }
-            // The request in canonical form: a retry that reorders the body's keys is still the same request.
-            var canonical: [String: JSONValue] = [
-                "body": body, "model": .string(submit.model), "path": submit.path.map(JSONValue.string) ?? .null,
-                "priority": .int(Int64(submit.priority)),
-                "start_timeout": submit.startTimeoutSeconds.map(JSONValue.double) ?? .null,
-                "webhook": submit.webhookURL.map(JSONValue.string) ?? .null,
-            ]
-            // Only when set, so the keys of requests without it keep their hash.
-            if let maxRun = submit.maxRunSeconds { canonical["max_run"] = .double(maxRun) }
-            let hash = SHA256.hash(data: Data(JSONValue.object(canonical).jsonText.utf8)).map { String(format: "%02x", $0) }.joined()
-            idempotency = (key, hash, configuration.idempotencyWindowSeconds)
+            idempotency = (key, Self.requestHash(submit, body: body), configuration.idempotencyWindowSeconds)
         }
         let tenant = context.caller.ownTenant
         let weight = configuration.tenants.limits(of: tenant).weight
@@ -77,6 +55,68 @@ struct Submitter: Sendable {
                 "This Idempotency-Key was already used for a different request within the last \(configuration.idempotencyWindowSeconds / 3600) hours; use a new key for a new request.",
                 code: "idempotency_key_reused", param: "Idempotency-Key")
         }
+    }
+}
+
+extension Submitter {
+    /// Stores a bulk submit's jobs in one statement (one transaction when any has an
+    /// idempotency key): all of them, or, on any refusal, none. Ids come back in the order sent.
+    func submitMany(_ items: [BulkSubmitItem], context: BrokerRequestContext) async throws -> [(requestID: UUID, replayed: Bool)] {
+        // Each distinct webhook URL is checked once: a thousand jobs to one receiver resolve it once.
+        var checked = Set<String>()
+        for (index, item) in items.enumerated() {
+            guard let url = item.request.webhookURL, checked.insert(url).inserted else { continue }
+            do { try await checkWebhook(of: item.request) } catch let error as SpoolError { throw error.atJob(index) }
+        }
+        let tenant = context.caller.ownTenant
+        let weight = configuration.tenants.limits(of: tenant).weight
+        try await quotas.admitSubmit(tenant: tenant, count: items.count, logger: context.logger)
+        let jobs = items.map {
+            NewJob(request: $0.request, requestID: UUID(), submittedBy: context.caller.id, tenant: tenant, weight: weight)
+        }
+        let keys = items.map { item in item.idempotencyKey.map { (key: $0, requestHash: Self.requestHash(item.request, body: item.body)) } }
+        switch try await store.submitMany(
+            jobs, idempotency: keys, owner: context.caller.id, windowSeconds: configuration.idempotencyWindowSeconds, logger: context.logger)
+        {
+        case .submitted(let answers):
+            for (job, answer) in zip(jobs, answers) where !answer.replayed { metrics.count("submitted", model: job.request.model) }
+            return answers
+        case .idempotencyKeyReused(let index):
+            throw SpoolError.conflict(
+                "This idempotency_key was already used for a different request within the last \(configuration.idempotencyWindowSeconds / 3600) hours; use a new key for a new request. Nothing was stored.",
+                code: "idempotency_key_reused", param: "idempotency_key"
+            ).atJob(index)
+        }
+    }
+
+    /// A webhook is refused at submit when the broker cannot sign it or its target is not allowed.
+    func checkWebhook(of submit: SubmitRequest) async throws {
+        guard let url = submit.webhookURL else { return }
+        let param = switch submit.webhookFormat {
+        case .fal: "fal_webhook"
+        case .runpod: "webhook"
+        case .spool: "webhook_url"
+        }
+        guard configuration.webhookSecret != nil else {
+            throw SpoolError.invalidRequest(
+                "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
+                code: "webhooks_disabled", param: param)
+        }
+        _ = try await targets.check(url, param: param)
+    }
+
+    /// The request in canonical form, hashed: a retry that reorders the body's keys is still the
+    /// same request, and so is a job sent alone or in a bulk submit.
+    static func requestHash(_ submit: SubmitRequest, body: JSONValue) -> String {
+        var canonical: [String: JSONValue] = [
+            "body": body, "model": .string(submit.model), "path": submit.path.map(JSONValue.string) ?? .null,
+            "priority": .int(Int64(submit.priority)),
+            "start_timeout": submit.startTimeoutSeconds.map(JSONValue.double) ?? .null,
+            "webhook": submit.webhookURL.map(JSONValue.string) ?? .null,
+        ]
+        // Only when set, so the keys of requests without it keep their hash.
+        if let maxRun = submit.maxRunSeconds { canonical["max_run"] = .double(maxRun) }
+        return SHA256.hash(data: Data(JSONValue.object(canonical).jsonText.utf8)).lowercaseHex
     }
 }
 

@@ -47,6 +47,20 @@ public final class SpoolClient: Sendable {
         return answer.requestId
     }
 
+    /// Submits up to 1,000 jobs in one request, stored all or none; their ids in order. A job's
+    /// idempotency key (same position in `idempotencyKeys`) makes a retry of it return the first job.
+    public func submitMany(_ jobs: [SubmitRequest], idempotencyKeys: [String?]? = nil) async throws -> [String] {
+        let items: [JSONValue] = jobs.enumerated().map { index, job in
+            var body: [String: JSONValue] = ["model": .string(job.model), "payload": .object(job.payload), "priority": .int(Int64(job.priority))]
+            if !job.info.isEmpty { body["info"] = .object(job.info) }
+            if let url = job.webhookURL { body["webhook_url"] = .string(url) }
+            if let key = idempotencyKeys?[index] { body["idempotency_key"] = .string(key) }
+            return .object(body)
+        }
+        let answer: BulkSubmitResponse = try await send(.POST, "/v1/queue/submit", body: .array(items))
+        return answer.data.map(\.requestId)
+    }
+
     public func status(model: String, requestID: String, logs: Bool = false) async throws -> JobStatusResponse {
         try await send(.GET, "/v1/queue/status?\(Self.query(model: model, requestID: requestID, logs: logs))")
     }

@@ -46,6 +46,70 @@ public struct SubmitRequest: Sendable, Equatable {
     }
 }
 
+/// One job of a bulk submit (`POST /v1/queue/submit` with a JSON array): a submit request and
+/// its own optional `idempotency_key`.
+public struct BulkSubmitItem: Sendable, Equatable {
+    /// Most jobs one bulk submit takes: one statement, and an answer a client reads at once.
+    public static let maxJobs = 1000
+
+    public var request: SubmitRequest
+    public var idempotencyKey: String?
+    /// The item as sent, without `idempotency_key`: what the key's request hash covers, as a
+    /// single submit's body would be.
+    public var body: JSONValue
+
+    /// Validates the items of an array body; an error names the job at fault (`[index].field`).
+    public static func parse(_ items: [JSONValue]) throws(SpoolError) -> [BulkSubmitItem] {
+        guard !items.isEmpty else {
+            throw .invalidRequest("The array of jobs is empty; send 1 to \(maxJobs) jobs.", code: "invalid_body")
+        }
+        guard items.count <= maxJobs else {
+            throw .invalidRequest(
+                "A bulk submit takes at most \(maxJobs) jobs; this one has \(items.count). Split it into several requests.",
+                code: "too_many_jobs")
+        }
+        var parsed: [BulkSubmitItem] = []
+        parsed.reserveCapacity(items.count)
+        var keys: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            do throws(SpoolError) {
+                var body = try RequestFields(item).members
+                let key = try RequestFields(item).optionalString("idempotency_key", maxLength: 255)
+                body["idempotency_key"] = nil
+                let request = try SubmitRequest(json: .object(body))
+                if let key {
+                    if let first = keys.updateValue(index, forKey: key) {
+                        throw .invalidRequest(
+                            "'idempotency_key' repeats that of job \(first); each job's key must be its own.", code: "duplicate_idempotency_key",
+                            param: "idempotency_key")
+                    }
+                }
+                parsed.append(BulkSubmitItem(request: request, idempotencyKey: key, body: .object(body)))
+            } catch {
+                throw error.atJob(index)
+            }
+        }
+        return parsed
+    }
+}
+
+/// The answer to a bulk submit: one entry per job, in the order sent.
+public struct BulkSubmitResponse: Sendable, Codable, Equatable {
+    public struct Job: Sendable, Codable, Equatable {
+        public var requestId: String
+        /// True when the job's `idempotency_key` named a job submitted before: that job's id.
+        public var replayed: Bool
+        public init(requestId: String, replayed: Bool) {
+            self.requestId = requestId
+            self.replayed = replayed
+        }
+    }
+
+    public var object = "list"
+    public var data: [Job]
+    public init(data: [Job]) { self.data = data }
+}
+
 /// The body a job's webhook receives.
 public enum WebhookFormat: String, Sendable, Codable {
     /// `{"type": "job.<status>", "timestamp", "data": {request_id, model, status, outputs, error, …}}`.

@@ -87,6 +87,16 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         SpoolError(.internalError, message, code: "internal_error", param: nil)
     }
 
+    /// The same error blamed on one job of a bulk submit: the message says which, `param` is
+    /// `[index].field`, and the body carries `index`.
+    public func atJob(_ index: Int) -> SpoolError {
+        var extra = self.extra
+        extra["index"] = .int(Int64(index))
+        return SpoolError(
+            kind, "Job \(index) of the array: \(message)", code: code, param: "[\(index)]" + (param.map { ".\($0)" } ?? ""), extra: extra,
+            retryAfterSeconds: retryAfterSeconds)
+    }
+
     /// The HTTP status code for this error.
     public var httpStatus: Int {
         switch kind {

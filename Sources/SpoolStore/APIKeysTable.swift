@@ -20,13 +20,13 @@ public struct APIKeyIdentity: Sendable, Equatable {
 public enum APIKeyHash {
     /// Lowercase hex SHA-256 of a key.
     public static func of(_ key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(key.utf8)).lowercaseHex
     }
 
     /// A new random key: `spool_` and 32 random bytes in hex.
     public static func generateKey() -> String {
         var generator = SystemRandomNumberGenerator()
-        return "spool_" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+        return "spool_" + (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }.lowercaseHex
     }
 }
 

@@ -302,7 +302,7 @@ struct ContentPieces {
     /// `expectedSHA256` when one was announced.
     mutating func finish(expectedSHA256: String?, store: (Int32, ByteBuffer) async throws -> Void) async throws -> String {
         try await flush(store)
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = hasher.finalize().lowercaseHex
         if let expectedSHA256, expectedSHA256.lowercased() != digest {
             throw FileUploadError.checksumMismatch(expected: expectedSHA256, actual: digest)
         }

@@ -47,6 +47,46 @@ public struct IdempotencyKeysTable: Sendable {
         throw SpoolStoreError(description: "The idempotency key '\(key)' vanished during a submit.")
     }
 
+    /// Records many keys at once (a bulk submit's), each for its own request id: one claim per
+    /// key, in the order given. Run inside the submit's transaction. Keys are taken in sorted
+    /// order, so two bulk submits sharing keys wait on each other instead of deadlocking.
+    public func claimMany(
+        owner: String, keys: [(key: String, requestHash: String, requestID: UUID)], windowSeconds: Int,
+        on connection: PostgresConnection, logger: Logger
+    ) async throws -> [IdempotencyClaim] {
+        guard !keys.isEmpty else { return [] }
+        let inserted = try await connection.run(
+            """
+            INSERT INTO idempotency_keys (owner, key, request_hash, request_id)
+            SELECT \(owner), wanted.key, wanted.request_hash, wanted.request_id
+            FROM unnest(\(keys.map(\.key))::text[], \(keys.map(\.requestHash))::text[], \(keys.map(\.requestID))::uuid[])
+                 AS wanted(key, request_hash, request_id)
+            ORDER BY wanted.key
+            ON CONFLICT (owner, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, request_id = EXCLUDED.request_id, created_at = now()
+                WHERE idempotency_keys.created_at <= now() - make_interval(secs => \(windowSeconds))
+            RETURNING key
+            """, logger: logger)
+        var claimed = Set<String>()
+        for try await key in inserted.decode(String.self) { claimed.insert(key) }
+        let taken = keys.map(\.key).filter { !claimed.contains($0) }
+        var existing: [String: (hash: String, requestID: UUID)] = [:]
+        if !taken.isEmpty {
+            let rows = try await connection.run(
+                "SELECT key, request_hash, request_id FROM idempotency_keys WHERE owner = \(owner) AND key = ANY(\(taken)::text[])",
+                logger: logger)
+            for try await (key, hash, requestID) in rows.decode((String, String, UUID).self) { existing[key] = (hash, requestID) }
+        }
+        return try keys.map { wanted in
+            if claimed.contains(wanted.key) { return .claimed }
+            // Unreachable in practice: the conflicting row existed a statement ago and only pruning deletes.
+            guard let first = existing[wanted.key] else {
+                throw SpoolStoreError(description: "The idempotency key '\(wanted.key)' vanished during a submit.")
+            }
+            return first.hash == wanted.requestHash ? .replay(requestID: first.requestID) : .reusedWithDifferentRequest
+        }
+    }
+
     /// Deletes keys older than the window; returns how many.
     public func prune(windowSeconds: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(

@@ -13,6 +13,14 @@ public enum SubmitOutcome: Sendable, Equatable {
     case idempotencyKeyReused
 }
 
+/// What a bulk submit did.
+public enum BulkSubmitOutcome: Sendable {
+    /// Every job's request id, in order; `replayed` when its idempotency key named an earlier job.
+    case submitted([(requestID: UUID, replayed: Bool)])
+    /// The job at `index` has an idempotency key used for a different request: nothing stored.
+    case idempotencyKeyReused(index: Int)
+}
+
 /// The broker's view of PostgreSQL: the pool and every table, and the operations that span tables.
 public struct SpoolStore: Sendable {
     public let client: PostgresClient
@@ -58,5 +66,44 @@ public struct SpoolStore: Sendable {
                 return .idempotencyKeyReused
             }
         }
+    }
+
+    /// Submits many jobs in one transaction, each with its own optional idempotency key (its
+    /// position in `idempotency` matches `jobs`): all are stored, or, when a key was used for
+    /// another request, none. Jobs whose key replays an earlier submit are not stored again.
+    public func submitMany(
+        _ jobs: [NewJob], idempotency: [(key: String, requestHash: String)?], owner: String, windowSeconds: Int, logger: Logger
+    ) async throws -> BulkSubmitOutcome {
+        precondition(jobs.count == idempotency.count, "one idempotency entry per job")
+        guard idempotency.contains(where: { $0 != nil }) else {
+            try await self.jobs.insertMany(jobs, on: client, logger: logger)
+            return .submitted(jobs.map { ($0.requestID, false) })
+        }
+        do {
+            return try await client.transaction(logger: logger) { connection in
+                let keyed = jobs.indices.compactMap { index in idempotency[index].map { (index: index, key: $0) } }
+                let claims = try await idempotencyKeys.claimMany(
+                    owner: owner, keys: keyed.map { ($0.key.key, $0.key.requestHash, jobs[$0.index].requestID) },
+                    windowSeconds: windowSeconds, on: connection, logger: logger)
+                var answers = jobs.map { (requestID: $0.requestID, replayed: false) }
+                for (entry, claim) in zip(keyed, claims) {
+                    switch claim {
+                    case .claimed: break
+                    case .replay(let existing): answers[entry.index] = (existing, true)
+                    // Thrown, so the keys claimed so far roll back with the transaction.
+                    case .reusedWithDifferentRequest: throw KeyReused(index: entry.index)
+                    }
+                }
+                let fresh = jobs.indices.filter { !answers[$0].replayed }.map { jobs[$0] }
+                try await self.jobs.insertMany(fresh, on: connection, logger: logger)
+                return .submitted(answers)
+            }
+        } catch let reused as KeyReused {
+            return .idempotencyKeyReused(index: reused.index)
+        }
+    }
+
+    private struct KeyReused: Error {
+        var index: Int
     }
 }

@@ -91,8 +91,8 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "Priority: higher runs first. Default: 0.") var priority: Int32 = 0
     @Option(help: "Metadata stored with the job, a JSON object.") var info: String?
     @Option(help: "A URL to call when the job ends.") var webhook: String?
-    @Option(help: "Makes a retried submit of one job safe: the same key returns the first job.") var idempotencyKey: String?
-    @Option(help: "Submits at once, for --file. Default: 8.") var concurrency: Int = 8
+    @Option(help: "Makes a retried submit safe: the same key returns the first job. With --file, job N (from 0) gets the key '<key>-N'.") var idempotencyKey: String?
+    @Option(help: "Requests at once for --file, each a bulk submit of up to 1,000 jobs. Default: 8.") var concurrency: Int = 8
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -137,28 +137,33 @@ struct Submit: AsyncParsableCommand {
         return jobs
     }
 
-    /// Submits with `concurrency` requests in flight; ids come back in the file's order.
+    /// One job: a plain submit. Many: bulk submits of up to 1,000 jobs each (one statement per
+    /// request), `concurrency` requests in flight; ids come back in the file's order.
     func submitAll(_ jobs: [SubmitRequest], client: SpoolClient) async throws -> [String] {
-        let progress = Progress(total: jobs.count, enabled: jobs.count > 1)
-        var ids = [String?](repeating: nil, count: jobs.count)
-        try await withThrowingTaskGroup(of: (Int, String).self) { group in
+        if jobs.count == 1 { return [try await client.submit(jobs[0], idempotencyKey: idempotencyKey)] }
+        let progress = Progress(total: jobs.count, enabled: true)
+        let chunks = stride(from: 0, to: jobs.count, by: BulkSubmitItem.maxJobs).map { $0..<min($0 + BulkSubmitItem.maxJobs, jobs.count) }
+        var ids = [[String]](repeating: [], count: chunks.count)
+        try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
             var next = 0
             func add() {
-                guard next < jobs.count else { return }
-                let index = next
+                guard next < chunks.count else { return }
+                let chunk = next
                 next += 1
-                let key = jobs.count == 1 ? idempotencyKey : idempotencyKey.map { "\($0)-\(index)" }
-                group.addTask { (index, try await client.submit(jobs[index], idempotencyKey: key)) }
+                let range = chunks[chunk]
+                // Each job's key is the given key and its line's index, so a rerun of the file replays every job.
+                let keys = idempotencyKey.map { key in range.map { Optional("\(key)-\($0)") } }
+                group.addTask { (chunk, try await client.submitMany(Array(jobs[range]), idempotencyKeys: keys)) }
             }
             for _ in 0..<concurrency { add() }
-            while let (index, id) = try await group.next() {
-                ids[index] = id
-                progress.advance()
+            while let (chunk, chunkIDs) = try await group.next() {
+                ids[chunk] = chunkIDs
+                progress.advance(by: chunkIDs.count)
                 add()
             }
         }
         progress.finish()
-        return ids.compactMap { $0 }
+        return ids.flatMap { $0 }
     }
 }
 
@@ -175,8 +180,8 @@ final class Progress: @unchecked Sendable {
         self.enabled = enabled
     }
 
-    func advance() {
-        done += 1
+    func advance(by count: Int = 1) {
+        done += count
         if enabled, done == total || Date().timeIntervalSince(lastDrawn) > 0.1 { draw() }
     }
 

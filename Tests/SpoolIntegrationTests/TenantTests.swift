@@ -205,6 +205,15 @@ import SpoolCore
                 _ = try await rated.submit(model: model)
                 #expect(try await stored("rated") == 3)
 
+                // A bulk submit is admitted whole or refused whole: more jobs than the burst can never pass,
+                // and jobs that would overfill max-pending store none.
+                let overBurst = try await rated.post("/v1/queue/submit", .array(Array(repeating: ["model": .string(model), "payload": [:]], count: 3)))
+                #expect(overBurst.status == 400 && overBurst["code"] == "bulk_exceeds_burst", "\(overBurst.json)")
+                let overfull = try await acme.post("/v1/queue/submit", .array(Array(repeating: ["model": .string(model), "payload": [:]], count: 2)))
+                #expect(overfull.status == 429 && overfull["code"] == "max_pending_exceeded", "\(overfull.json)")
+                #expect(try await stored("rated") == 3)
+                #expect(try await stored("acme") == 4)
+
                 let busyModel = "busy/\(UUID().uuidString.prefix(8).lowercased())"
                 let busy = try await Self.client(admin, tenant: "busy")
                 for _ in 0..<3 { _ = try await busy.submit(model: busyModel) }

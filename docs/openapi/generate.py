@@ -291,6 +291,52 @@ schemas["SubmitResponse"] = {
     "properties": {"requestId": {"type": "string", "format": "uuid", "description": "The job's request id (lowercase UUID)."}},
 }
 
+schemas["BulkSubmitItem"] = {
+    **schemas["SubmitRequest"],
+    "description": "One job of a bulk submit: a SubmitRequest with its own optional idempotency_key (BulkSubmitItem.parse, QueueAPI.swift).",
+    "properties": {
+        **schemas["SubmitRequest"]["properties"],
+        "idempotency_key": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": NO_NUL,
+            "description": "This job's idempotency key: the same key and job within the window answers the first job's id with "
+            "`replayed: true`; the same key for a different job refuses the whole array (409). Keys must differ within the array "
+            "(400 duplicate_idempotency_key). They share the Idempotency-Key header's namespace.",
+        },
+    },
+}
+
+schemas["BulkSubmitRequest"] = {
+    "type": "array",
+    "description": "Body of a bulk POST /v1/queue/submit: 1 to 1,000 jobs, stored in one statement, all or none. A refused job "
+    "refuses the array; the error's `param` is `[index].field` and its body carries `index`.",
+    "minItems": 1,
+    "maxItems": 1000,
+    "items": ref("BulkSubmitItem"),
+}
+
+schemas["BulkSubmitResponse"] = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {
+            "type": "array",
+            "description": "One entry per job, in the order sent.",
+            "items": {
+                "type": "object",
+                "required": ["requestId", "replayed"],
+                "properties": {
+                    "requestId": {"type": "string", "format": "uuid"},
+                    "replayed": {"type": "boolean", "description": "The job's idempotency_key named a job submitted earlier: its id."},
+                },
+            },
+        },
+    },
+}
+
 schemas["CancelRequest"] = {
     "type": "object",
     "description": "Body of POST /v1/queue/cancel (CancelRequest.init(json:)). A request_id that is not a UUID answers 404.",
@@ -1072,15 +1118,21 @@ paths["/ui/{file}"] = {
 paths["/v1/queue/submit"] = {
     "post": {
         "operationId": "submitJob",
-        "summary": "Submit a job to a model's queue.",
+        "summary": "Submit a job to a model's queue, or up to 1,000 in one request (an array body, an extension).",
         "tags": ["together"],
         "parameters": [param("IdempotencyKey")],
-        "requestBody": body("SubmitRequest"),
+        "requestBody": {
+            "required": True,
+            "description": "One job (Together's body), or an array of jobs. With an array, the Idempotency-Key header is refused "
+            "(400): each job carries its own idempotency_key.",
+            "content": json_content({"oneOf": [ref("SubmitRequest"), ref("BulkSubmitRequest")]}),
+        },
         "responses": {
             "200": {
-                "description": "The job is queued (or, with a replayed Idempotency-Key, was queued earlier).",
+                "description": "The job is queued (or, with a replayed Idempotency-Key, was queued earlier); for an array, every job "
+                "is, with their ids in order.",
                 "headers": {"Idempotent-Replayed": hdr("IdempotentReplayed")},
-                "content": json_content(ref("SubmitResponse")),
+                "content": json_content({"oneOf": [ref("SubmitResponse"), ref("BulkSubmitResponse")]}),
             },
             **std_errors("400", "401"),
             "409": {

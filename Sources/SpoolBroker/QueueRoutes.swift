@@ -16,6 +16,8 @@ struct QueueRoutes: Sendable {
     let stream: StatusStream
     let metrics: BrokerMetrics
 
+    var longPoll: StatusLongPoll { StatusLongPoll(store: store, watchers: stream.watchers) }
+
     /// The client routes on `clients`; clearing a queue (every tenant's jobs) on `admins`.
     func register(on clients: some RouterMethods<BrokerRequestContext>, admins: some RouterMethods<BrokerRequestContext>) {
         let queue = clients.group("v1/queue")
@@ -47,17 +49,22 @@ struct QueueRoutes: Sendable {
             headers: submitted.replayed ? [.idempotentReplayed: "true"] : [:])
     }
 
-    /// The job's status; `logs=1` adds its log lines (an extension).
+    /// The job's status; `logs=1` adds its log lines (extensions: an ETag with `If-None-Match`
+    /// answered 304, and `wait=N` to wait up to N seconds for a change).
     @Sendable func status(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let query = try request.queryJSON()
         let reference = try JobReference(json: query)
+        let wait = try StatusLongPoll.waitSeconds(request)
+        let (views, caller, logger, withLogs) = (self.views, context.caller, context.logger, request.wantsLogs)
         guard let requestID = UUID(uuidString: reference.requestID),
-            let view = try await views.load(
-                model: reference.model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, logger: context.logger)
+            let response = try await longPoll.respond(to: request, requestID: requestID, wait: wait, logger: logger, load: {
+                try await views.load(model: reference.model, requestID: requestID, withLogs: withLogs, caller: caller, logger: logger)
+                    .map(JobViews.together)
+            })
         else {
             throw Self.jobNotFound(reference)
         }
-        return JSONResponse.make(JobViews.together(view))
+        return response
     }
 
     /// The job's status as Server-Sent Events until it is done, failed or canceled (an extension).

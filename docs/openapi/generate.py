@@ -773,6 +773,7 @@ headers = {
         "schema": {"type": "string", "format": "uuid"},
     },
     "CacheControl": {"required": True, "schema": {"type": "string", "enum": ["no-cache"]}},
+    "StatusETag": {"required": True, "schema": {"type": "string", "pattern": "^W/\"[0-9a-f]{24}\"$"}},
     "XAccelBuffering": {"required": True, "schema": {"type": "string", "enum": ["no"]}},
 }
 
@@ -802,6 +803,23 @@ parameters = {
         "required": False,
         "description": "`1`, `true` or `yes` (any case) adds the job's log lines; any other value is ignored.",
         "schema": {"type": "string", "pattern": NO_NUL},
+    },
+    "WaitQuery": {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Seconds to wait for a change (a long-poll), 0 to 50; 0 or absent answers at once. A job that is not "
+        "finished, whose state the client has (If-None-Match names it, or without it, the state at arrival), is answered when its "
+        "state changes (status, progress or info, outputs, logs with logs=1) or when the wait is over; a change of queue position "
+        "alone does not end the wait.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 50},
+    },
+    "IfNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "An ETag from an earlier answer: a job whose state is unchanged answers 304 with no body.",
+        "schema": {"type": "string"},
     },
     "FalLogsQuery": {
         "name": "logs",
@@ -1150,9 +1168,17 @@ paths["/v1/queue/status"] = {
         "operationId": "getJobStatus",
         "summary": "A job's status, inputs, outputs and extensions.",
         "tags": ["together"],
-        "parameters": [param("Model"), param("RequestIdQuery"), param("LogsQuery")],
+        "parameters": [param("Model"), param("RequestIdQuery"), param("LogsQuery"), param("WaitQuery"), param("IfNoneMatch")],
         "responses": {
-            "200": {"description": "The job.", "content": json_content(ref("JobStatusResponse"))},
+            "200": {
+                "description": "The job, with its ETag: a weak tag of its state, not of its queue position or estimated wait.",
+                "headers": {"ETag": hdr("StatusETag"), "Cache-Control": hdr("CacheControl")},
+                "content": json_content(ref("JobStatusResponse")),
+            },
+            "304": {
+                "description": "If-None-Match names the job's current state: no body.",
+                "headers": {"ETag": hdr("StatusETag"), "Cache-Control": hdr("CacheControl")},
+            },
             **std_errors("400", "401", "404", "500"),
         },
     }

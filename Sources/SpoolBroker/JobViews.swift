@@ -23,7 +23,11 @@ struct JobViews: Sendable {
     static let maxLogLines = 1000
 
     /// The job's view, if `caller` may read it: another tenant's job is nil, exactly as an unknown one.
-    func load(model: String, requestID: UUID, withLogs: Bool, caller: Caller, logger: Logger) async throws -> JobView? {
+    /// Without `withPosition`, a pending job's queue position is left for `addingPosition`: a
+    /// conditional read that turns out unchanged never counts the jobs ahead.
+    func load(
+        model: String, requestID: UUID, withLogs: Bool, caller: Caller, withPosition: Bool = true, logger: Logger
+    ) async throws -> JobView? {
         guard
             let record = try await store.jobs.find(
                 model: model, requestID: requestID, tenant: caller.readableTenant, on: store.client, logger: logger)
@@ -33,7 +37,7 @@ struct JobViews: Sendable {
         var view = JobView(record: record)
         if record.status == .pending {
             let liveWorkers = try await monitor.liveWorkers(for: record.model)
-            view.position = try await positions.position(of: record, liveWorkers: liveWorkers, logger: logger)
+            if withPosition { view.position = try await positions.position(of: record, liveWorkers: liveWorkers, logger: logger) }
             if liveWorkers == 0 {
                 view.warnings.append(
                     "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen.")
@@ -52,6 +56,15 @@ struct JobViews: Sendable {
             view.logs = try await store.jobLogs.list(
                 requestID: requestID, newest: Self.maxLogLines, on: store.client, logger: logger)
         }
+        return view
+    }
+
+    /// The view with its queue position, if it is a pending job's and has none yet.
+    func addingPosition(to view: JobView, logger: Logger) async throws -> JobView {
+        guard view.record.status == .pending, view.position == nil else { return view }
+        var view = view
+        let liveWorkers = try await monitor.liveWorkers(for: view.record.model)
+        view.position = try await positions.position(of: view.record, liveWorkers: liveWorkers, logger: logger)
         return view
     }
 

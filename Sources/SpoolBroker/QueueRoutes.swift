@@ -16,7 +16,7 @@ struct QueueRoutes: Sendable {
     let stream: StatusStream
     let metrics: BrokerMetrics
 
-    var longPoll: StatusLongPoll { StatusLongPoll(store: store, watchers: stream.watchers) }
+    var longPoll: StatusLongPoll { StatusLongPoll(store: store, watchers: stream.watchers, views: views) }
 
     /// The client routes on `clients`; clearing a queue (every tenant's jobs) on `admins`.
     func register(on clients: some RouterMethods<BrokerRequestContext>, admins: some RouterMethods<BrokerRequestContext>) {
@@ -55,12 +55,10 @@ struct QueueRoutes: Sendable {
         let query = try request.queryJSON()
         let reference = try JobReference(json: query)
         let wait = try StatusLongPoll.waitSeconds(request)
-        let (views, caller, logger, withLogs) = (self.views, context.caller, context.logger, request.wantsLogs)
         guard let requestID = UUID(uuidString: reference.requestID),
-            let response = try await longPoll.respond(to: request, requestID: requestID, wait: wait, logger: logger, load: {
-                try await views.load(model: reference.model, requestID: requestID, withLogs: withLogs, caller: caller, logger: logger)
-                    .map(JobViews.together)
-            })
+            let response = try await longPoll.respond(
+                to: request, model: reference.model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, wait: wait,
+                logger: context.logger)
         else {
             throw Self.jobNotFound(reference)
         }

@@ -20,6 +20,7 @@ struct StatusLongPoll: Sendable {
 
     let store: SpoolStore
     let watchers: JobWatchers
+    let views: JobViews
 
     /// The weak ETag of a status answer.
     static func etag(of status: JobStatusResponse) -> String {
@@ -56,14 +57,16 @@ struct StatusLongPoll: Sendable {
     /// The status answer: 304 when `If-None-Match` names the current state, else 200 with the
     /// body and its ETag. With `wait`, a job that is not finished and whose state the client
     /// already has (its ETag, or, without one, the state at arrival) is answered when it changes
-    /// or when the wait is over, whichever comes first.
+    /// or when the wait is over, whichever comes first. States are compared without the queue
+    /// position, which is counted only for an answer with a body.
     func respond(
-        to request: Request, requestID: UUID, wait: Int?, logger: Logger, load: @escaping @Sendable () async throws -> JobStatusResponse?
+        to request: Request, model: String, requestID: UUID, withLogs: Bool, caller: Caller, wait: Int?, logger: Logger
     ) async throws -> Response? {
-        guard var status = try await load() else { return nil }
+        let load = { try await views.load(model: model, requestID: requestID, withLogs: withLogs, caller: caller, withPosition: false, logger: logger) }
+        guard var view = try await load() else { return nil }
         let ifNoneMatch = request.headers[.ifNoneMatch]
-        var etag = Self.etag(of: status)
-        if let wait, !status.status.isTerminal, ifNoneMatch == nil || Self.matches(ifNoneMatch, etag) {
+        var etag = Self.etag(of: JobViews.together(view))
+        if let wait, !view.record.status.isTerminal, ifNoneMatch == nil || Self.matches(ifNoneMatch, etag) {
             let baseline = etag
             let deadline = ContinuousClock.now + .seconds(wait)
             let ticket = watchers.register(requestID)
@@ -73,10 +76,10 @@ struct StatusLongPoll: Sendable {
             // Read again once watched: a change just before the mark would not be announced.
             while true {
                 guard let current = try await load() else { return nil }
-                status = current
-                etag = Self.etag(of: status)
+                view = current
+                etag = Self.etag(of: JobViews.together(view))
                 let remaining = deadline - ContinuousClock.now
-                if etag != baseline || status.status.isTerminal || remaining <= .zero || watchers.isClosed { break }
+                if etag != baseline || view.record.status.isTerminal || remaining <= .zero || watchers.isClosed { break }
                 // Heartbeats change the row without changing the answer: those wake-ups read again
                 // and go back to waiting. A re-read every 5 s covers a lost notification.
                 await withGracefulShutdownHandler {
@@ -86,11 +89,8 @@ struct StatusLongPoll: Sendable {
                 }
             }
         }
-        var headers: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
-        if Self.matches(ifNoneMatch, etag) {
-            headers[.contentType] = nil
-            return Response(status: .notModified, headers: headers)
-        }
-        return JSONResponse.make(status, headers: headers)
+        let headers: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
+        if Self.matches(ifNoneMatch, etag) { return Response(status: .notModified, headers: headers) }
+        return JSONResponse.make(JobViews.together(try await views.addingPosition(to: view, logger: logger)), headers: headers)
     }
 }

@@ -21,13 +21,9 @@ extension JobsTable {
     public func pendingAhead(
         model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
-        let rows = try await database.run(
-            """
-            SELECT (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority > \(priority))
-                 + (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = \(model) AND priority = \(priority)
-                                                AND fair_tag <= \(fairTag) AND (fair_tag, id) < (\(fairTag), \(id)))
-            """, logger: logger)
-        return try await rows.collect().first?.decode(Int.self) ?? 0
+        let statement = PendingAheadStatement(model: model, priority: priority, fairTag: fairTag, id: id)
+        for try await count in try await database.run(statement, logger: logger) { return count }
+        return 0
     }
 
     /// Pending jobs ahead of the job with `id` within its own priority and fair-tag bucket, counted exactly.
@@ -35,15 +31,9 @@ extension JobsTable {
         model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         let start = Double(Self.positionBucket(of: fairTag) * Self.positionBucketSize)
-        let rows = try await database.run(
-            """
-            SELECT count(*) FROM jobs
-            WHERE status = 'pending' AND model = \(model) AND priority = \(priority) AND fair_tag >= \(start)
-              -- Redundant with the row comparison, but the planner cannot estimate that one: without
-              -- this bound it guessed a tenth of the queue and started parallel workers (9 ms, not 0.3).
-              AND fair_tag <= \(fairTag) AND (fair_tag, id) < (\(fairTag), \(id))
-            """, logger: logger)
-        return try await rows.collect().first?.decode(Int.self) ?? 0
+        let statement = PendingAheadInBucketStatement(model: model, priority: priority, bucketStart: start, fairTag: fairTag, id: id)
+        for try await count in try await database.run(statement, logger: logger) { return count }
+        return 0
     }
 
     /// The bucket a fair tag falls in.
@@ -89,3 +79,64 @@ extension JobsTable {
     }
 }
 
+
+// The two counts under every pending job's status read, prepared: planning them each time cost
+// about as much as counting. Their plans do not depend on the values (always the pending index).
+
+/// Pending jobs ahead of a job: every higher priority, then its own up to its (fair tag, id).
+struct PendingAheadStatement: PostgresPreparedStatement {
+    static let name = "spool_pending_ahead_v1"
+    static let sql = """
+        SELECT (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = $1 AND priority > $2)
+             + (SELECT count(*) FROM jobs WHERE status = 'pending' AND model = $1 AND priority = $2
+                                            AND fair_tag <= $3 AND (fair_tag, id) < ($3, $4))
+        """
+    typealias Row = Int
+
+    var model: String
+    var priority: Int32
+    var fairTag: Double
+    var id: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(model)
+        bindings.append(priority)
+        bindings.append(fairTag)
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }
+}
+
+/// Pending jobs ahead of a job within its own priority and fair-tag bucket.
+struct PendingAheadInBucketStatement: PostgresPreparedStatement {
+    static let name = "spool_pending_ahead_in_bucket_v1"
+    static let sql = """
+        SELECT count(*) FROM jobs
+        WHERE status = 'pending' AND model = $1 AND priority = $2 AND fair_tag >= $3
+          -- Redundant with the row comparison, but the planner cannot estimate that one: without
+          -- this bound it guessed a tenth of the queue and started parallel workers (9 ms, not 0.3).
+          AND fair_tag <= $4 AND (fair_tag, id) < ($4, $5)
+        """
+    typealias Row = Int
+
+    var model: String
+    var priority: Int32
+    var bucketStart: Double
+    var fairTag: Double
+    var id: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(model)
+        bindings.append(priority)
+        bindings.append(bucketStart)
+        bindings.append(fairTag)
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }
+}

@@ -80,16 +80,9 @@ public struct JobsTable: Sendable {
     public func find(
         model: String, requestID: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger
     ) async throws -> JobRecord? {
-        let rows = try await database.run(
-            """
-            SELECT id, request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
-                   created_at, claimed_at, done_at, attempt, stop_reason, path, error_type, webhook_url, tenant, fair_tag
-            FROM jobs WHERE request_id = \(requestID) AND model = \(model) AND (\(tenant)::text IS NULL OR tenant = \(tenant))
-            """, logger: logger)
-        for try await row in rows.decode(
-            (Int64, UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?, String?,
-             String?, String?, String, Double).self)
-        {
+        // Prepared: every status read runs it, and planning it each time cost more than running it.
+        let rows = try await database.run(FindJobStatement(requestID: requestID, model: model, tenant: tenant), logger: logger)
+        for try await row in rows {
             return JobRecord(
                 id: row.0, requestID: row.1, model: row.2, status: try Self.status(row.3), priority: row.4,
                 payload: try Self.object(row.5), info: try Self.object(row.6), outputs: try row.7.map(Self.object),
@@ -298,4 +291,32 @@ struct InsertJobsStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {}
+}
+
+/// A job by request id, model and (optionally) tenant: the read under every status answer.
+struct FindJobStatement: PostgresPreparedStatement {
+    static let name = "spool_find_job_v1"
+    static let sql = """
+        SELECT id, request_id, model, status, priority, payload::text, info::text, outputs::text, error, retries,
+               created_at, claimed_at, done_at, attempt, stop_reason, path, error_type, webhook_url, tenant, fair_tag
+        FROM jobs WHERE request_id = $1 AND model = $2 AND ($3::text IS NULL OR tenant = $3)
+        """
+    typealias Row = (
+        Int64, UUID, String, String, Int32, String, String, String?, String?, Int32, Date, Date?, Date?, Int32, String?, String?,
+        String?, String?, String, Double
+    )
+
+    var requestID: UUID
+    var model: String
+    var tenant: String?
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(requestID)
+        bindings.append(model)
+        bindings.append(tenant)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

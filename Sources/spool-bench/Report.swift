@@ -23,6 +23,9 @@ final class Report: Sendable {
 
     var all: [Figure] { figures.withLock { $0 } }
 
+    /// A figure of this run, by key.
+    func value(_ key: String) -> Double? { all.last { $0.key == key }?.value }
+
     func table() -> String {
         var lines = ["| figure | value | unit | what |", "|---|---:|---|---|"]
         for figure in all { lines.append("| `\(figure.key)` | \(Self.format(figure.value)) | \(figure.unit) | \(figure.what) |") }

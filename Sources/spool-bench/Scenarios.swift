@@ -15,6 +15,8 @@ struct BenchSizes: Sendable {
     var connections = 20
     var submitJobs = 20_000
     var submitClients = 32
+    var bulkJobs = 100_000
+    var bulkClients = 4
     var drainJobs = 100_000
     var drainWorkers = 4
     var drainConcurrency = 32
@@ -30,7 +32,7 @@ struct BenchSizes: Sendable {
     var fairLateJobs = 100
 
     static let quick = BenchSizes(
-        floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
+        floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, bulkJobs: 4000, bulkClients: 2, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
         pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000,
         batchLines: 2000, fairBacklog: 5000, fairLateJobs: 20)
 }
@@ -128,10 +130,40 @@ struct Scenarios: Sendable {
         return (broker, ids.withLock { $0 })
     }
 
+    // MARK: bulk
+
+    /// Bulk submits: arrays of 1,000 jobs (one INSERT each) from a few concurrent clients.
+    func bulk() async throws {
+        let name = try await database.fresh("bulk")
+        let broker = try await BrokerProcess(databaseURL: database.url(database: name))
+        defer { broker.stop() }
+        let perRequest = BulkSubmitItem.maxJobs
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<sizes.bulkClients {
+                group.addTask {
+                    for first in stride(from: client * perRequest, to: sizes.bulkJobs, by: sizes.bulkClients * perRequest) {
+                        let items = (first..<min(first + perRequest, sizes.bulkJobs)).map { index -> JSONValue in
+                            ["model": "bench/bulk", "payload": ["i": .int(Int64(index))]]
+                        }
+                        let answer = try await post(broker.baseURL + "/v1/queue/submit", .array(items))
+                        guard answer.objectValue?["data"]?.arrayValue?.count == items.count else { throw BenchError("bulk submit failed: \(answer)") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - start
+        report.add(
+            "submit_bulk_jobs_per_s", Double(sizes.bulkJobs) / elapsed.seconds,
+            "bulk submit: arrays of \(perRequest) jobs over HTTP, \(sizes.bulkClients) concurrent clients", "jobs/s")
+    }
+
     // MARK: status
 
     func status(broker: BrokerProcess, ids: [String]) async throws {
         let latencies = Locked(Latencies())
+        let tags = Locked<[String: String]>([:])
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for client in 0..<sizes.statusClients {
@@ -140,8 +172,15 @@ struct Scenarios: Sendable {
                     for index in stride(from: client, to: sizes.statusReads, by: sizes.statusClients) {
                         let id = ids[index % ids.count]
                         let began = ContinuousClock.now
-                        _ = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Fsubmit&request_id=\(id)")
+                        let response = try await http.execute(
+                            HTTPClientRequest(url: broker.baseURL + "/v1/queue/status?model=bench%2Fsubmit&request_id=\(id)"), timeout: .seconds(60))
+                        let body = try await response.body.collect(upTo: 1 << 20)
                         mine.record(ContinuousClock.now - began)
+                        guard response.status == .ok, (try? JSONValue.parse(body.readableBytesView))?.objectValue?["queue_position"] != nil else {
+                            throw BenchError("status read failed: \(response.status)")
+                        }
+                        let tag = response.headers.first(name: "ETag")
+                        tags.withLock { $0[id] = tag }
                     }
                     let recorded = mine
                     latencies.withLock { $0.merge(recorded) }
@@ -153,6 +192,58 @@ struct Scenarios: Sendable {
         let recorded = latencies.withLock { $0 }
         report.add("status_reads_per_s", Double(sizes.statusReads) / elapsed.seconds, "status reads, \(sizes.statusClients) concurrent clients", "reads/s")
         report.add("status_p99_ms", recorded.ms(99), "status read latency p99 under that load", "ms")
+
+        // The same reads made conditional, as a client that keeps each job's ETag does: unchanged jobs answer 304.
+        let conditional = Locked(Latencies())
+        let notModified = Locked(0)
+        let conditionalStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<sizes.statusClients {
+                group.addTask {
+                    var mine = Latencies()
+                    var unchanged = 0
+                    for index in stride(from: client, to: sizes.statusReads, by: sizes.statusClients) {
+                        let id = ids[index % ids.count]
+                        var request = HTTPClientRequest(url: broker.baseURL + "/v1/queue/status?model=bench%2Fsubmit&request_id=\(id)")
+                        if let tag = tags.withLock({ $0[id] }) { request.headers.add(name: "If-None-Match", value: tag) }
+                        let began = ContinuousClock.now
+                        let response = try await http.execute(request, timeout: .seconds(60))
+                        _ = try await response.body.collect(upTo: 1 << 20)
+                        mine.record(ContinuousClock.now - began)
+                        if response.status == .notModified { unchanged += 1 }
+                    }
+                    let (recorded, count) = (mine, unchanged)
+                    conditional.withLock { $0.merge(recorded) }
+                    notModified.withLock { $0 += count }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let conditionalElapsed = ContinuousClock.now - conditionalStart
+        guard notModified.withLock({ $0 }) == sizes.statusReads else {
+            throw BenchError("conditional status reads: \(notModified.withLock { $0 }) of \(sizes.statusReads) answered 304")
+        }
+        report.add(
+            "status_304_reads_per_s", Double(sizes.statusReads) / conditionalElapsed.seconds,
+            "conditional status reads (If-None-Match, every one a 304), \(sizes.statusClients) clients", "reads/s")
+        report.add("status_304_p99_ms", conditional.withLock { $0 }.ms(99), "conditional status read latency p99 under that load", "ms")
+
+        // What bounds any read here: the same clients and broker over HTTP with no database at all.
+        let floorStart = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<sizes.statusClients {
+                group.addTask {
+                    for _ in stride(from: client, to: sizes.statusReads, by: sizes.statusClients) {
+                        let response = try await http.execute(HTTPClientRequest(url: broker.baseURL + "/healthz"), timeout: .seconds(60))
+                        _ = try await response.body.collect(upTo: 1 << 16)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        report.add(
+            "http_floor_reads_per_s", Double(sizes.statusReads) / (ContinuousClock.now - floorStart).seconds,
+            "GET /healthz (no database) from the same \(sizes.statusClients) clients: the HTTP floor under every read", "reads/s")
     }
 
     // MARK: drain

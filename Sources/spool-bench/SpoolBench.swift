@@ -8,7 +8,7 @@ import Logging
 struct SpoolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-bench",
-        abstract: "Measures Spool: the database floor, submit, drain, pickup latency, status reads, depth, memory, churn, batch enqueue, fairness between tenants.",
+        abstract: "Measures Spool: the database floor, submit (one job and bulk), drain, pickup latency, status reads, depth, memory, churn, batch enqueue, fairness between tenants; with --peers, pgqueuer beside it.",
         discussion: """
             Starts its own PostgreSQL cluster (or uses --database-url), a fresh database per scenario, broker processes \
             (spool-broker beside this executable) and workers on the SDK. Build it in release mode: \
@@ -24,8 +24,11 @@ struct SpoolBench: AsyncParsableCommand {
     @Option(help: "Use this PostgreSQL server instead of a private cluster (it needs CREATE DATABASE).")
     var databaseURL: String?
 
-    @Option(help: "Scenarios to run, comma-separated: floor, submit, drain, pickup, estimate, depth, memory, churn, batch, fairness. Default: all.")
+    @Option(help: "Scenarios to run, comma-separated: floor, submit, bulk, drain, pickup, estimate, depth, memory, churn, batch, fairness. Default: all.")
     var only: String?
+
+    @Flag(help: "Also measure pgqueuer 1.6.0 (from PyPI, in a venv made once in ~/.cache/spool-bench) on the same cluster, and report Spool's figures as ratios to it.")
+    var peers = false
 
     func run() async throws {
         var logger = Logger(label: "spool-bench")
@@ -40,7 +43,7 @@ struct SpoolBench: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         let report = Report()
         let scenarios = Scenarios(database: database, sizes: sizes, http: http, logger: logger, report: report)
-        let wanted = Set((only ?? "floor,submit,drain,pickup,estimate,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
+        let wanted = Set((only ?? "floor,submit,bulk,drain,pickup,estimate,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
 
         print("spool-bench\(quick ? " --quick" : ""): \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB")
         do {
@@ -50,6 +53,7 @@ struct SpoolBench: AsyncParsableCommand {
                 try await scenarios.status(broker: broker, ids: ids)
                 broker.stop()
             }
+            if wanted.contains("bulk") { try await scenarios.bulk() }
             if wanted.contains("drain") { try await scenarios.drain() }
             if wanted.contains("pickup") { try await scenarios.pickup() }
             if wanted.contains("estimate") { try await scenarios.estimate() }
@@ -58,6 +62,7 @@ struct SpoolBench: AsyncParsableCommand {
             if wanted.contains("churn") { try await scenarios.churn() }
             if wanted.contains("batch") { try await scenarios.batch() }
             if wanted.contains("fairness") { try await scenarios.fairness() }
+            if peers { try await scenarios.peers() }
         } catch {
             try? await http.shutdown()
             throw error

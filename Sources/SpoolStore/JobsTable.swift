@@ -245,12 +245,18 @@ public struct NewJob: Sendable {
 
 /// The insert of one or many submitted jobs, prepared once per connection. Optional columns travel
 /// as empty strings and negative timeouts, since the arrays hold no NULLs.
+///
+/// Each array is read through a sub-select, which hides its length from the planner: otherwise
+/// every execution's own plan (sized to its arrays) looked cheaper than the shared one, and
+/// PostgreSQL planned every submit again, 0.8 ms of the 1.4 ms a one-job insert cost.
 struct InsertJobsStatement: PostgresPreparedStatement {
-    static let name = "spool_insert_jobs_v3"
+    static let name = "spool_insert_jobs_v4"
     static let sql = """
         WITH item AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[],
-                                 $9::text[], $10::text[], $11::text[], $12::float8[], $13::float8[])
+            SELECT * FROM unnest((SELECT $1::uuid[]), (SELECT $2::text[]), (SELECT $3::int4[]), (SELECT $4::text[]),
+                                 (SELECT $5::text[]), (SELECT $6::text[]), (SELECT $7::text[]), (SELECT $8::float8[]),
+                                 (SELECT $9::text[]), (SELECT $10::text[]), (SELECT $11::text[]), (SELECT $12::float8[]),
+                                 (SELECT $13::float8[]))
                  WITH ORDINALITY AS item(request_id, model, priority, payload, info, submitted_by, path, start_timeout,
                                          webhook_url, webhook_format, tenant, weight, max_run, arrival)
         ), \(JobsTable.fairTagsSQL),

@@ -63,6 +63,13 @@ extension Submitter {
     /// idempotency key): all of them, or, on any refusal, none. Ids come back in the order sent.
     func submitMany(_ items: [BulkSubmitItem], context: BrokerRequestContext) async throws -> [(requestID: UUID, replayed: Bool)] {
         // Each distinct webhook URL is checked once: a thousand jobs to one receiver resolve it once.
+        // Distinct hosts are capped, so one request cannot hold the broker in a thousand DNS lookups.
+        let hosts = Set(items.compactMap { $0.request.webhookURL.flatMap { URLComponents(string: $0)?.host?.lowercased() } })
+        guard hosts.count <= Self.maxWebhookHostsPerBulk else {
+            throw SpoolError.invalidRequest(
+                "The jobs name webhooks on \(hosts.count) different hosts; a bulk submit takes at most \(Self.maxWebhookHostsPerBulk). Split it by receiver.",
+                code: "too_many_webhook_hosts", param: "webhook_url")
+        }
         var checked = Set<String>()
         for (index, item) in items.enumerated() {
             guard let url = item.request.webhookURL, checked.insert(url).inserted else { continue }
@@ -88,6 +95,9 @@ extension Submitter {
             ).atJob(index)
         }
     }
+
+    /// Most distinct webhook hosts one bulk submit may name: each is resolved before anything is stored.
+    static let maxWebhookHostsPerBulk = 16
 
     /// A webhook is refused at submit when the broker cannot sign it or its target is not allowed.
     func checkWebhook(of submit: SubmitRequest) async throws {

@@ -68,6 +68,11 @@ import Testing
             let noSecret = try await broker.post("/v1/queue/submit", .array(hooked))
             #expect(noSecret.status == 400 && noSecret["code"] == "webhooks_disabled" && noSecret["param"] == "[1].webhook_url", "\(noSecret.json)")
 
+            // Distinct receivers are capped: each is resolved before anything is stored.
+            let manyHosts: [JSONValue] = (0..<17).map { ["model": .string(model), "payload": [:], "webhook_url": .string("https://h\($0).example.com/hook")] }
+            let tooManyHosts = try await broker.post("/v1/queue/submit", .array(manyHosts))
+            #expect(tooManyHosts.status == 400 && tooManyHosts["code"] == "too_many_webhook_hosts", "\(tooManyHosts.json)")
+
             #expect(try await broker.metrics(model: model)["messages_waiting"] == 0, "a refused array stores nothing")
         }
     }

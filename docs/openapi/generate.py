@@ -311,7 +311,8 @@ schemas["BulkSubmitItem"] = {
 schemas["BulkSubmitRequest"] = {
     "type": "array",
     "description": "Body of a bulk POST /v1/queue/submit: 1 to 1,000 jobs, stored in one statement, all or none. A refused job "
-    "refuses the array; the error's `param` is `[index].field` and its body carries `index`.",
+    "refuses the array; the error's `param` is `[index].field` and its body carries `index`. The jobs may name at most 16 "
+    "distinct webhook hosts (400 too_many_webhook_hosts).",
     "minItems": 1,
     "maxItems": 1000,
     "items": ref("BulkSubmitItem"),

@@ -62,18 +62,27 @@ extension Submitter {
     /// Stores a bulk submit's jobs in one statement (one transaction when any has an
     /// idempotency key): all of them, or, on any refusal, none. Ids come back in the order sent.
     func submitMany(_ items: [BulkSubmitItem], context: BrokerRequestContext) async throws -> [(requestID: UUID, replayed: Bool)] {
-        // Each distinct webhook URL is checked once: a thousand jobs to one receiver resolve it once.
-        // Distinct hosts are capped, so one request cannot hold the broker in a thousand DNS lookups.
-        let hosts = Set(items.compactMap { $0.request.webhookURL.flatMap { URLComponents(string: $0)?.host?.lowercased() } })
-        guard hosts.count <= Self.maxWebhookHostsPerBulk else {
+        // Distinct hosts are capped and each is resolved once, so one request cannot hold the
+        // broker in a thousand DNS lookups; every URL is still parsed and checked on its own.
+        let named = Set(items.compactMap { $0.request.webhookURL.flatMap { URLComponents(string: $0)?.host?.lowercased() } })
+        guard named.count <= Self.maxWebhookHostsPerBulk else {
             throw SpoolError.invalidRequest(
-                "The jobs name webhooks on \(hosts.count) different hosts; a bulk submit takes at most \(Self.maxWebhookHostsPerBulk). Split it by receiver.",
+                "The jobs name webhooks on \(named.count) different hosts; a bulk submit takes at most \(Self.maxWebhookHostsPerBulk). Split it by receiver.",
                 code: "too_many_webhook_hosts", param: "webhook_url")
         }
-        var checked = Set<String>()
+        var hosts: [String: Int] = [:]
         for (index, item) in items.enumerated() {
-            guard let url = item.request.webhookURL, checked.insert(url).inserted else { continue }
-            do { try await checkWebhook(of: item.request) } catch let error as SpoolError { throw error.atJob(index) }
+            guard let url = item.request.webhookURL else { continue }
+            do {
+                try checkWebhookSecret(of: item.request)
+                let host = try targets.parse(url, param: Self.webhookParam(of: item.request)).host.lowercased()
+                if hosts[host] == nil { hosts[host] = index }
+            } catch let error as SpoolError {
+                throw error.atJob(index)
+            }
+        }
+        for (host, index) in hosts.sorted(by: { $0.value < $1.value }) {
+            do { try await targets.checkAddresses(of: host, param: "webhook_url") } catch let error as SpoolError { throw error.atJob(index) }
         }
         let tenant = context.caller.ownTenant
         let weight = configuration.tenants.limits(of: tenant).weight
@@ -102,17 +111,25 @@ extension Submitter {
     /// A webhook is refused at submit when the broker cannot sign it or its target is not allowed.
     func checkWebhook(of submit: SubmitRequest) async throws {
         guard let url = submit.webhookURL else { return }
-        let param = switch submit.webhookFormat {
+        try checkWebhookSecret(of: submit)
+        _ = try await targets.check(url, param: Self.webhookParam(of: submit))
+    }
+
+    /// A job with a webhook is refused when the broker has no secret to sign it with.
+    func checkWebhookSecret(of submit: SubmitRequest) throws {
+        guard submit.webhookURL != nil, configuration.webhookSecret == nil else { return }
+        throw SpoolError.invalidRequest(
+            "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
+            code: "webhooks_disabled", param: Self.webhookParam(of: submit))
+    }
+
+    /// The field each API names its webhook with.
+    static func webhookParam(of submit: SubmitRequest) -> String {
+        switch submit.webhookFormat {
         case .fal: "fal_webhook"
         case .runpod: "webhook"
         case .spool: "webhook_url"
         }
-        guard configuration.webhookSecret != nil else {
-            throw SpoolError.invalidRequest(
-                "This broker sends no webhooks: it has no signing secret (--webhook-secret/SPOOL_WEBHOOK_SECRET). Poll or stream the status instead.",
-                code: "webhooks_disabled", param: param)
-        }
-        _ = try await targets.check(url, param: param)
     }
 
     /// The request in canonical form, hashed: a retry that reorders the body's keys is still the

@@ -22,6 +22,13 @@ struct WebhookTargets: Sendable {
 
     /// Checks `url` and every address its host resolves to; the error says what is wrong and how to allow it.
     func check(_ url: String, param: String) async throws -> URL {
+        let (parsed, host) = try parse(url, param: param)
+        try await checkAddresses(of: host, param: param)
+        return parsed
+    }
+
+    /// The URL and its host, if it is an http(s) URL with a host: what can be checked without resolving it.
+    func parse(_ url: String, param: String) throws -> (url: URL, host: String) {
         guard url.unicodeScalars.count <= 2048, !url.utf8.contains(0) else {
             throw SpoolError.invalidRequest("'\(param)' must be a URL of at most 2048 characters.", code: "invalid_webhook_url", param: param)
         }
@@ -30,6 +37,11 @@ struct WebhookTargets: Sendable {
         else {
             throw SpoolError.invalidRequest("'\(param)' must be an http:// or https:// URL with a host, got '\(url)'.", code: "invalid_webhook_url", param: param)
         }
+        return (parsed, host)
+    }
+
+    /// Resolves `host` and refuses it when any of its addresses is one the broker will not call.
+    func checkAddresses(of host: String, param: String) async throws {
         let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         let addresses = try await Self.resolve(bareHost)
         guard !addresses.isEmpty else {
@@ -42,7 +54,6 @@ struct WebhookTargets: Sendable {
                     "'\(param)': the host '\(host)' resolves to \(refusal)", code: "webhook_target_refused", param: param)
             }
         }
-        return parsed
     }
 
     /// Why the broker will not call `address`, or nil when it will.

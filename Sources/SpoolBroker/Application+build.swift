@@ -79,7 +79,7 @@ func buildApplication(
     let quotas = TenantQuotas(store: store, settings: configuration.tenants)
     let submitter = Submitter(
         store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
-        batcher: SubmitBatcher(store: store, logger: logger), quotas: quotas)
+        batcher: SubmitBatcher(store: store, logger: logger), quotas: quotas, waiters: connections.waiters)
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)

@@ -40,7 +40,7 @@ struct RunPodWorkerRoutes: Sendable {
         }
         let lease = LeaseRequest(
             worker_id: worker, models: [endpoint], max_jobs: batchSize, wait_seconds: Self.takeWaitSeconds, lease_seconds: leaseSeconds)
-        let jobs = try await leases.claimOrWait(lease, context: context)
+        let jobs = try await leases.claimOrWait(lease, context: context).jobs
         guard !jobs.isEmpty else { return Response(status: .noContent) }
         leases.countClaimed(jobs)
         let taken: [JSONValue] = jobs.map { job in

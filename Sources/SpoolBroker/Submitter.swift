@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import Logging
 import SpoolCore
 import SpoolStore
 
@@ -13,6 +14,8 @@ struct Submitter: Sendable {
     /// Submits without an idempotency key, written many to a statement under load.
     let batcher: SubmitBatcher
     let quotas: TenantQuotas
+    /// Leases waiting on this broker: an idle one takes a submitted job without a NOTIFY or a claim.
+    let waiters: LeaseWaiters
 
     /// Longest `Idempotency-Key` accepted; Stripe and the IETF draft use similar limits.
     static let maxIdempotencyKeyLength = 255
@@ -37,8 +40,8 @@ struct Submitter: Sendable {
         try await quotas.admitSubmit(tenant: tenant, logger: context.logger)
         guard let idempotency else {
             let requestID = UUID()
-            try await batcher.submit(
-                NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id, tenant: tenant, weight: weight))
+            let job = NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id, tenant: tenant, weight: weight)
+            if try await !handOver(job, logger: context.logger) { try await batcher.submit(job) }
             metrics.count("submitted", model: submit.model)
             return (requestID, false)
         }
@@ -59,6 +62,33 @@ struct Submitter: Sendable {
 }
 
 extension Submitter {
+    /// Stores the job as the lease of an idle worker waiting on this broker for its model, in the
+    /// submit's own statement, when no job of that worker's models is waiting (it would go first);
+    /// false when no such lease waits here (the job is not stored). With running limits per tenant
+    /// the claim decides, so jobs always go through the queue.
+    func handOver(_ job: NewJob, logger: Logger) async throws -> Bool {
+        guard configuration.tenants.runningLimits.isEmpty, let reservation = waiters.reserve(model: job.request.model) else {
+            return false
+        }
+        let claimed: ClaimedJob?
+        do {
+            claimed = try await store.jobs.insertHandedOver(job, to: reservation.terms, on: store.client, logger: logger)
+        } catch {
+            waiters.cancel(reservation)
+            throw error
+        }
+        guard let claimed else {
+            // Stored pending behind others: the reserved lease claims in order like any other.
+            waiters.cancel(reservation)
+            return true
+        }
+        metrics.count("handed_over", model: job.request.model)
+        if !waiters.deliver([claimed], to: reservation) {
+            _ = try await store.jobs.handBack([(claimed.requestID, claimed.leaseToken)], on: store.client, logger: logger)
+        }
+        return true
+    }
+
     /// Stores a bulk submit's jobs in one statement (one transaction when any has an
     /// idempotency key): all of them, or, on any refusal, none. Ids come back in the order sent.
     func submitMany(_ items: [BulkSubmitItem], context: BrokerRequestContext) async throws -> [(requestID: UUID, replayed: Bool)] {

@@ -59,10 +59,10 @@ struct WorkerRoutes: Sendable {
                 workerID: lease.worker_id, host: lease.host, models: lease.models, waitSeconds: lease.wait_seconds, on: store.client,
                 logger: context.logger)
         }
-        let jobs = try await claimOrWait(lease, context: context)
+        let (jobs, handedOver) = try await claimOrWait(lease, context: context)
         countClaimed(jobs)
         // A full batch hints that more are pending: pass the wake-up on to the next waiting lease.
-        if jobs.count == lease.max_jobs {
+        if jobs.count == lease.max_jobs, !handedOver {
             for model in Set(jobs.map(\.model)) { waiters.notify(model: model) }
         }
         return leaseAnswer(jobs, logger: context.logger)
@@ -71,7 +71,8 @@ struct WorkerRoutes: Sendable {
     /// The claimed jobs: at once, or after waiting for a wake-up (a NOTIFY, the fallback poll)
     /// while the client is still there. Kept apart from `lease` so that what a long-poll holds
     /// while it waits stays small.
-    func claimOrWait(_ lease: LeaseRequest, context: BrokerRequestContext) async throws -> [ClaimedJob] {
+    /// `handedOver`: the jobs were stored for this lease by a submit (nothing else was waiting).
+    func claimOrWait(_ lease: LeaseRequest, context: BrokerRequestContext) async throws -> (jobs: [ClaimedJob], handedOver: Bool) {
         let claim = { @Sendable () async throws -> [ClaimedJob] in
             try await store.jobs.claim(
                 models: lease.models, limit: lease.max_jobs, leaseSeconds: lease.lease_seconds,
@@ -79,10 +80,12 @@ struct WorkerRoutes: Sendable {
                 on: store.client, logger: context.logger)
         }
         if lease.wait_seconds <= 0 || Task.isShuttingDownGracefully || waiters.isClosed {
-            return try await claim()
+            return (try await claim(), false)
         }
         // Registered before the first claim: a submit that commits during it still wakes us.
-        let ticket = waiters.register(models: lease.models)
+        let terms = HandoverLease(
+            models: lease.models, workerID: lease.worker_id, leaseSeconds: lease.lease_seconds, maxRunSeconds: configuration.maxRunSeconds)
+        let ticket = waiters.register(models: lease.models, terms: terms)
         defer { waiters.unregister(ticket) }
         // A client that hangs up ends the wait at once; it is checked again before every claim.
         let watch = await context.connectionWatch()
@@ -90,23 +93,26 @@ struct WorkerRoutes: Sendable {
         defer { watch?.clearWhenGone() }
         let deadline = ContinuousClock.now + .seconds(lease.wait_seconds)
         var jobs: [ClaimedJob] = []
+        var handedOver = false
         while watch?.isGone != true {
             jobs = try await claim()
             let remaining = deadline - .now
             guard jobs.isEmpty, remaining > .zero, !waiters.isClosed else { break }
             // A broker shutting down answers its long-polls at once rather than holding the shutdown.
-            await withGracefulShutdownHandler {
+            jobs = await withGracefulShutdownHandler {
                 await waiters.wait(ticket, timeout: remaining)
             } onGracefulShutdown: {
                 waiters.close()
             }
+            handedOver = !jobs.isEmpty
+            if handedOver { break }
         }
         if watch?.isGone == true, !jobs.isEmpty {
-            // Hung up while the claim ran: nobody will read the answer.
+            // Hung up while the claim ran or a job was handed over: nobody will read the answer.
             try await handBack(jobs, logger: context.logger)
-            return []
+            return ([], false)
         }
-        return jobs
+        return (jobs, handedOver)
     }
 
     /// The lease's answer. With jobs in it, it is written by hand so a failed write is noticed:

@@ -33,7 +33,7 @@ public struct RunningLimits: Sendable, Equatable {
     }
 
     public static let none = RunningLimits()
-    var isEmpty: Bool { everyTenant == nil && byTenant.values.allSatisfy { $0 == nil } }
+    public var isEmpty: Bool { everyTenant == nil && byTenant.values.allSatisfy { $0 == nil } }
 }
 
 extension JobsTable {

@@ -42,6 +42,9 @@ public struct Worker: Service {
         logger.info("worker stopped", metadata: ["worker_id": "\(configuration.workerID)"])
     }
 
+    /// How long a lease waits for busy slots to free before asking for the free ones.
+    static let leaseLinger: Duration = .milliseconds(2)
+
     /// Leases as many jobs as there are free slots, long-polling when none are pending.
     private func leaseLoop(broker: BrokerConnection, running: RunningJobs, completions: CompletionSender) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
@@ -49,11 +52,18 @@ public struct Worker: Service {
         // Looked up once: Foundation asks the resolver every time.
         let host = ProcessInfo.processInfo.hostName
         while !Task.isCancelled {
-            let free = configuration.concurrency - running.count
-            guard free > 0 else {
+            guard configuration.concurrency - running.count > 0 else {
                 await running.changed.wait(timeout: .seconds(1))
                 continue
             }
+            // Short jobs free their slots moments after the lease that brought them: waiting that
+            // moment makes one lease (and one complete) of many jobs instead of many of few.
+            // Long jobs lose at most the linger per lease.
+            let lingerEnd = ContinuousClock.now + Self.leaseLinger
+            while running.count > 0, ContinuousClock.now < lingerEnd, !Task.isCancelled {
+                await running.changed.wait(timeout: lingerEnd - .now)
+            }
+            let free = configuration.concurrency - running.count
             do {
                 let jobs = try await broker.lease(
                     LeaseRequest(

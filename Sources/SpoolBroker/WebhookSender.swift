@@ -88,10 +88,12 @@ struct WebhookSender: Service, CustomStringConvertible {
         switch result {
         case .delivered: metrics.webhooksDelivered.increment()
         case .gone: metrics.webhooksGone.increment()
-        case .failed(_, _, let retry): retry == nil ? metrics.webhooksGivenUp.increment() : metrics.webhookAttemptsFailed.increment()
+        case .failed: break
         }
         do {
-            let state = try await store.webhookDeliveries.record(result, of: delivery, on: store.client, logger: logger)
+            let state = try await store.webhookDeliveries.record(
+                result, of: delivery, retrySeconds: configuration.webhookRetrySeconds, on: store.client, logger: logger)
+            if case .failed = result { state == "failed" ? metrics.webhooksGivenUp.increment() : metrics.webhookAttemptsFailed.increment() }
             let metadata: Logger.Metadata = [
                 "webhook_id": "\(delivery.webhookID)", "attempt": "\(delivery.attempt)", "state": "\(state ?? "taken over")",
             ]
@@ -166,13 +168,11 @@ struct WebhookSender: Service, CustomStringConvertible {
         return "The delivery failed before the receiver answered."
     }
     /// When to try again after attempt `delivery.attempt` failed, per the schedule; nil when the
-    /// schedule is spent or the next attempt would fall after the retry period.
+    /// schedule is spent. Whether that falls within the retry period is decided in `record`.
     func retryDelay(after delivery: DueDelivery) -> Double? {
         let delays = configuration.webhookRetryDelays
         guard Int(delivery.attempt) < delays.count else { return nil }
-        let delay = delays[Int(delivery.attempt)]
-        guard Date().addingTimeInterval(delay) <= delivery.createdAt.addingTimeInterval(configuration.webhookRetrySeconds) else { return nil }
-        return delay
+        return delays[Int(delivery.attempt)]
     }
 }
 

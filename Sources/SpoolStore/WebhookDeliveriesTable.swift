@@ -31,7 +31,8 @@ public enum DeliveryResult: Sendable, Equatable {
     case delivered(statusCode: Int)
     /// 410 Gone: the receiver wants no more; no retries.
     case gone
-    /// Anything else; try again at `retryAt`, or give up when there is no retry left.
+    /// Anything else; try again after the schedule's next delay, or give up when there is none
+    /// (or it would fall after the retry period, which `record` decides by the database's clock).
     case failed(statusCode: Int?, error: String, retryAfterSeconds: Double?)
 }
 
@@ -69,10 +70,12 @@ public struct WebhookDeliveriesTable: Sendable {
     }
 
     /// Records an attempt's result, if the delivery is still this attempt's (its lease did not end
-    /// and another sender take it); returns the delivery's new state, or nil when it was not.
+    /// and another sender take it); returns the delivery's new state, or nil when it was not. A
+    /// failed attempt is retried only while the retry falls within `retrySeconds` of the delivery's
+    /// creation, both by the database's clock.
     @discardableResult
     public func record(
-        _ result: DeliveryResult, of delivery: DueDelivery, on database: some PostgresQueryable, logger: Logger
+        _ result: DeliveryResult, of delivery: DueDelivery, retrySeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws -> String? {
         let state: String
         var statusCode: Int?
@@ -94,12 +97,20 @@ public struct WebhookDeliveriesTable: Sendable {
         }
         let rows = try await database.run(
             """
+            WITH decided AS (
+                SELECT CASE WHEN \(state)::text = 'pending'
+                             AND now() + make_interval(secs => \(retryAfter)::float8) > created_at + make_interval(secs => \(retrySeconds)::float8)
+                            THEN 'failed' ELSE \(state)::text END AS state
+                FROM webhook_deliveries WHERE id = \(delivery.id)
+            )
             UPDATE webhook_deliveries
-            SET state = \(state), last_status_code = \(statusCode)::integer, last_error = \(error)::text,
-                delivered_at = CASE WHEN \(state) = 'delivered' THEN now() END,
-                next_attempt_at = coalesce(now() + make_interval(secs => \(retryAfter)::float8), next_attempt_at)
-            WHERE id = \(delivery.id) AND attempts = \(delivery.attempt) AND state = 'pending'
-            RETURNING state
+            SET state = decided.state, last_status_code = \(statusCode)::integer, last_error = \(error)::text,
+                delivered_at = CASE WHEN decided.state = 'delivered' THEN now() END,
+                next_attempt_at = CASE WHEN decided.state = 'pending' THEN now() + make_interval(secs => \(retryAfter)::float8)
+                                       ELSE next_attempt_at END
+            FROM decided
+            WHERE id = \(delivery.id) AND attempts = \(delivery.attempt) AND webhook_deliveries.state = 'pending'
+            RETURNING webhook_deliveries.state
             """, logger: logger)
         return try await rows.collect().first?.decode(String.self)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SpoolCore
 import Testing
+@testable import SpoolStore
 
 #if canImport(Glibc)
 import Glibc
@@ -250,6 +251,41 @@ import Glibc
                     "/v1/queue/submit", ["model": "m", "payload": [:], "webhook_url": "https://example.com/hook"])
                 #expect(answer.status == 400 && answer["code"] == "webhooks_disabled")
             }
+        }
+    }
+}
+
+/// Whether a failed delivery is tried again is decided by the database's clock, whatever the
+/// broker's says: a broker whose clock is hours off neither gives up early nor retries forever.
+@Suite struct WebhookRetryPeriodTests {
+    @Test func aRetryPastTheRetryPeriodGivesUpByTheDatabasesClock() async throws {
+        try await TestDatabase.withFreshStore { store in
+            let logger = TestDatabase.logger
+            /// A delivery on its first attempt, created `age` ago by the database's clock.
+            func delivery(age: String) async throws -> DueDelivery {
+                let webhookID = "msg_\(UUID().uuidString.lowercased())"
+                let row = try await store.client.query(
+                    """
+                    WITH job AS (INSERT INTO jobs (request_id, model, payload) VALUES (\(UUID()), 'm', '{}') RETURNING id)
+                    INSERT INTO webhook_deliveries (webhook_id, job_id, url, body, attempts, created_at)
+                    SELECT \(webhookID), job.id, 'https://receiver.example/hook', '{}', 1, now() - \(age)::interval FROM job
+                    RETURNING id
+                    """, logger: logger
+                ).collect().first?.decode(Int64.self)
+                // The broker's idea of the creation time is far off: only the database's counts.
+                return DueDelivery(
+                    id: try #require(row), webhookID: webhookID, url: "https://receiver.example/hook", body: "{}", attempt: 1,
+                    createdAt: Date().addingTimeInterval(365 * 86400))
+            }
+            let failed = DeliveryResult.failed(statusCode: 500, error: "The receiver answered 500.", retryAfterSeconds: 60)
+            let old = try await delivery(age: "2 hours")
+            #expect(try await store.webhookDeliveries.record(failed, of: old, retrySeconds: 3600, on: store.client, logger: logger) == "failed")
+            let young = try await delivery(age: "10 minutes")
+            #expect(try await store.webhookDeliveries.record(failed, of: young, retrySeconds: 3600, on: store.client, logger: logger) == "pending")
+            let next = try await store.client.query(
+                "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM webhook_deliveries WHERE id = \(young.id)", logger: logger
+            ).collect().first?.decode(Double.self)
+            #expect(next.map { $0 > 50 && $0 <= 60 } == true, "next attempt in \(String(describing: next)) s")
         }
     }
 }

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SpoolStore", targets: ["SpoolStore"]),
         .library(name: "SpoolBroker", targets: ["SpoolBroker"]),
     ],
+    // Exact versions: Package.resolved is not kept in git, so these are what every clean build resolves.
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
@@ -23,16 +24,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
     ],
     targets: [
         // Wire types, errors and the job state machine: no NIO, no Postgres.
         .target(name: "SpoolCore"),
-        // The only module with SQL: migrator, one file per table, the embedded cluster.
+        // The product's SQL: migrator, one file per table, the embedded cluster (spool-bench and the
+        // tests write rows of their own to set up scenarios).
         .target(
             name: "SpoolStore",
             dependencies: [

@@ -316,7 +316,7 @@ public struct QueueMetricsResponse: Sendable, Codable, Equatable {
     }
 }
 
-/// RFC 3339 timestamps in UTC with microseconds, as the SDKs parse them.
+/// RFC 3339 timestamps in UTC with milliseconds, as the SDKs parse them.
 public enum RFC3339 {
     private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 

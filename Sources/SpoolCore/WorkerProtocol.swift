@@ -2,7 +2,7 @@ import Foundation
 
 // The worker protocol (docs/worker-protocol.md): lease, heartbeat, complete, fail, release.
 // The broker validates requests from parsed JSON so every refusal names its field; the worker SDK
-// encodes the same types with Codable.
+// writes the same types through their `jsonValue` where they have one, and Codable otherwise.
 
 /// Limits of the worker protocol that both sides know.
 public enum WorkerProtocolLimits {

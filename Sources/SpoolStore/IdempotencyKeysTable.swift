@@ -24,27 +24,9 @@ public struct IdempotencyKeysTable: Sendable {
         owner: String, key: String, requestHash: String, requestID: UUID, windowSeconds: Int,
         on connection: PostgresConnection, logger: Logger
     ) async throws -> IdempotencyClaim {
-        // An expired row is taken over; a live one is left alone and the INSERT returns nothing.
-        let inserted = try await connection.run(
-            """
-            INSERT INTO idempotency_keys (owner, key, request_hash, request_id)
-            VALUES (\(owner), \(key), \(requestHash), \(requestID))
-            ON CONFLICT (owner, key) DO UPDATE
-                SET request_hash = EXCLUDED.request_hash, request_id = EXCLUDED.request_id, created_at = now()
-                WHERE idempotency_keys.created_at <= now() - make_interval(secs => \(windowSeconds))
-            RETURNING request_id
-            """, logger: logger
-        ).collect()
-        if !inserted.isEmpty { return .claimed }
-
-        let rows = try await connection.run(
-            "SELECT request_hash, request_id FROM idempotency_keys WHERE owner = \(owner) AND key = \(key)",
-            logger: logger)
-        for try await (hash, existing) in rows.decode((String, UUID).self) {
-            return hash == requestHash ? .replay(requestID: existing) : .reusedWithDifferentRequest
-        }
-        // Unreachable in practice: the conflicting row existed a statement ago and only pruning deletes.
-        throw SpoolStoreError(description: "The idempotency key '\(key)' vanished during a submit.")
+        let claims = try await claimMany(
+            owner: owner, keys: [(key, requestHash, requestID)], windowSeconds: windowSeconds, on: connection, logger: logger)
+        return claims[0]
     }
 
     /// Records many keys at once (a bulk submit's), each for its own request id: one claim per

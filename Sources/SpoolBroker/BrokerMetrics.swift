@@ -47,7 +47,7 @@ final class BrokerMetrics: Sendable {
     private func counter(_ name: String, labels: [(String, String)], help: @autoclosure () -> String) -> Counter {
         let key = MetricKey(name, labels)
         if let cached = counters.withLock({ $0[key] }) { return cached }
-        let made = registry.makeCounter(name: name, labels: labels, help: help())
+        let made = registry.makeCounter(descriptor: Self.metric(name, help()), labels: labels)
         counters.withLock { $0[key] = made }
         return made
     }
@@ -55,7 +55,7 @@ final class BrokerMetrics: Sendable {
     private func histogram(_ name: String, labels: [(String, String)], buckets: [Double], help: @autoclosure () -> String) -> ValueHistogram {
         let key = MetricKey(name, labels)
         if let cached = histograms.withLock({ $0[key] }) { return cached }
-        let made = registry.makeValueHistogram(name: name, labels: labels, buckets: buckets, help: help())
+        let made = registry.makeValueHistogram(descriptor: Self.metric(name, help()), labels: labels, buckets: buckets)
         histograms.withLock { $0[key] = made }
         return made
     }
@@ -73,14 +73,15 @@ final class BrokerMetrics: Sendable {
         self.maxModels = maxModels
         let name = "spool_webhook_deliveries_total"
         let help = "Webhook delivery attempts by outcome: delivered, failed (will retry), gave_up (retries exhausted), gone (410)."
-        webhooksDelivered = registry.makeCounter(name: name, labels: [("outcome", "delivered")], help: help)
-        webhookAttemptsFailed = registry.makeCounter(name: name, labels: [("outcome", "failed")], help: help)
-        webhooksGivenUp = registry.makeCounter(name: name, labels: [("outcome", "gave_up")], help: help)
-        webhooksGone = registry.makeCounter(name: name, labels: [("outcome", "gone")], help: help)
-        openLongPolls = registry.makeGauge(name: "spool_long_polls_open", help: "Lease requests waiting on this broker now.")
-        openStreams = registry.makeGauge(name: "spool_status_streams_open", help: "Status streams open on this broker now.")
+        webhooksDelivered = registry.makeCounter(descriptor: Self.metric(name, help), labels: [("outcome", "delivered")])
+        webhookAttemptsFailed = registry.makeCounter(descriptor: Self.metric(name, help), labels: [("outcome", "failed")])
+        webhooksGivenUp = registry.makeCounter(descriptor: Self.metric(name, help), labels: [("outcome", "gave_up")])
+        webhooksGone = registry.makeCounter(descriptor: Self.metric(name, help), labels: [("outcome", "gone")])
+        openLongPolls = registry.makeGauge(descriptor: Self.metric("spool_long_polls_open", "Lease requests waiting on this broker now."))
+        openStreams = registry.makeGauge(descriptor: Self.metric("spool_status_streams_open", "Status streams open on this broker now."))
         depthAge = registry.makeGauge(
-            name: "spool_depth_snapshot_age_seconds", help: "Age of the queue depth figures when last scraped (refreshed on an interval).")
+            descriptor: Self.metric(
+                "spool_depth_snapshot_age_seconds", "Age of the queue depth figures when last scraped (refreshed on an interval)."))
     }
 
     /// The `model` label of a model: its name while it is among the first `maxModels` seen (or a
@@ -180,13 +181,19 @@ final class BrokerMetrics: Sendable {
     ]
 
     private func gauge(_ name: String, _ model: String) -> Gauge {
-        registry.makeGauge(name: name, labels: [("model", model)], help: Self.help[name] ?? "")
+        registry.makeGauge(descriptor: Self.metric(name, Self.help[name] ?? ""), labels: [("model", model)])
     }
 
     private func tierGauge(_ model: String, _ priority: Int32) -> Gauge {
         registry.makeGauge(
-            name: "spool_jobs_waiting_by_priority", labels: [("model", model), ("priority", String(priority))],
-            help: "Jobs waiting to be claimed, per priority tier: scale on the premium backlog alone.")
+            descriptor: Self.metric(
+                "spool_jobs_waiting_by_priority", "Jobs waiting to be claimed, per priority tier: scale on the premium backlog alone."),
+            labels: [("model", model), ("priority", String(priority))])
+    }
+
+    /// A metric's full name (units are part of Spool's names) and its help line.
+    private static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     /// The text exposition format.

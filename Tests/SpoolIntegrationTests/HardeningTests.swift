@@ -333,7 +333,7 @@ extension HardeningTests {
             let file = try await Self.uploadBatchFile(broker, content)
             // As three attempts that crashed their brokers leave it: counted, and due again.
             let stuck = UUID()
-            try await TestDatabase.withClient(database: database) { client in
+            _ = try await TestDatabase.withClient(database: database) { client in
                 try await client.query(
                     """
                     INSERT INTO batches (id, endpoint, input_file_id, completion_window, job_deadline, file_size_bytes, step_attempts)

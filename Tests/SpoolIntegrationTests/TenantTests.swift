@@ -198,7 +198,7 @@ import SpoolCore
                 #expect((90...100).contains(retryAfter), "one token comes back in 100 s at 0.01/s: \(retryAfter)")
                 #expect(try await stored("rated") == 2)
                 // The bucket refills with time (moved on here rather than waited for): the next submit goes through.
-                try await TestDatabase.withClient(database: database) { client in
+                _ = try await TestDatabase.withClient(database: database) { client in
                     try await client.query(
                         "UPDATE rate_buckets SET refilled_at = refilled_at - interval '100 seconds' WHERE tenant = 'rated'", logger: TestDatabase.logger)
                 }

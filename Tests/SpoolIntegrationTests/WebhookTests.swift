@@ -20,7 +20,7 @@ import Glibc
 
         static func start(failFirst: Int = 0, port: Int = 0) async throws -> Receiver {
             let log = NSTemporaryDirectory() + "spool-webhooks-\(UUID().uuidString.prefix(8)).jsonl"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let process = try SpawnedProcess(
                 [PythonScript.interpreter, "-u", SpawnedProcess.packageRoot + "/Tests/sdk/webhook_receiver.py", log, "\(failFirst)"],
                 environment: ["SPOOL_WEBHOOK_SECRET": WebhookTests.secret, "SPOOL_RECEIVER_PORT": "\(port)"])

@@ -125,7 +125,7 @@ private final class ReceivedBytes: ChannelInboundHandler, Sendable {
     private let bytes = Mutex(ByteBuffer())
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
-        bytes.withLock { $0.writeBuffer(&buffer) }
+        _ = bytes.withLock { $0.writeBuffer(&buffer) }
     }
     var text: String { bytes.withLock { String(buffer: $0) } }
 }

@@ -50,7 +50,7 @@ enum TestDatabase {
     private static let sharedReady = Task<Void, any Error> {
         try await dropLeftovers()
         try await recreate(shared)
-        try await withClient(database: shared) { client in
+        _ = try await withClient(database: shared) { client in
             try await Migrator(client: client).migrate(logger: logger)
         }
     }

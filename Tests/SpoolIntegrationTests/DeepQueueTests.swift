@@ -5,7 +5,8 @@ import SpoolCore
 import Testing
 @testable import SpoolStore
 
-/// A queue a million jobs deep: status calls (with the exact queue position) stay fast.
+/// A queue a million jobs deep: status calls answer the exact queue position (their latency is
+/// measured by `spool-bench`, `status_ms_at_1m`).
 extension HeavyTests {
     @Suite struct DeepQueueTests {
         @Test func statusWithAMillionPendingJobs() async throws {
@@ -39,12 +40,9 @@ extension HeavyTests {
                 }
 
                 try await withTestBroker(database: database) { broker in
-                    var latencies: [Duration] = []
                     var checked = 0
                     for (index, sample) in samples.enumerated() {
-                        let start = ContinuousClock.now
                         let answer = try await HTTP.get(broker.baseURL + "/v1/queue/status?model=deep%2Fqueue&request_id=\(sample.id)")
-                        latencies.append(ContinuousClock.now - start)
                         let position = try #require(answer["queue_position"].flatMap { if case .int(let p) = $0 { Int(p) } else { nil } })
                         // Exact: the same count SQL gives, for a spread of samples (the count itself is slow, so not all).
                         if index % 20 == 0 {
@@ -56,14 +54,7 @@ extension HeavyTests {
                             checked += 1
                         }
                     }
-                    let sorted = latencies.sorted()
-                    let p50 = sorted[sorted.count / 2]
-                    let p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
-                    print(
-                        "deep queue: status with queue_position at \(count) pending, \(sorted.count) calls: p50 \(p50.milliseconds) ms, p99 \(p99.milliseconds) ms, max \(sorted.last!.milliseconds) ms (\(checked) checked exact)"
-                    )
-                    #expect(p50 < .milliseconds(50))
-                    #expect(p99 < .milliseconds(500))
+                    #expect(checked >= 10, "only \(checked) positions checked")
                 }
             }
         }

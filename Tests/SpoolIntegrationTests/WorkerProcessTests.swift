@@ -281,8 +281,9 @@ import Glibc
         for broker in brokers { #expect(await broker.process.stop() == 0) }
     }
 
-    /// An idle worker waiting in a lease starts a new job within milliseconds, far below its long-poll wait.
-    @Test func pickupLatencyOfAnIdleWorker() async throws {
+    /// An idle worker waiting in a lease starts each new job while it waits (its pickup latency is
+    /// measured by `spool-bench --only pickup`), most of them handed over by the submit itself.
+    @Test func anIdleWorkerStartsEachNewJobWhileItWaits() async throws {
         let broker = try await broker()
         let model = uniqueModel("pickup")
         let starts = StartTimes()
@@ -293,32 +294,28 @@ import Glibc
         let worker = try Worker(configuration: configuration, handler: RecordingHandler(starts: starts), logger: TestDatabase.logger)
         let running = Task { try await worker.run() }
 
-        var latencies: [Duration] = []
-        for index in 0..<30 {
+        let jobs = 30
+        for index in 0..<jobs {
             // Idle again: the previous job is done and the worker is back in its long-poll.
             try await Task.sleep(for: .milliseconds(index == 0 ? 500 : 50))
-            let submitted = ContinuousClock.now
             let id = try await HTTP.submit(broker: broker, model: model)
-            var started: ContinuousClock.Instant?
-            try await eventually("job \(index) starts", timeout: .seconds(20), every: .milliseconds(1)) {
-                started = starts.start(of: id)
-                return started != nil
-            }
-            latencies.append(started! - submitted)
+            // Well inside the worker's 20 s wait: a NOTIFY or the handover woke it, not its wait ending.
+            try await eventually("job \(index) starts", timeout: .seconds(15), every: .milliseconds(5)) { starts.start(of: id) != nil }
         }
+        let metrics = try await HTTP.text(broker.baseURL + "/metrics")
+        func counted(_ event: String) -> Int? {
+            let prefix = "spool_jobs_\(event)_total{model=\"\(model)\"} "
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
+        }
+        #expect(counted("claimed") == jobs)
+        // The worker is back in its wait before most submits, and the broker took the job straight there.
+        #expect((counted("handed_over") ?? 0) >= 1, "no job was handed over")
         running.cancel()
         _ = try? await running.value
-        let sorted = latencies.sorted()
-        let p50 = sorted[sorted.count / 2]
-        let p90 = sorted[sorted.count * 9 / 10]
-        print("pickup latency of an idle worker (submit → handler start, 30 jobs): p50 \(p50.milliseconds) ms, p90 \(p90.milliseconds) ms, max \(sorted.last!.milliseconds) ms")
-        #expect(p50 < .milliseconds(250))
-        #expect(sorted.last! < .seconds(5))
         #expect(await broker.process.stop() == 0)
     }
 }
 
-/// Records when each job's handler started.
 final class StartTimes: Sendable {
     private let starts = Mutex<[String: ContinuousClock.Instant]>([:])
     func record(_ id: String) { starts.withLock { $0[id] = .now } }

@@ -173,37 +173,45 @@ struct WorkerRoutes: Sendable {
         }
     }
 
-    /// Several completions in one request; one result per completion, in order.
+    /// Several completions in one request; one result per completion, in order. The request's
+    /// completions join the shared statement together (one wait, not one task each).
     @Sendable func completeBatch(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let items = try CompleteBatchRequest.items(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
-        let results = try await withThrowingTaskGroup(of: (Int, CompleteResult).self) { group in
-            for (index, item) in items.enumerated() {
-                group.addTask {
-                    let body: CompleteRequest
-                    switch item.complete {
-                    case .success(let complete): body = complete
-                    case .failure(let refusal): return (index, CompleteResult(request_id: item.requestID, refusal: refusal))
-                    }
-                    guard let id = UUID(uuidString: item.requestID) else {
-                        let refusal = SpoolError.notFound("No job '\(item.requestID)': request ids are UUIDs.", code: "job_not_found")
-                        return (index, CompleteResult(request_id: item.requestID, refusal: refusal))
-                    }
-                    do {
-                        return (index, try await complete(id, body, context: context))
-                    } catch let error as PSQLError where error.refusesAValue {
-                        return (index, CompleteResult(request_id: item.requestID, refusal: ErrorMiddleware.refusedValue(error)))
-                    }
-                }
+        var results = [CompleteResult?](repeating: nil, count: items.count)
+        var accepted: [(index: Int, completion: Completion)] = []
+        for (index, item) in items.enumerated() {
+            let body: CompleteRequest
+            switch item.complete {
+            case .success(let complete): body = complete
+            case .failure(let refusal):
+                results[index] = CompleteResult(request_id: item.requestID, refusal: refusal)
+                continue
             }
-            var results = [CompleteBatchResult?](repeating: nil, count: items.count)
-            for try await (index, result) in group {
-                results[index] = CompleteBatchResult(
-                    request_id: result.request_id, status: result.status, retries: result.retries,
-                    error: result.refusal.map { BatchItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
+            guard let id = UUID(uuidString: item.requestID) else {
+                let refusal = SpoolError.notFound("No job '\(item.requestID)': request ids are UUIDs.", code: "job_not_found")
+                results[index] = CompleteResult(request_id: item.requestID, refusal: refusal)
+                continue
             }
-            return results.compactMap { $0 }
+            switch await completion(id, body, context: context) {
+            case .success(let completion): accepted.append((index, completion))
+            case .failure(let refusal): results[index] = CompleteResult(request_id: item.requestID, refusal: refusal)
+            }
         }
-        return JSONResponse.make(CompleteBatchResponse(results: results))
+        let written = await completions.writeMany(accepted.map(\.completion))
+        for ((index, completion), outcome) in zip(accepted, written) {
+            do {
+                results[index] = try await settle(completion, outcome.get(), context: context)
+            } catch let error as PSQLError where error.refusesAValue {
+                results[index] = CompleteResult(request_id: items[index].requestID, refusal: ErrorMiddleware.refusedValue(error))
+            }
+        }
+        return JSONResponse.make(
+            CompleteBatchResponse(
+                results: results.compactMap { $0 }.map { result in
+                    CompleteBatchResult(
+                        request_id: result.request_id, status: result.status, retries: result.retries,
+                        error: result.refusal.map { BatchItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
+                }))
     }
 
     struct CompleteResult: Sendable {
@@ -218,24 +226,38 @@ struct WorkerRoutes: Sendable {
     /// One completion: through the shared statement, and through `finish` when the batch left it
     /// (to tell a retried complete from a lost lease).
     func complete(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> CompleteResult {
-        let id = requestID.uuidString.lowercased()
-        let report = attemptReport(body.info, body.logs)
-        let token: UUID
-        do {
-            token = try Self.leaseToken(body.lease_token)
-            try await requireModel(of: requestID, context: context)
-        } catch let error as SpoolError {
-            return CompleteResult(request_id: id, refusal: error)
+        switch await completion(requestID, body, context: context) {
+        case .success(let completion): return try await settle(completion, completions.complete(completion), context: context)
+        case .failure(let refusal): return CompleteResult(request_id: requestID.uuidString.lowercased(), refusal: refusal)
         }
-        if let done = try await completions.complete(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: report)) {
+    }
+
+    /// The completion a complete asks for, or why it is refused before any write.
+    func completion(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async -> Result<Completion, SpoolError> {
+        do {
+            let token = try Self.leaseToken(body.lease_token)
+            try await requireModel(of: requestID, context: context)
+            return .success(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: attemptReport(body.info, body.logs)))
+        } catch let error as SpoolError {
+            return .failure(error)
+        } catch {
+            return .failure(.internalError())
+        }
+    }
+
+    /// The answer to a completion the shared statement wrote (`done`), or, when it left it (a
+    /// retried complete, a lost lease), what `finish` says of it.
+    func settle(_ completion: Completion, _ done: Completed?, context: BrokerRequestContext) async throws -> CompleteResult {
+        let id = completion.requestID.uuidString.lowercased()
+        if let done {
             try await keepWithinLogCap(done.logs, logger: context.logger)
             metrics.count("completed", model: done.model)
             metrics.recordRunTime(model: done.model, seconds: done.runSeconds)
             return CompleteResult(request_id: id, status: .done, retries: done.retries)
         }
         switch try await store.jobs.finish(
-            requestID: requestID, leaseToken: token, end: .complete(outputs: body.outputs), report: report,
-            retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
+            requestID: completion.requestID, leaseToken: completion.leaseToken, end: .complete(outputs: completion.outputs),
+            report: completion.report, retryLimit: configuration.retryLimit, on: store.client, logger: context.logger)
         {
         case .success(let finished):
             try await keepWithinLogCap(finished.logs, logger: context.logger)
@@ -245,7 +267,7 @@ struct WorkerRoutes: Sendable {
             }
             return CompleteResult(request_id: id, status: finished.status, retries: finished.retries, replayed: finished.replayed)
         case .failure(let refusal):
-            return CompleteResult(request_id: id, refusal: Self.error(for: refusal, requestID: requestID))
+            return CompleteResult(request_id: id, refusal: Self.error(for: refusal, requestID: completion.requestID))
         }
     }
 

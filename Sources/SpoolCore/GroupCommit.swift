@@ -14,7 +14,8 @@ import Synchronization
 package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     /// Writes a batch at once; one output per item, in order.
     package typealias Write = @Sendable ([Item]) async throws -> [Output]
-    private typealias Waiter = (item: Item, continuation: CheckedContinuation<Result<Output, any Error>, Never>)
+    /// One sender's items (one, or a request's many) and where their results go, in order.
+    private typealias Waiter = (items: [Item], continuation: CheckedContinuation<[Result<Output, any Error>], Never>)
 
     private struct State {
         var queue: [Waiter] = []
@@ -40,19 +41,26 @@ package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
 
     /// Writes the item with whatever else is waiting; returns its output once committed.
     package func write(_ item: Item) async throws -> Output {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Output, any Error>, Never>) in
+        try await writeMany([item])[0].get()
+    }
+
+    /// Writes a sender's items with whatever else is waiting, in as many writes as `maxBatch`
+    /// needs; one result per item, in order, once all are committed (or refused).
+    package func writeMany(_ items: [Item]) async -> [Result<Output, any Error>] {
+        guard !items.isEmpty else { return [] }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[Result<Output, any Error>], Never>) in
             let startWriting = state.withLock { state -> Bool in
-                state.queue.append((item, continuation))
+                state.queue.append((items, continuation))
                 guard state.writers < maxWriters else { return false }
                 state.writers += 1
                 return true
             }
             if startWriting { Task { await self.writeRounds() } }
         }
-        return try result.get()
     }
 
-    /// Writes rounds until the queue is empty.
+    /// Writes rounds until the queue is empty: each round takes waiters while their items fit in
+    /// `maxBatch` (a sender with more than that goes alone, in writes of `maxBatch`).
     private func writeRounds() async {
         while true {
             let batch = state.withLock { state -> [Waiter] in
@@ -60,13 +68,27 @@ package final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
                     state.writers -= 1
                     return []
                 }
-                let batch = Array(state.queue.prefix(maxBatch))
-                state.queue.removeFirst(batch.count)
+                var count = 0
+                let taken = state.queue.prefix { waiter in
+                    defer { count += waiter.items.count }
+                    return count == 0 || count + waiter.items.count <= maxBatch
+                }.count
+                let batch = Array(state.queue.prefix(taken))
+                state.queue.removeFirst(taken)
                 return batch
             }
             guard !batch.isEmpty else { return }
-            let results = await write(batch.map(\.item))
-            for (waiter, result) in zip(batch, results) { waiter.continuation.resume(returning: result) }
+            let items = batch.flatMap(\.items)
+            var results: [Result<Output, any Error>] = []
+            results.reserveCapacity(items.count)
+            for start in stride(from: 0, to: items.count, by: maxBatch) {
+                results += await write(Array(items[start..<min(start + maxBatch, items.count)]))
+            }
+            var offset = 0
+            for waiter in batch {
+                waiter.continuation.resume(returning: Array(results[offset..<offset + waiter.items.count]))
+                offset += waiter.items.count
+            }
         }
     }
 

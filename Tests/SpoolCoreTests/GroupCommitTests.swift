@@ -54,6 +54,35 @@ import Testing
         }
         #expect(writes.withLock { $0 } < 20, "batches were not split into single writes")
     }
+
+    /// A sender's many items (a worker's batched completes) share writes with other senders' items
+    /// up to `maxBatch`, come back in order, and a bad one among them fails only itself.
+    @Test func aSendersManyItemsComeBackInOrderInWritesOfAtMostMaxBatch() async throws {
+        let writes = Mutex<[[Int]]>([])
+        let commit = GroupCommit<Int, Int>(maxBatch: 10, maxWriters: 1, isItemError: { $0 is Poisoned }) { batch in
+            try await Task.sleep(for: .milliseconds(10))
+            writes.withLock { $0.append(batch) }
+            if batch.contains(13) { throw Poisoned() }
+            return batch.map { $0 * 2 }
+        }
+        async let single = Result { try await commit.write(100) }
+        async let many = commit.writeMany(Array(0..<25))
+        async let few = commit.writeMany([200, 201, 202])
+        let (one, results, three) = await (single, many, few)
+        #expect(try one.get() == 200)
+        #expect(try three.map { try $0.get() } == [400, 402, 404])
+        #expect(results.count == 25)
+        for (item, result) in results.enumerated() {
+            if item == 13 {
+                #expect(throws: Poisoned.self) { try result.get() }
+            } else {
+                #expect(try result.get() == item * 2, "item \(item)")
+            }
+        }
+        let sizes = writes.withLock { $0.map(\.count) }
+        #expect(sizes.allSatisfy { $0 <= 10 }, "writes of \(sizes)")
+        #expect(await commit.writeMany([]).isEmpty)
+    }
 }
 
 extension Result where Failure == any Error {

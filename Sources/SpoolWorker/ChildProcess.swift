@@ -1,4 +1,5 @@
 import Foundation
+import SpoolCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -46,36 +47,19 @@ final class ChildProcess: Sendable {
             default: stderrPipe = fds
             }
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, 0)
-
-        var merged = ProcessInfo.processInfo.environment
-        merged.merge(environment) { _, new in new }
-        let arguments = ["/bin/sh", "-c", command]
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        let pid: pid_t
+        do {
+            pid = try Spawn.start(
+                ["/bin/sh", "-c", command], environment: Spawn.environment(with: environment), stdin: .descriptor(stdinPipe[0]),
+                stdout: .descriptor(stdoutPipe[1]), stderr: .descriptor(stderrPipe[1]), newProcessGroup: true)
+        } catch {
+            (stdinPipe + stdoutPipe + stderrPipe).forEach { close($0) }
+            throw JobFailure("Cannot start the command: \(error.reason).", retryable: false)
         }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        // The child's ends are its own now.
         close(stdinPipe[0])
         close(stdoutPipe[1])
         close(stderrPipe[1])
-        guard spawned == 0 else {
-            [stdinPipe[1], stdoutPipe[0], stderrPipe[0]].forEach { close($0) }
-            throw JobFailure("Cannot start the command: \(String(cString: strerror(spawned))).", retryable: false)
-        }
         self.pid = pid
         self.exit = Mutex((nil, nil))
         let (stream, continuation) = AsyncStream<Output>.makeStream()
@@ -103,9 +87,7 @@ final class ChildProcess: Sendable {
             }
         }
         Thread.detachNewThread { [self] in
-            var status: Int32 = 0
-            while waitpid(self.pid, &status, 0) == -1 && errno == EINTR {}
-            let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let code = Spawn.wait(self.pid)
             let waiter = self.exit.withLock { state -> CheckedContinuation<Int32, Never>? in
                 state.status = code
                 defer { state.waiter = nil }

@@ -70,22 +70,17 @@ extension Scenarios {
     /// Runs a program to its end and returns its standard output; its standard error is this
     /// process's, so its progress shows.
     static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         // pgqueuer reads these to make its tables unlogged: both sides keep the same durability.
         environment["PGQUEUER_DURABILITY"] = nil
         environment["DURABILITY"] = nil
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw BenchError("\(executable) \(arguments.prefix(2).joined(separator: " ")) exited \(process.terminationStatus)")
+        let outputPath = NSTemporaryDirectory() + "spool-bench-peer-\(UUID().uuidString.prefix(8)).out"
+        defer { unlink(outputPath) }
+        let pid = try Spawn.start([executable] + arguments, environment: environment, stdout: .file(outputPath), stderr: .descriptor(2))
+        let status = Spawn.wait(pid)
+        guard status == 0 else {
+            throw BenchError("\(executable) \(arguments.prefix(2).joined(separator: " ")) exited \(status)")
         }
-        return String(decoding: data, as: UTF8.self)
+        return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
     }
 }

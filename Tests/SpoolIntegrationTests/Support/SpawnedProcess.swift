@@ -1,4 +1,5 @@
 import Foundation
+import SpoolCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -21,24 +22,11 @@ final class SpawnedProcess: Sendable {
 
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = NSTemporaryDirectory() + "spool-test-\(UUID().uuidString.prefix(8)).log"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var merged = ProcessInfo.processInfo.environment
-        merged.merge(environment) { _, new in new }
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        do {
+            pid = try Spawn.start(arguments, environment: Spawn.environment(with: environment), stdout: .file(outputPath), searchPath: true)
+        } catch {
+            throw TestFailure("cannot start \(arguments[0]): \(error.reason)")
         }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
-        guard result == 0 else { throw TestFailure("cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
-        self.pid = pid
         self.arguments = arguments
     }
 
@@ -73,11 +61,8 @@ final class SpawnedProcess: Sendable {
     func reap() -> Int32? {
         exitStatus.withLock { exitStatus in
             if let exitStatus { return exitStatus }
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
-            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            exitStatus = code
-            return code
+            exitStatus = Spawn.poll(pid)
+            return exitStatus
         }
     }
 
@@ -98,8 +83,7 @@ final class SpawnedProcess: Sendable {
     deinit {
         if reap() == nil {
             kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
+            _ = Spawn.wait(pid)
         }
         unlink(outputPath)
     }

@@ -192,7 +192,7 @@ struct WorkerRoutes: Sendable {
                 results[index] = CompleteResult(request_id: item.requestID, refusal: refusal)
                 continue
             }
-            switch await completion(id, body, context: context) {
+            switch try await completion(id, body, context: context) {
             case .success(let completion): accepted.append((index, completion))
             case .failure(let refusal): results[index] = CompleteResult(request_id: item.requestID, refusal: refusal)
             }
@@ -226,22 +226,20 @@ struct WorkerRoutes: Sendable {
     /// One completion: through the shared statement, and through `finish` when the batch left it
     /// (to tell a retried complete from a lost lease).
     func complete(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> CompleteResult {
-        switch await completion(requestID, body, context: context) {
+        switch try await completion(requestID, body, context: context) {
         case .success(let completion): return try await settle(completion, completions.complete(completion), context: context)
         case .failure(let refusal): return CompleteResult(request_id: requestID.uuidString.lowercased(), refusal: refusal)
         }
     }
 
-    /// The completion a complete asks for, or why it is refused before any write.
-    func completion(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async -> Result<Completion, SpoolError> {
+    /// The completion a complete asks for, or why it is refused before any write; an outage throws.
+    func completion(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> Result<Completion, SpoolError> {
         do {
             let token = try Self.leaseToken(body.lease_token)
             try await requireModel(of: requestID, context: context)
             return .success(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: attemptReport(body.info, body.logs)))
         } catch let error as SpoolError {
             return .failure(error)
-        } catch {
-            return .failure(.internalError())
         }
     }
 

@@ -44,22 +44,15 @@ package enum Spawn {
             posix_spawnattr_setpgroup(&attributes, 0)
         }
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        let envp: [UnsafeMutablePointer<CChar>?] =
+            (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             argv.forEach { free($0) }
-            envp?.forEach { free($0) }
+            envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawned =
-            if let envp {
-                searchPath
-                    ? posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
-                    : posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-            } else {
-                searchPath
-                    ? posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
-                    : posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-            }
+        let spawn = searchPath ? posix_spawnp : posix_spawn
+        let spawned = spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
         guard spawned == 0 else { throw SpawnError(command: arguments.first ?? "", code: spawned) }
         return pid
     }

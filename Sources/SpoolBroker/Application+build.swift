@@ -3,8 +3,8 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
-import NIOSSL
 import NIOCore
+import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
 import SpoolCore
@@ -94,14 +94,16 @@ func buildApplication(
     // Client and worker routes share the /v2/{endpoint_id}/ tree: each checks its own scope.
     RunPodRoutes(
         store: store, configuration: configuration, submitter: submitter, watchers: connections.watchers, metrics: metrics,
-        workerSide: RunPodWorkerRoutes(store: store, configuration: configuration, metrics: metrics, leases: workerRoutes))
-        .register(on: authenticated)
+        workerSide: RunPodWorkerRoutes(store: store, configuration: configuration, metrics: metrics, leases: workerRoutes)
+    )
+    .register(on: authenticated)
     files.register(on: clients)
     files.registerWorkerUpload(on: workers)
     BatchRoutes(store: store, configuration: configuration, quotas: quotas, wakeup: connections.batches).register(on: clients)
 
     let listener = JobNotificationListener(
-        store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers, webhooks: connections.webhooks, keys: connections.keys,
+        store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers,
+        webhooks: connections.webhooks, keys: connections.keys,
         schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
@@ -128,7 +130,8 @@ func buildApplication(
         if authenticator.decideOpenness(liveTableKeys: tableKeys) {
             guard configuration.listensOnLoopbackOnly else {
                 throw ConfigurationError(
-                    "No API key is configured, so the broker would accept anyone on \(configuration.host): without keys it listens on loopback only. Give --api-key/SPOOL_API_KEYS (or create one with 'spool-broker keys create'), or use --host 127.0.0.1.")
+                    "No API key is configured, so the broker would accept anyone on \(configuration.host): without keys it listens on loopback only. Give --api-key/SPOOL_API_KEYS (or create one with 'spool-broker keys create'), or use --host 127.0.0.1."
+                )
             }
             logger.warning("no API key is configured: the broker is open to every local process", metadata: ["host": "\(configuration.host)"])
         }
@@ -137,7 +140,6 @@ func buildApplication(
     }
     return app
 }
-
 
 /// HTTP/1.1, over TLS when a certificate and key are configured. A connection that sends nothing
 /// for the idle timeout, mid-request (a stalled upload) or between requests, is closed; each

@@ -23,8 +23,12 @@ struct BatchRoutes: Sendable {
 
     @Sendable func create(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let body = try BatchCreateRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
-        guard let file = try await store.files.find(id: body.inputFileID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
-            throw SpoolError.notFound("No file '\(body.inputFileID)': upload the input with purpose 'batch-api' first.", code: "file_not_found", param: "input_file_id")
+        guard
+            let file = try await store.files.find(
+                id: body.inputFileID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger)
+        else {
+            throw SpoolError.notFound(
+                "No file '\(body.inputFileID)': upload the input with purpose 'batch-api' first.", code: "file_not_found", param: "input_file_id")
         }
         guard file.isReady else {
             throw SpoolError.conflict(
@@ -50,7 +54,8 @@ struct BatchRoutes: Sendable {
 
     @Sendable func retrieve(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.batchID(context)
-        guard let record = try await store.batches.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard let record = try await store.batches.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger)
+        else { throw Self.notFound(id) }
         return JSONResponse.make(Self.view(record))
     }
 

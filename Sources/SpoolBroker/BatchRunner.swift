@@ -117,7 +117,8 @@ struct BatchRunner: Service, CustomStringConvertible {
             // Not the file's fault as far as anyone can tell: try again later, up to the limit.
             try? await store.batches.recordStepError(id: next.id, error: Self.describe(error), on: store.client, logger: logger)
             logger.error(
-                "batch validation failed; it will be retried", metadata: ["batch_id": "\(next.id)", "attempt": "\(next.attempts)", "error": "\(error)"])
+                "batch validation failed; it will be retried",
+                metadata: ["batch_id": "\(next.id)", "attempt": "\(next.attempts)", "error": "\(error)"])
             return true
         }
         if let lines {
@@ -232,7 +233,9 @@ struct BatchRunner: Service, CustomStringConvertible {
         if attempt.attempts > Self.maxStepAttempts {
             let reason = attempt.lastError ?? "the broker stopped or crashed during each attempt"
             try await store.batches.markFailed(
-                id: id, error: "Its results could not be written after \(Self.maxStepAttempts) attempts: \(reason). Its jobs' results are still readable by request id.",
+                id: id,
+                error:
+                    "Its results could not be written after \(Self.maxStepAttempts) attempts: \(reason). Its jobs' results are still readable by request id.",
                 on: store.client, logger: logger)
             logger.error("batch failed: its results could not be written", metadata: ["batch_id": "\(id)", "reason": "\(reason)"])
             return
@@ -280,7 +283,8 @@ struct BatchRunner: Service, CustomStringConvertible {
                         outputBytes += BatchLine.success(customID: line.customID, requestID: requestID, outputs: line.outputs)
                     } else {
                         failed += 1
-                        let code = line.status == .canceled
+                        let code =
+                            line.status == .canceled
                             ? (ending == "expire" ? "batch_expired" : ending == "cancel" ? "batch_cancelled" : "canceled")
                             : (line.errorType ?? "job_failed")
                         let message = line.error ?? (line.status == .canceled ? Self.stopReason(ending ?? "cancel") : "The job failed.")

@@ -16,18 +16,19 @@ public enum Broker {
         PreparedStatements.sendUnnamed(configuration.unnamedStatements)
         if configuration.unnamedStatements, configuration.listenDatabaseURL == nil {
             logger.warning(
-                "--unnamed-statements without --listen-database-url: through a transaction pooler LISTEN does not work, and waiting workers and status streams hear of changes by the once-a-second poll")
+                "--unnamed-statements without --listen-database-url: through a transaction pooler LISTEN does not work, and waiting workers and status streams hear of changes by the once-a-second poll"
+            )
         }
         try await withDatabase(configuration, logger: logger) { database in
-          try await withDatabase(url: configuration.listenDatabaseURL, logger: logger) { listenDatabase in
-            let app = try buildApplication(configuration, database: database, listenDatabase: listenDatabase, logger: logger)
-            var group = ServiceGroupConfiguration(services: [.init(service: app)], logger: logger)
-            group.gracefulShutdownSignals = [.sigterm, .sigint]
-            group.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
-            // A task that ignores cancellation too would keep the process forever: better to end it.
-            group.maximumCancellationDuration = .seconds(10)
-            try await ServiceGroup(configuration: group).run()
-          }
+            try await withDatabase(url: configuration.listenDatabaseURL, logger: logger) { listenDatabase in
+                let app = try buildApplication(configuration, database: database, listenDatabase: listenDatabase, logger: logger)
+                var group = ServiceGroupConfiguration(services: [.init(service: app)], logger: logger)
+                group.gracefulShutdownSignals = [.sigterm, .sigint]
+                group.maximumGracefulShutdownDuration = .seconds(configuration.shutdownGraceSeconds)
+                // A task that ignores cancellation too would keep the process forever: better to end it.
+                group.maximumCancellationDuration = .seconds(10)
+                try await ServiceGroup(configuration: group).run()
+            }
         }
     }
 

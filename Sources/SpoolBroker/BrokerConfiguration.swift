@@ -108,7 +108,8 @@ public struct BrokerConfiguration: Sendable {
             throw ConfigurationError("--port/SPOOL_PORT must be between 0 and 65535, got \(port).")
         }
         if let databaseURL, databaseURL.isEmpty {
-            throw ConfigurationError("--database-url/SPOOL_DATABASE_URL is empty: give a postgres:// URL, or leave it out to use the embedded database.")
+            throw ConfigurationError(
+                "--database-url/SPOOL_DATABASE_URL is empty: give a postgres:// URL, or leave it out to use the embedded database.")
         }
         if databaseURL == nil, dataDirectory.isEmpty {
             throw ConfigurationError("--data-dir/SPOOL_DATA_DIR is empty: the embedded database needs a directory.")
@@ -133,7 +134,8 @@ public struct BrokerConfiguration: Sendable {
         }
         guard (1...300).contains(runpodPingSeconds), runpodPingSeconds.rounded() == runpodPingSeconds else {
             throw ConfigurationError(
-                "--runpod-ping-seconds/SPOOL_RUNPOD_PING_SECONDS must be a whole number of seconds from 1 to 300, got \(runpodPingSeconds.formatted()).")
+                "--runpod-ping-seconds/SPOOL_RUNPOD_PING_SECONDS must be a whole number of seconds from 1 to 300, got \(runpodPingSeconds.formatted())."
+            )
         }
         guard stopGraceSeconds >= 0 else {
             throw ConfigurationError("The stop grace period must not be negative, got \(stopGraceSeconds.formatted()) seconds.")
@@ -160,14 +162,16 @@ public struct BrokerConfiguration: Sendable {
                 throw ConfigurationError("SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is not a network in CIDR form such as 10.0.0.0/8.")
             }
             if WebhookTargets.kind(of: parsed.address) == .linkLocal {
-                throw ConfigurationError("SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is link-local (cloud metadata); webhooks there are never allowed.")
+                throw ConfigurationError(
+                    "SPOOL_WEBHOOK_ALLOW_NETWORKS: '\(network)' is link-local (cloud metadata); webhooks there are never allowed.")
             }
         }
         guard retentionSeconds >= 60, retentionIntervalSeconds > 0, depthRefreshSeconds > 0 else {
             throw ConfigurationError("The retention period must be at least a minute, and the sweep and depth intervals positive.")
         }
         guard (0.1...300).contains(webhookAttemptTimeoutSeconds) else {
-            throw ConfigurationError("The webhook attempt timeout must be between 0.1 and 300 seconds, got \(webhookAttemptTimeoutSeconds.formatted()).")
+            throw ConfigurationError(
+                "The webhook attempt timeout must be between 0.1 and 300 seconds, got \(webhookAttemptTimeoutSeconds.formatted()).")
         }
         guard webhookRetrySeconds > 0, !webhookRetryDelays.isEmpty, webhookRetryDelays.allSatisfy({ $0 >= 0 }) else {
             throw ConfigurationError("The webhook retry period must be positive and its schedule a list of delays of 0 s or more.")
@@ -182,7 +186,8 @@ public struct BrokerConfiguration: Sendable {
             throw ConfigurationError("--max-uploads-per-key/SPOOL_MAX_UPLOADS_PER_KEY must be at least 1, got \(maxUploadsPerKey).")
         }
         guard (1024...(256 << 20)).contains(maxBatchLineBytes) else {
-            throw ConfigurationError("--max-batch-line-bytes/SPOOL_MAX_BATCH_LINE_BYTES must be between 1024 and 268435456, got \(maxBatchLineBytes).")
+            throw ConfigurationError(
+                "--max-batch-line-bytes/SPOOL_MAX_BATCH_LINE_BYTES must be between 1024 and 268435456, got \(maxBatchLineBytes).")
         }
         guard maxLogLinesPerJob >= 10, maxLogBytesPerJob >= 16 << 10 else {
             throw ConfigurationError(

@@ -43,7 +43,8 @@ struct FalRoutes: Sendable {
             webhookURL: request.uri.queryParameters.get("fal_webhook"), webhookFormat: .fal)
         let submitted = try await submitter.submit(submit, body: json, request: request, context: context)
         let id = submitted.requestID.uuidString.lowercased()
-        let position = try await views.load(model: model, requestID: submitted.requestID, withLogs: false, caller: context.caller, logger: context.logger)?
+        let position =
+            try await views.load(model: model, requestID: submitted.requestID, withLogs: false, caller: context.caller, logger: context.logger)?
             .position?.position ?? 0
         return JSONResponse.make(
             FalSubmitResponse(request_id: id, baseURL: baseURL(request, model: model, requestID: id), queue_position: position),
@@ -53,7 +54,9 @@ struct FalRoutes: Sendable {
     /// 202 until the request completes, then 200.
     @Sendable func status(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard let view = try await views.load(model: model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, logger: context.logger)
+        guard
+            let view = try await views.load(
+                model: model, requestID: requestID, withLogs: request.wantsLogs, caller: context.caller, logger: context.logger)
         else { throw Self.notFound(requestID) }
         let id = requestID.uuidString.lowercased()
         let status = JobViews.fal(view, baseURL: baseURL(request, model: model, requestID: id))
@@ -63,7 +66,10 @@ struct FalRoutes: Sendable {
     /// Server-Sent Events: one status per change, closed after COMPLETED.
     @Sendable func statusStream(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard try await store.jobs.find(model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil else {
+        guard
+            try await store.jobs.find(
+                model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil
+        else {
             throw Self.notFound(requestID)
         }
         let id = requestID.uuidString.lowercased()
@@ -84,7 +90,10 @@ struct FalRoutes: Sendable {
     /// The outputs once completed; a clear error before that, or when the job failed.
     @Sendable func result(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let (model, requestID) = try Self.job(context)
-        guard let job = try await store.jobs.find(model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
+        guard
+            let job = try await store.jobs.find(
+                model: model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger)
+        else {
             throw Self.notFound(requestID)
         }
         let id = requestID.uuidString.lowercased()
@@ -115,7 +124,8 @@ struct FalRoutes: Sendable {
         let (model, requestID) = try Self.job(context)
         let headers = Self.requestHeaders(requestID.uuidString.lowercased())
         switch try await store.jobs.cancel(
-            model: model, requestID: requestID, tenant: context.caller.readableTenant, stopRunning: true, graceSeconds: configuration.stopGraceSeconds, on: store.client,
+            model: model, requestID: requestID, tenant: context.caller.readableTenant, stopRunning: true,
+            graceSeconds: configuration.stopGraceSeconds, on: store.client,
             logger: context.logger)
         {
         case .canceled:

@@ -115,9 +115,10 @@ struct FileRoutes: Sendable {
                 let description = FileDescription(
                     filename: fields["file_name"] ?? stored.filename, purpose: purpose,
                     fileType: Self.fileType(filename: stored.filename, declared: fields["file_type"]))
-                guard case .finished(let record) = try await store.files.finishUpload(
-                    fileID: id, holder: upload.holder, bytes: bytes, sha256: sha256, description: description, lease: nil,
-                    on: store.client, logger: logger)
+                guard
+                    case .finished(let record) = try await store.files.finishUpload(
+                        fileID: id, holder: upload.holder, bytes: bytes, sha256: sha256, description: description, lease: nil,
+                        on: store.client, logger: logger)
                 else { throw SpoolError.notFound("The file was deleted while it was uploaded.", code: "file_not_found") }
                 return JSONResponse.make(Self.view(record), status: .ok)
             }
@@ -133,7 +134,9 @@ struct FileRoutes: Sendable {
             headers[.togetherFileID] = id
             return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
         } catch {
-            if let upload { try? await store.files.abandonUpload(fileID: id, holder: upload.holder, keepFile: false, on: store.client, logger: logger) }
+            if let upload {
+                try? await store.files.abandonUpload(fileID: id, holder: upload.holder, keepFile: false, on: store.client, logger: logger)
+            }
             throw error
         }
     }
@@ -201,7 +204,9 @@ struct FileRoutes: Sendable {
 
     @Sendable func delete(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let id = try Self.fileID(context)
-        guard try await store.files.delete(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard try await store.files.delete(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
+            throw Self.notFound(id)
+        }
         return JSONResponse.make(["id": .string(id), "object": "file", "deleted": true] as JSONValue)
     }
 
@@ -312,14 +317,17 @@ struct FileRoutes: Sendable {
 
     private func find(_ context: BrokerRequestContext) async throws -> FileRecord {
         let id = try Self.fileID(context)
-        guard let record = try await store.files.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else { throw Self.notFound(id) }
+        guard let record = try await store.files.find(id: id, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) else {
+            throw Self.notFound(id)
+        }
         return record
     }
 
     /// A file in Together's `FileResponse` shape (and OpenAI's `file` object).
     static func view(_ record: FileRecord) -> JSONValue {
         [
-            "id": .string(record.id), "object": "file", "bytes": .int(record.bytes), "created_at": .int(Int64(record.createdAt.timeIntervalSince1970)),
+            "id": .string(record.id), "object": "file", "bytes": .int(record.bytes),
+            "created_at": .int(Int64(record.createdAt.timeIntervalSince1970)),
             "filename": .string(record.filename), "purpose": .string(record.purpose), "FileType": .string(record.fileType),
             "content_type": .string(record.contentType), "processing_status": .string(record.isReady ? "COMPLETED" : "PENDING"),
             "status": .string(record.isReady ? "processed" : "uploaded"), "sha256": record.sha256.map(JSONValue.string) ?? .null,

@@ -51,35 +51,35 @@ struct JobNotificationListener: Service, CustomStringConvertible {
                     try await connection.listen(on: JobsTable.pendingChannel) { pending in
                         try await connection.listen(on: JobsTable.watchedJobChannel) { watched in
                             try await connection.listen(on: WebhookDeliveriesTable.channel) { deliveries in
-                              try await connection.listen(on: APIKeysTable.channel) { keyChanges in
-                                if failing { logger.notice("listening for job notifications again") }
-                                failing = false
-                                backoff.reset()
-                                // Anything that happened while we were not listening: look again.
-                                wakeEveryWaitedForModel()
-                                webhooks.raise()
-                                keys.raise()
-                                try await withThrowingTaskGroup(of: Void.self) { group in
-                                    group.addTask {
-                                        for try await _ in keyChanges { keys.raise() }
-                                    }
-                                    group.addTask {
-                                        for try await notification in pending { waiters.notify(model: notification.payload) }
-                                    }
-                                    group.addTask {
-                                        for try await notification in watched {
-                                            if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                                try await connection.listen(on: APIKeysTable.channel) { keyChanges in
+                                    if failing { logger.notice("listening for job notifications again") }
+                                    failing = false
+                                    backoff.reset()
+                                    // Anything that happened while we were not listening: look again.
+                                    wakeEveryWaitedForModel()
+                                    webhooks.raise()
+                                    keys.raise()
+                                    try await withThrowingTaskGroup(of: Void.self) { group in
+                                        group.addTask {
+                                            for try await _ in keyChanges { keys.raise() }
                                         }
+                                        group.addTask {
+                                            for try await notification in pending { waiters.notify(model: notification.payload) }
+                                        }
+                                        group.addTask {
+                                            for try await notification in watched {
+                                                if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                                            }
+                                        }
+                                        group.addTask {
+                                            for try await _ in deliveries { webhooks.raise() }
+                                        }
+                                        group.addTask { try await checkHealth(of: connection) }
+                                        // Any sequence ending means the connection is gone: reconnect.
+                                        try await group.next()
+                                        group.cancelAll()
                                     }
-                                    group.addTask {
-                                        for try await _ in deliveries { webhooks.raise() }
-                                    }
-                                    group.addTask { try await checkHealth(of: connection) }
-                                    // Any sequence ending means the connection is gone: reconnect.
-                                    try await group.next()
-                                    group.cancelAll()
                                 }
-                              }
                             }
                         }
                     }

@@ -40,7 +40,8 @@ struct JobViews: Sendable {
             if withPosition { view.position = try await positions.position(of: record, liveWorkers: liveWorkers, logger: logger) }
             if liveWorkers == 0 {
                 view.warnings.append(
-                    "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen.")
+                    "No live worker serves model '\(record.model)': the job waits until one connects. Live workers leased or heartbeated in the last \(Int(WorkersTable.liveSeconds)) s; GET /v1/workers lists the workers brokers have seen."
+                )
             }
         }
         if let url = record.webhookURL {

@@ -38,7 +38,7 @@ final class JobWatchers: Sendable {
     /// Wakes every stream of the job.
     func notify(_ requestID: UUID) {
         let signals = state.withLock { state in state.signals[requestID].map { Array($0.values) } ?? [] }
-        signals.forEach { $0.raise() }
+        for signal in signals { signal.raise() }
     }
 
     /// Ends every stream at its next turn.
@@ -47,7 +47,7 @@ final class JobWatchers: Sendable {
             state.closed = true
             return state.signals.values.flatMap(\.values)
         }
-        signals.forEach { $0.raise() }
+        for signal in signals { signal.raise() }
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }

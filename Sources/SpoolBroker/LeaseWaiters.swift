@@ -95,7 +95,7 @@ final class LeaseWaiters: Sendable {
             state.waiters[index].resolution = nil
             return (true, continuations)
         }
-        continuations.forEach { $0.resume() }
+        for continuation in continuations { continuation.resume() }
         return found
     }
 
@@ -149,7 +149,7 @@ final class LeaseWaiters: Sendable {
             }
             return woken
         }
-        continuations.forEach { $0.resume() }
+        for continuation in continuations { continuation.resume() }
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
@@ -173,7 +173,7 @@ final class LeaseWaiters: Sendable {
             }
             return woken
         }
-        continuations.forEach { $0.resume() }
+        for continuation in continuations { continuation.resume() }
     }
 
     /// The models some waiter serves: what the fallback poll asks the database about.

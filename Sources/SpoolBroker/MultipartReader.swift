@@ -20,10 +20,11 @@ struct MultipartReader {
     /// Nil when `contentType` is not multipart/form-data with a boundary.
     init?(contentType: String?) {
         guard let contentType, contentType.lowercased().hasPrefix("multipart/form-data") else { return nil }
-        guard let boundary = contentType.split(separator: ";").lazy
-            .map({ $0.trimmingCharacters(in: .whitespaces) })
-            .first(where: { $0.lowercased().hasPrefix("boundary=") })?
-            .dropFirst("boundary=".count)
+        guard
+            let boundary = contentType.split(separator: ";").lazy
+                .map({ $0.trimmingCharacters(in: .whitespaces) })
+                .first(where: { $0.lowercased().hasPrefix("boundary=") })?
+                .dropFirst("boundary=".count)
         else { return nil }
         let unquoted = boundary.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
         guard !unquoted.isEmpty else { return nil }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import Synchronization
 import SpoolStore
+import Synchronization
 
 /// A pending job's place in its queue, and when it should start.
 struct QueuePosition: Sendable, Equatable {
@@ -55,8 +55,10 @@ final class QueuePositions: Sendable {
             position = try await store.jobs.pendingAhead(
                 model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         } else {
-            position = try await aheadInEarlierBuckets + store.jobs.pendingAheadInBucket(
-                model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
+            position =
+                try await aheadInEarlierBuckets
+                + store.jobs.pendingAheadInBucket(
+                    model: job.model, priority: job.priority, fairTag: job.fairTag, id: job.id, on: store.client, logger: logger)
         }
         let running = try await running(model: job.model, logger: logger)
         // The live-worker count is a snapshot up to seconds old; a running job says a worker is there.

@@ -70,7 +70,8 @@ struct QueueRoutes: Sendable {
         let reference = try JobReference(json: try request.queryJSON())
         let withLogs = request.wantsLogs
         guard let requestID = UUID(uuidString: reference.requestID),
-            try await store.jobs.find(model: reference.model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil
+            try await store.jobs.find(
+                model: reference.model, requestID: requestID, tenant: context.caller.readableTenant, on: store.client, logger: context.logger) != nil
         else {
             throw Self.jobNotFound(reference)
         }

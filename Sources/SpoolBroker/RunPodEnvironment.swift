@@ -11,7 +11,8 @@ public struct RunPodEnvironment: Sendable {
 
     public init(endpoint: String, brokerURL: String, apiKey: String, pingSeconds: Double = 10, podID: String? = nil) throws {
         guard RunPodPath.isValidEndpoint(endpoint) else {
-            throw ConfigurationError("'\(endpoint)' is not an endpoint id: use a model name such as acme/sd (no empty parts, no spaces, at most 256 characters).")
+            throw ConfigurationError(
+                "'\(endpoint)' is not an endpoint id: use a model name such as acme/sd (no empty parts, no spaces, at most 256 characters).")
         }
         guard let url = URL(string: brokerURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
             throw ConfigurationError("'\(brokerURL)' is not an http(s) URL of the broker.")

@@ -10,10 +10,16 @@ struct RunPodPath: Equatable {
     enum Action: Equatable {
         // The client's (`runpod.Endpoint`).
         case run, runSync, health, purgeQueue
-        case status(String), stream(String), cancel(String)
+        case status(String)
+        case stream(String)
+        case cancel(String)
         // The worker's (`runpod.serverless.start`).
-        case take(worker: String), takeBatch(worker: String), stop(worker: String), ping(worker: String)
-        case done(worker: String, job: String), streamChunk(worker: String, job: String)
+        case take(worker: String)
+        case takeBatch(worker: String)
+        case stop(worker: String)
+        case ping(worker: String)
+        case done(worker: String, job: String)
+        case streamChunk(worker: String, job: String)
     }
 
     var endpoint: String

@@ -50,7 +50,8 @@ struct RunPodRoutes: Sendable {
         case .status(let id): return try await status(endpoint, id: id, context: context)
         case .stream(let id): return try await stream(endpoint, id: id, context: context)
         case .cancel(let id): return try await cancel(endpoint, id: id, context: context)
-        case .take(let worker): return try await workerSide.take(endpoint, worker: worker, batchSize: 1, batch: false, request: request, context: context)
+        case .take(let worker):
+            return try await workerSide.take(endpoint, worker: worker, batchSize: 1, batch: false, request: request, context: context)
         case .takeBatch(let worker):
             let size = Int(request.uri.queryParameters.get("batch_size") ?? "1") ?? 1
             return try await workerSide.take(

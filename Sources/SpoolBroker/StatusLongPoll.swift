@@ -62,7 +62,9 @@ struct StatusLongPoll: Sendable {
     func respond(
         to request: Request, model: String, requestID: UUID, withLogs: Bool, caller: Caller, wait: Int?, logger: Logger
     ) async throws -> Response? {
-        let load = { try await views.load(model: model, requestID: requestID, withLogs: withLogs, caller: caller, withPosition: false, logger: logger) }
+        let load = {
+            try await views.load(model: model, requestID: requestID, withLogs: withLogs, caller: caller, withPosition: false, logger: logger)
+        }
         guard var view = try await load() else { return nil }
         let ifNoneMatch = request.headers[.ifNoneMatch]
         var etag = Self.etag(of: JobViews.together(view))

@@ -92,7 +92,10 @@ public struct TenantSettings: Sendable, Equatable {
                 }
                 limits.weight = weight
             case "rate":
-                if value == "none" { limits.submitsPerSecond = nil; continue }
+                if value == "none" {
+                    limits.submitsPerSecond = nil
+                    continue
+                }
                 guard let rate = Double(value), rate.isFinite, rate > 0 else {
                     throw ConfigurationError("--tenant \(name): rate must be submits per second above 0, or none; got '\(value)'.")
                 }

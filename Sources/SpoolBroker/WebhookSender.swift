@@ -1,10 +1,10 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
-import NIOConcurrencyHelpers
 import SpoolCore
 import SpoolStore
 
@@ -98,7 +98,8 @@ struct WebhookSender: Service, CustomStringConvertible {
                 "webhook_id": "\(delivery.webhookID)", "attempt": "\(delivery.attempt)", "state": "\(state ?? "taken over")",
             ]
             if case .failed(let code, let error, _) = result {
-                logger.notice("webhook attempt failed", metadata: metadata.merging(["status": "\(code.map(String.init) ?? "-")", "error": "\(error)"]) { $1 })
+                logger.notice(
+                    "webhook attempt failed", metadata: metadata.merging(["status": "\(code.map(String.init) ?? "-")", "error": "\(error)"]) { $1 })
             } else {
                 logger.debug("webhook attempt", metadata: metadata)
             }

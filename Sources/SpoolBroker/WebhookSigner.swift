@@ -11,7 +11,8 @@ struct WebhookSigner: Sendable {
     init(secret: String) throws(ConfigurationError) {
         guard secret.hasPrefix("whsec_"), let bytes = Data(base64Encoded: String(secret.dropFirst(6))), bytes.count >= 24 else {
             throw ConfigurationError(
-                "--webhook-secret/SPOOL_WEBHOOK_SECRET must be 'whsec_' and the base64 of at least 24 random bytes (for example: echo whsec_$(head -c 32 /dev/urandom | base64)).")
+                "--webhook-secret/SPOOL_WEBHOOK_SECRET must be 'whsec_' and the base64 of at least 24 random bytes (for example: echo whsec_$(head -c 32 /dev/urandom | base64))."
+            )
         }
         key = bytes
     }

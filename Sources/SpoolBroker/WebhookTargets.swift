@@ -17,7 +17,9 @@ struct WebhookTargets: Sendable {
 
     /// The kinds of address a host can resolve to.
     enum AddressKind: String, Equatable {
-        case `public`, loopback, `private`, linkLocal = "link-local", unspecified, multicast, reserved
+        case `public`, loopback, `private`
+        case linkLocal = "link-local"
+        case unspecified, multicast, reserved
     }
 
     /// Checks `url` and every address its host resolves to; the error says what is wrong and how to allow it.
@@ -35,7 +37,8 @@ struct WebhookTargets: Sendable {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
             ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty, let parsed = components.url
         else {
-            throw SpoolError.invalidRequest("'\(param)' must be an http:// or https:// URL with a host, got '\(url)'.", code: "invalid_webhook_url", param: param)
+            throw SpoolError.invalidRequest(
+                "'\(param)' must be an http:// or https:// URL with a host, got '\(url)'.", code: "invalid_webhook_url", param: param)
         }
         return (parsed, host)
     }

@@ -177,7 +177,8 @@ public final class SpoolClient: Sendable {
         do {
             return try JSONDecoder().decode(Answer.self, from: Data(bytes.readableBytesView))
         } catch {
-            throw SpoolClientError(status: Int(response.status.code), code: "unreadable_answer", message: "The broker's answer is not what was expected: \(error)")
+            throw SpoolClientError(
+                status: Int(response.status.code), code: "unreadable_answer", message: "The broker's answer is not what was expected: \(error)")
         }
     }
 

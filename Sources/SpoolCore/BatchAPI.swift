@@ -72,7 +72,9 @@ public enum BatchLine {
     public static let maxCustomIDLength = 512
 
     /// The line's custom id and the job it becomes, or a sentence saying what is wrong with it.
-    public static func parse(_ bytes: ArraySlice<UInt8>, endpoint: BatchEndpoint, defaultModel: String?) -> Result<
+    public static func parse(
+        _ bytes: ArraySlice<UInt8>, endpoint: BatchEndpoint, defaultModel: String?
+    ) -> Result<
         (customID: String, request: SubmitRequest), Problem
     > {
         let json: JSONValue

@@ -259,7 +259,8 @@ extension CompleteBatchResult: JSONValueEncodable, JSONValueDecodable {
         let result = try JSONMembers(jsonValue, "results[]")
         self.init(
             request_id: try result.string("request_id"), status: try result.rawValue("status", as: JobStatus.self),
-            retries: try result.optionalInt32("retries"), error: try result.optionalObject("error").map { value throws(JSONShapeError) in try BatchItemError(jsonValue: value) })
+            retries: try result.optionalInt32("retries"),
+            error: try result.optionalObject("error").map { value throws(JSONShapeError) in try BatchItemError(jsonValue: value) })
     }
 }
 

@@ -116,7 +116,8 @@ public struct CreateKeyRequest: Sendable, Equatable {
         }
         if let text = try fields.optionalString("expires_at", maxLength: 64) {
             guard let date = RFC3339.date(from: text) else {
-                throw .invalidRequest("'expires_at' must be an RFC 3339 time such as 2027-01-31T00:00:00Z.", code: "invalid_field", param: "expires_at")
+                throw .invalidRequest(
+                    "'expires_at' must be an RFC 3339 time such as 2027-01-31T00:00:00Z.", code: "invalid_field", param: "expires_at")
             }
             expiresAt = date
         }
@@ -135,7 +136,8 @@ public struct CreateKeyRequest: Sendable, Equatable {
         }
         if let models {
             guard scopes.contains(.worker) else {
-                throw .invalidRequest("'models' limits what a worker key serves: give it with the worker scope.", code: "invalid_field", param: "models")
+                throw .invalidRequest(
+                    "'models' limits what a worker key serves: give it with the worker scope.", code: "invalid_field", param: "models")
             }
             try ModelPattern.validate(models)
         }

@@ -341,13 +341,20 @@ public enum RFC3339 {
                 divisor /= 10
             }
         }
-        digits(parts.tm_year + 1900, 4); bytes.append(UInt8(ascii: "-"))
-        digits(parts.tm_mon + 1, 2); bytes.append(UInt8(ascii: "-"))
-        digits(parts.tm_mday, 2); bytes.append(UInt8(ascii: "T"))
-        digits(parts.tm_hour, 2); bytes.append(UInt8(ascii: ":"))
-        digits(parts.tm_min, 2); bytes.append(UInt8(ascii: ":"))
-        digits(parts.tm_sec, 2); bytes.append(UInt8(ascii: "."))
-        digits(millis, 3); bytes.append(UInt8(ascii: "Z"))
+        digits(parts.tm_year + 1900, 4)
+        bytes.append(UInt8(ascii: "-"))
+        digits(parts.tm_mon + 1, 2)
+        bytes.append(UInt8(ascii: "-"))
+        digits(parts.tm_mday, 2)
+        bytes.append(UInt8(ascii: "T"))
+        digits(parts.tm_hour, 2)
+        bytes.append(UInt8(ascii: ":"))
+        digits(parts.tm_min, 2)
+        bytes.append(UInt8(ascii: ":"))
+        digits(parts.tm_sec, 2)
+        bytes.append(UInt8(ascii: "."))
+        digits(millis, 3)
+        bytes.append(UInt8(ascii: "Z"))
         return String(decoding: bytes, as: UTF8.self)
     }
 

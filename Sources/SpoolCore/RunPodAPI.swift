@@ -64,7 +64,8 @@ public struct RunPodRunRequest: Sendable, Equatable {
         case .int(let int): milliseconds = Double(int)
         case .double(let double): milliseconds = double
         default:
-            throw .invalidRequest("'policy.\(name)' must be a number of milliseconds, not \(value.typeName).", code: "invalid_type", param: "policy.\(name)")
+            throw .invalidRequest(
+                "'policy.\(name)' must be a number of milliseconds, not \(value.typeName).", code: "invalid_type", param: "policy.\(name)")
         }
         guard (1000...maxLimitMilliseconds).contains(milliseconds) else {
             throw .invalidRequest(

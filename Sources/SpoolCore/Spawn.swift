@@ -47,8 +47,8 @@ package enum Spawn {
         let envp: [UnsafeMutablePointer<CChar>?] =
             (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
         }
         var pid: pid_t = 0
         let spawn = searchPath ? posix_spawnp : posix_spawn

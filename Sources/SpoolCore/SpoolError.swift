@@ -67,7 +67,9 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// 413: an uploaded file is larger than the broker accepts.
     public static func payloadTooLarge(limit: Int, what: String) -> SpoolError {
-        SpoolError(.payloadTooLarge, "The \(what) is larger than this broker's limit of \(limit) bytes (--max-file-bytes); nothing was stored.", code: "payload_too_large", param: nil)
+        SpoolError(
+            .payloadTooLarge, "The \(what) is larger than this broker's limit of \(limit) bytes (--max-file-bytes); nothing was stored.",
+            code: "payload_too_large", param: nil)
     }
 
     /// 415: the body is not in the media type the route reads (JSON routes read `application/json` only).

@@ -108,7 +108,9 @@ public struct APIKeysTable: Sendable {
             (String, String, [String], String?, [String]?, Date, Date?, String?).self)
         {
             keys.append(
-                KeyView(id: id, name: name, scopes: scopes, tenant: tenant, models: models, createdAt: createdAt, expiresAt: expiresAt, createdBy: createdBy))
+                KeyView(
+                    id: id, name: name, scopes: scopes, tenant: tenant, models: models, createdAt: createdAt, expiresAt: expiresAt,
+                    createdBy: createdBy))
         }
         return keys
     }
@@ -136,7 +138,8 @@ public struct AuditEventsTable: Sendable {
         var events: [AuditEvent] = []
         for try await (id, at, actor, action, target, details) in rows.decode((Int64, Date, String, String, String?, String).self) {
             events.append(
-                AuditEvent(id: id, at: at, actor: actor, action: action, target: target, details: (try? JSONValue.parse(details))?.objectValue ?? [:]))
+                AuditEvent(id: id, at: at, actor: actor, action: action, target: target, details: (try? JSONValue.parse(details))?.objectValue ?? [:])
+            )
         }
         return events
     }

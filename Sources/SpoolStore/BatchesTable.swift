@@ -90,7 +90,9 @@ public struct BatchesTable: Sendable {
 
     /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
     /// pending lines, asks its running ones to stop, and shows CANCELLING until they have ended.
-    public func cancel(id: UUID, tenant: String?, graceSeconds: Double, on client: PostgresClient, logger: Logger) async throws
+    public func cancel(
+        id: UUID, tenant: String?, graceSeconds: Double, on client: PostgresClient, logger: Logger
+    ) async throws
         -> BatchCancelOutcome
     {
         try await client.transaction(logger: logger) { connection in
@@ -125,7 +127,9 @@ public struct BatchesTable: Sendable {
 
     /// Cancels the batch's pending lines and asks its running ones to stop (their leases cut to
     /// `graceSeconds`); lines that already ended are kept.
-    public func stopLines(batchID: UUID, reason: String, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger)
+    public func stopLines(
+        batchID: UUID, reason: String, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    )
         async throws
     {
         try await database.run(
@@ -143,7 +147,9 @@ public struct BatchesTable: Sendable {
     /// Takes the oldest batch waiting for validation for one attempt: counts the attempt and sets
     /// when the next may start, committed before the validation begins, so an attempt that crashes
     /// its broker still counts. A batch being validated (its row locked) or backing off is skipped.
-    public func beginNextValidation(backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+    public func beginNextValidation(
+        backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> (id: UUID, attempts: Int32, lastError: String?)?
     {
         let rows = try await database.run(
@@ -163,7 +169,9 @@ public struct BatchesTable: Sendable {
 
     /// Counts an attempt at writing a finished batch's results, like ``beginNextValidation``; nil
     /// when the batch is backing off from a failed attempt, being finalised elsewhere, or done.
-    public func beginFinalising(id: UUID, backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+    public func beginFinalising(
+        id: UUID, backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> (attempts: Int32, lastError: String?)?
     {
         let rows = try await database.run(
@@ -228,7 +236,9 @@ public struct BatchesTable: Sendable {
 
     /// The lines that repeat a custom id of an earlier line (the first `limit`, in line order), each
     /// with the line that had it first, and how many lines repeat one in all.
-    public func repeatedCustomIDs(limit: Int, on connection: PostgresConnection, logger: Logger) async throws
+    public func repeatedCustomIDs(
+        limit: Int, on connection: PostgresConnection, logger: Logger
+    ) async throws
         -> (first: [(line: Int64, customID: String, firstLine: Int64)], count: Int)
     {
         let rows = try await connection.run(

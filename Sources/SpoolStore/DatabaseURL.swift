@@ -70,7 +70,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         guard let components = URLComponents(string: single),
             let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
         else {
-            throw .invalidConfiguration("The database URL must look like postgres://user:password@host:5432/database, got '\(Self.redacted(string))'.")
+            throw .invalidConfiguration(
+                "The database URL must look like postgres://user:password@host:5432/database, got '\(Self.redacted(string))'.")
         }
         let query = Dictionary(
             (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })

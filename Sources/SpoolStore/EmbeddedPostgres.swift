@@ -39,7 +39,8 @@ public final class EmbeddedPostgres: Sendable {
         // sockaddr_un holds 108 bytes including the terminator.
         guard socketPath.utf8.count < 108 else {
             throw .embeddedCluster(
-                "The data directory '\(dataDirectory)' is too long for PostgreSQL's socket path (\(socketPath.utf8.count) bytes, at most 107); choose a shorter --data-dir.")
+                "The data directory '\(dataDirectory)' is too long for PostgreSQL's socket path (\(socketPath.utf8.count) bytes, at most 107); choose a shorter --data-dir."
+            )
         }
         do {
             try FileManager.default.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true)
@@ -95,7 +96,8 @@ public final class EmbeddedPostgres: Sendable {
     public func stop() {
         guard ownsServer else { return }
         do {
-            try Self.run(binDirectory: binDirectory, "pg_ctl", ["-D", clusterDirectory, "-m", "fast", "-w", "-s", "stop"], as: runAsUser, in: clusterDirectory)
+            try Self.run(
+                binDirectory: binDirectory, "pg_ctl", ["-D", clusterDirectory, "-m", "fast", "-w", "-s", "stop"], as: runAsUser, in: clusterDirectory)
             logger.info("embedded PostgreSQL stopped", metadata: ["directory": "\(clusterDirectory)"])
         } catch {
             logger.error("could not stop the embedded PostgreSQL cluster", metadata: ["error": "\(error)"])
@@ -171,14 +173,16 @@ public final class EmbeddedPostgres: Sendable {
             return "\(debian)/\(version)/bin"
         }
         throw .embeddedCluster(
-            "PostgreSQL's initdb and pg_ctl were not found on PATH or under /usr/lib/postgresql: install the server (apt-get install postgresql) or give --database-url.")
+            "PostgreSQL's initdb and pg_ctl were not found on PATH or under /usr/lib/postgresql: install the server (apt-get install postgresql) or give --database-url."
+        )
     }
 
     private static func prepareOwnership(of directory: String, for user: String?) throws(SpoolStoreError) {
         guard let user else { return }
         guard let account = getpwnam(user) else {
             throw .embeddedCluster(
-                "PostgreSQL refuses to run as root and there is no '\(user)' user to run it as: create one (apt-get install postgresql does), run spool-broker as another user, or give --database-url.")
+                "PostgreSQL refuses to run as root and there is no '\(user)' user to run it as: create one (apt-get install postgresql does), run spool-broker as another user, or give --database-url."
+            )
         }
         let (uid, gid) = (account.pointee.pw_uid, account.pointee.pw_gid)
         var status = stat()
@@ -194,7 +198,8 @@ public final class EmbeddedPostgres: Sendable {
             var parentStatus = stat()
             if stat(parent, &parentStatus) == 0, parentStatus.st_uid != uid, parentStatus.st_mode & 0o001 == 0 {
                 throw .embeddedCluster(
-                    "The '\(user)' user that runs the embedded PostgreSQL cannot enter '\(parent)': choose a --data-dir it can reach (for example under /var/lib or /tmp), or give --database-url.")
+                    "The '\(user)' user that runs the embedded PostgreSQL cannot enter '\(parent)': choose a --data-dir it can reach (for example under /var/lib or /tmp), or give --database-url."
+                )
             }
             parent = URL(fileURLWithPath: parent).deletingLastPathComponent().path
         }
@@ -205,11 +210,14 @@ public final class EmbeddedPostgres: Sendable {
     }
 
     @discardableResult
-    static func run(binDirectory: String, _ tool: String, _ arguments: [String], as user: String?, in directory: String) throws(SpoolStoreError) -> String {
+    static func run(
+        binDirectory: String, _ tool: String, _ arguments: [String], as user: String?, in directory: String
+    ) throws(SpoolStoreError) -> String {
         let command = (user.map { ["/usr/sbin/runuser", "-u", $0, "--"] } ?? []) + ["\(binDirectory)/\(tool)"] + arguments
         let (status, output) = try ChildProcess.run(command, in: directory)
         guard status == 0 else {
-            throw .embeddedCluster("\(tool) \(arguments.joined(separator: " ")) failed (exit \(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw .embeddedCluster(
+                "\(tool) \(arguments.joined(separator: " ")) failed (exit \(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return output
     }

@@ -62,7 +62,9 @@ extension JobsTable {
     }
 
     /// Up to `limit` of the batch's lines after line `after`, in line order, for its output files.
-    public func batchResults(batchID: UUID, after: Int32, limit: Int, on database: some PostgresQueryable, logger: Logger) async throws
+    public func batchResults(
+        batchID: UUID, after: Int32, limit: Int, on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> [BatchLineResult]
     {
         let rows = try await database.run(

@@ -62,10 +62,12 @@ extension JobsTable {
         var claimed: [(job: ClaimedJob, tag: Double)] = []
         for row in rows {
             claimed.append(
-                (ClaimedJob(
-                    id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
-                    payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9,
-                    path: row.10, queueWaitSeconds: row.11), row.12))
+                (
+                    ClaimedJob(
+                        id: row.0, requestID: row.1, model: row.2, priority: row.3, leaseToken: row.4, attempt: row.5,
+                        payload: try Self.object(row.6), info: try Self.object(row.7), leaseExpiresAt: row.8, runDeadlineAt: row.9,
+                        path: row.10, queueWaitSeconds: row.11), row.12
+                ))
         }
         // RETURNING does not keep the subquery's order; hand jobs out in claim order.
         return claimed.sorted { ($0.job.priority, -$0.tag, -$0.job.id) > ($1.job.priority, -$1.tag, -$1.job.id) }.map(\.job)

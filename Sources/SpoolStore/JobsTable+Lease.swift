@@ -142,8 +142,9 @@ extension JobsTable {
                 return .success(FinishOutcome(status: status, retries: retries, replayed: true, model: model, runSeconds: 0))
             }
             let stopReason = stopText.flatMap(StopReason.init(rawValue:))
-            guard let transition = JobStateMachine.next(
-                from: .running, on: end.event, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
+            guard
+                let transition = JobStateMachine.next(
+                    from: .running, on: end.event, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
             else {
                 throw SpoolStoreError(description: "No transition from running on \(end.event).")
             }
@@ -248,7 +249,9 @@ extension JobsTable {
 
     /// Why a worker write matched no row: no such job, a lease that moved on, or (the lease holds)
     /// an emit too large.
-    func refusal(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws
+    func refusal(
+        requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> LeaseRefusal
     {
         let rows = try await database.run(
@@ -341,7 +344,9 @@ extension JobsTable {
     /// Completes many running jobs in one statement, each fenced by its lease token, with their
     /// last emits and log lines. Returns the jobs it completed; any other (a lease that moved on,
     /// a retried complete, an unknown id) is left unchanged for `finish` to settle and explain.
-    public func completeMany(_ completions: [Completion], on database: some PostgresQueryable, logger: Logger) async throws
+    public func completeMany(
+        _ completions: [Completion], on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> [Completed]
     {
         guard !completions.isEmpty else { return [] }
@@ -460,7 +465,9 @@ extension JobsTable {
     /// bytes, and sets its counters to match; returns how many lines it dropped. Called when a
     /// write takes a job over its cap, with a target below the cap so trims are rare.
     @discardableResult
-    public func trimLogs(jobID: Int64, keepLines: Int, keepBytes: Int64, on database: some PostgresQueryable, logger: Logger)
+    public func trimLogs(
+        jobID: Int64, keepLines: Int, keepBytes: Int64, on database: some PostgresQueryable, logger: Logger
+    )
         async throws -> Int
     {
         let rows = try await database.run(

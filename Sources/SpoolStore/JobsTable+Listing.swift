@@ -168,7 +168,8 @@ extension JobsTable {
             let (low, high) = requestIDRange(prefix: prefix)
             var after: UUID?
             if case .afterRequestID(let id) = cursor { after = id }
-            walk = "FROM jobs WHERE request_id \(after == nil ? ">=" : ">") \(try bind(after ?? low)) AND request_id <= \(try bind(high)) ORDER BY request_id"
+            walk =
+                "FROM jobs WHERE request_id \(after == nil ? ">=" : ">") \(try bind(after ?? low)) AND request_id <= \(try bind(high)) ORDER BY request_id"
             key = "request_id"
             if let model = filter.model { conditions.append("model = \(try bind(model))") }
         } else {
@@ -205,7 +206,8 @@ extension JobsTable {
     static func requestIDRange(prefix: String) -> (UUID, UUID) {
         func uuid(_ hex: String) -> UUID {
             let digits = Array(hex)
-            let text = "\(String(digits[0..<8]))-\(String(digits[8..<12]))-\(String(digits[12..<16]))-\(String(digits[16..<20]))-\(String(digits[20..<32]))"
+            let text =
+                "\(String(digits[0..<8]))-\(String(digits[8..<12]))-\(String(digits[12..<16]))-\(String(digits[16..<20]))-\(String(digits[20..<32]))"
             return UUID(uuidString: text)!
         }
         let digits = String(prefix.prefix(32))

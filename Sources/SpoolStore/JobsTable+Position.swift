@@ -79,7 +79,6 @@ extension JobsTable {
     }
 }
 
-
 // The two counts under every pending job's status read, prepared: planning them each time cost
 // about as much as counting. Their plans do not depend on the values (always the pending index).
 

@@ -49,8 +49,9 @@ extension JobsTable {
             for row in rows {
                 let (id, requestID, model, retries, stopText, token) = try row.decode((Int64, UUID, String, Int32, String?, UUID).self)
                 let stopReason = stopText.flatMap(StopReason.init(rawValue:))
-                guard let transition = JobStateMachine.next(
-                    from: .running, on: .leaseExpired, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
+                guard
+                    let transition = JobStateMachine.next(
+                        from: .running, on: .leaseExpired, stopReason: stopReason, retries: Int(retries), retryLimit: retryLimit)
                 else { continue }
                 let newRetries = retries + (transition.countsRetry ? 1 : 0)
                 let error: String? =

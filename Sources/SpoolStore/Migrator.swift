@@ -22,11 +22,13 @@ public struct Migrator: Sendable {
         Migration(version: 4, name: "worker_protocol", sql: String(decoding: PackageResources._004_worker_protocol_sql, as: UTF8.self)),
         Migration(version: 5, name: "fal_queue_and_streams", sql: String(decoding: PackageResources._005_fal_queue_and_streams_sql, as: UTF8.self)),
         Migration(version: 6, name: "webhooks", sql: String(decoding: PackageResources._006_webhooks_sql, as: UTF8.self)),
-        Migration(version: 7, name: "workers_and_table_health", sql: String(decoding: PackageResources._007_workers_and_table_health_sql, as: UTF8.self)),
+        Migration(
+            version: 7, name: "workers_and_table_health", sql: String(decoding: PackageResources._007_workers_and_table_health_sql, as: UTF8.self)),
         Migration(version: 8, name: "files_and_batches", sql: String(decoding: PackageResources._008_files_and_batches_sql, as: UTF8.self)),
         Migration(version: 9, name: "hardening", sql: String(decoding: PackageResources._009_hardening_sql, as: UTF8.self)),
         Migration(version: 10, name: "key_scopes_and_audit", sql: String(decoding: PackageResources._010_key_scopes_and_audit_sql, as: UTF8.self)),
-        Migration(version: 11, name: "tenants_and_fair_share", sql: String(decoding: PackageResources._011_tenants_and_fair_share_sql, as: UTF8.self)),
+        Migration(
+            version: 11, name: "tenants_and_fair_share", sql: String(decoding: PackageResources._011_tenants_and_fair_share_sql, as: UTF8.self)),
         Migration(version: 12, name: "runpod", sql: String(decoding: PackageResources._012_runpod_sql, as: UTF8.self)),
         Migration(version: 13, name: "dashboard", sql: String(decoding: PackageResources._013_dashboard_sql, as: UTF8.self)),
     ]
@@ -95,7 +97,8 @@ public struct Migrator: Sendable {
     }
 
     private static func appliedVersions(on database: some PostgresQueryable, logger: Logger) async throws -> [Int] {
-        let exists = try await database.run("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+        let exists =
+            try await database.run("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
             .collect().first?.decode(Bool.self) ?? false
         guard exists else { return [] }
         var versions: [Int] = []

@@ -12,7 +12,9 @@ public protocol PostgresQueryable: Sendable {
     func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow>
 
     /// Runs a named statement, prepared once per connection: the hot statements skip parsing and planning.
-    func preparedRows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger, file: String, line: Int)
+    func preparedRows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, logger: Logger, file: String, line: Int
+    )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
 }
 
@@ -52,7 +54,9 @@ extension PostgresConnection: PostgresQueryable {
         try await guarded { Rows(try await self.query(query, logger: logger, file: file, line: line).collect()) }
     }
 
-    public func preparedRows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger, file: String, line: Int)
+    public func preparedRows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, logger: Logger, file: String, line: Int
+    )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
     {
         if PreparedStatements.areUnnamed {
@@ -145,7 +149,9 @@ extension PostgresClient: PostgresQueryable {
         try await withConnection { connection in try await connection.rows(query, logger: logger, file: file, line: line) }
     }
 
-    public func preparedRows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger, file: String, line: Int)
+    public func preparedRows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, logger: Logger, file: String, line: Int
+    )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
     {
         try await withConnection { connection in try await connection.preparedRows(statement, logger: logger, file: file, line: line) }
@@ -187,7 +193,9 @@ extension PostgresQueryable {
         try await rows(query, logger: logger, file: file, line: line)
     }
 
-    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger, file: String = #fileID, line: Int = #line)
+    func run<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, logger: Logger, file: String = #fileID, line: Int = #line
+    )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
     {
         try await preparedRows(statement, logger: logger, file: file, line: line)

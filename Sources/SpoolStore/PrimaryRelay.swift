@@ -51,7 +51,9 @@ public final class PrimaryRelay: Sendable {
         relay.withLockedValue { $0 = started }
         logger.info(
             "following the primary among the database hosts",
-            metadata: ["hosts": "\(url.hosts.map(\.description).joined(separator: ","))", "target_session_attrs": "\(url.sessionAttributes.rawValue)"])
+            metadata: [
+                "hosts": "\(url.hosts.map(\.description).joined(separator: ","))", "target_session_attrs": "\(url.sessionAttributes.rawValue)",
+            ])
         return started
     }
 

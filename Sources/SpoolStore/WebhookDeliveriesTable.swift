@@ -45,7 +45,9 @@ public struct WebhookDeliveriesTable: Sendable {
 
     /// Takes up to `limit` due deliveries for one attempt each. Each is leased for `leaseSeconds`:
     /// if this broker dies mid-attempt, another one retries it when the lease ends.
-    public func takeDue(limit: Int, leaseSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws
+    public func takeDue(
+        limit: Int, leaseSeconds: Double, on database: some PostgresQueryable, logger: Logger
+    ) async throws
         -> [DueDelivery]
     {
         let rows = try await database.run(

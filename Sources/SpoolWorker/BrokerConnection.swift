@@ -84,7 +84,9 @@ final class BrokerConnection: Sendable {
     }
 
     /// Complete, fail or release, retried through transient failures until `deadline`.
-    func finish(requestID: String, action: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant) async throws
+    func finish(
+        requestID: String, action: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant
+    ) async throws
         -> JobWriteResponse
     {
         try await callRetrying("/v1/worker/jobs/\(requestID)/\(action)", body: body, until: deadline)
@@ -92,7 +94,9 @@ final class BrokerConnection: Sendable {
 
     /// A write retried through transient failures (with backoff, on the next replica) until `deadline`.
     /// Worker writes are safe to repeat: each names its lease token.
-    func callRetrying<Answer: Decodable>(_ path: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant)
+    func callRetrying<Answer: Decodable>(
+        _ path: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant
+    )
         async throws -> Answer
     {
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))

@@ -40,7 +40,7 @@ final class ChildProcess: Sendable {
             guard pipe(&fds) == 0 else {
                 throw JobFailure("Cannot create pipes for the command: \(String(cString: strerror(errno))).", retryable: true)
             }
-            fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             switch index {
             case 0: stdinPipe = fds
             case 1: stdoutPipe = fds
@@ -53,7 +53,7 @@ final class ChildProcess: Sendable {
                 ["/bin/sh", "-c", command], environment: Spawn.environment(with: environment), stdin: .descriptor(stdinPipe[0]),
                 stdout: .descriptor(stdoutPipe[1]), stderr: .descriptor(stderrPipe[1]), newProcessGroup: true)
         } catch {
-            (stdinPipe + stdoutPipe + stderrPipe).forEach { close($0) }
+            for fd in stdinPipe + stdoutPipe + stderrPipe { close(fd) }
             throw JobFailure("Cannot start the command: \(error.reason).", retryable: false)
         }
         // The child's ends are its own now.
@@ -83,7 +83,12 @@ final class ChildProcess: Sendable {
             Thread.detachNewThread {
                 Self.readLines(fd) { continuation.yield(wrap($0)) }
                 close(fd)
-                if open.withLock({ $0 -= 1; return $0 }) == 0 { continuation.finish() }
+                if open.withLock({
+                    $0 -= 1
+                    return $0
+                }) == 0 {
+                    continuation.finish()
+                }
             }
         }
         Thread.detachNewThread { [self] in

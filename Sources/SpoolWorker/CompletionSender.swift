@@ -17,7 +17,8 @@ extension GroupCommit where Item == CompleteBatchItem, Output == CompleteBatchRe
             let answer: CompleteBatchResponse = try await broker.callRetrying(
                 "/v1/worker/complete", body: CompleteBatchRequest(completions: batch), until: .now + retryFor)
             guard answer.results.count == batch.count else {
-                throw BrokerCallError.refused(status: 200, message: "the broker answered \(answer.results.count) results for \(batch.count) completions")
+                throw BrokerCallError.refused(
+                    status: 200, message: "the broker answered \(answer.results.count) results for \(batch.count) completions")
             }
             return answer.results
         }

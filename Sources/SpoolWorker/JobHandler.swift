@@ -1,5 +1,5 @@
-@_exported import SpoolCore
 import Foundation
+@_exported import SpoolCore
 import Synchronization
 
 /// Runs jobs of the models a worker serves: the part of a worker you write.

@@ -68,7 +68,10 @@ struct LeaseKeeper: Sendable {
                     metadata: ["request_id": "\(job.request_id)", "status": "\(status)", "reason": "\(message)"])
                 nextBeat = .now + backoff.next()
             } catch {
-                if Task.isCancelled { context.restoreReport(report); break }
+                if Task.isCancelled {
+                    context.restoreReport(report)
+                    break
+                }
                 // Transient (or a refusal that may pass): keep what was not delivered, try again soon.
                 context.restoreReport(report)
                 nextBeat = .now + backoff.next()

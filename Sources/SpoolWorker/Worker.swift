@@ -137,7 +137,8 @@ public struct Worker: Service {
                         request_id: leased.request_id,
                         complete: CompleteRequest(lease_token: leased.lease_token, outputs: outputs, info: info, logs: logs)))
                 if let error = result.error {
-                    throw error.code == "lease_lost" ? BrokerCallError.leaseLost(error.message) : BrokerCallError.refused(status: error.http_status, message: error.message)
+                    throw error.code == "lease_lost"
+                        ? BrokerCallError.leaseLost(error.message) : BrokerCallError.refused(status: error.http_status, message: error.message)
                 }
                 answer = JobWriteResponse(request_id: result.request_id, status: result.status ?? .done, retries: result.retries ?? 0)
             case .failure where running.isDrained(leased.request_id):
@@ -247,6 +248,6 @@ final class RunningJobs: Sendable {
             for key in entries.keys { entries[key]?.drained = true }
             return entries.values.compactMap(\.handler)
         }
-        handlers.forEach { $0.cancel() }
+        for handler in handlers { handler.cancel() }
     }
 }

@@ -68,7 +68,9 @@ public struct WorkerConfiguration: Sendable {
 
     /// The defaults, with what `SPOOL_BROKER_URL` and `SPOOL_MODELS` (comma-separated), `SPOOL_CONCURRENCY`,
     /// `SPOOL_LEASE_SECONDS`, `SPOOL_DRAIN_SECONDS`, `SPOOL_API_KEY`, `SPOOL_WORKER_ID` and `SPOOL_CA_FILE` set.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(WorkerConfigurationError)
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(WorkerConfigurationError)
         -> WorkerConfiguration
     {
         func list(_ name: String) -> [String] {

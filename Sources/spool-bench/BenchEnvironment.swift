@@ -103,8 +103,9 @@ final class BrokerProcess: Sendable {
     init(databaseURL: String, arguments: [String] = [], environment: [String: String] = [:]) async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path + "/spool-broker"
         outputPath = NSTemporaryDirectory() + "spool-bench-broker-\(UUID().uuidString.prefix(8)).log"
-        pid = try Self.spawn([binary, "--database-url", databaseURL, "--port", "0"] + arguments,
-                             output: outputPath, environment: environment)
+        pid = try Self.spawn(
+            [binary, "--database-url", databaseURL, "--port", "0"] + arguments,
+            output: outputPath, environment: environment)
         let deadline = ContinuousClock.now + .seconds(60)
         var found: Int?
         while found == nil, ContinuousClock.now < deadline {

@@ -42,7 +42,10 @@ extension Scenarios {
             ("pickup_p50_vs_pgqueuer", "pickup_p50_ms", "pgqueuer_pickup_p50_ms", "Spool's pickup p50 over pgqueuer's (above 1: slower)"),
             ("pickup_p99_vs_pgqueuer", "pickup_p99_ms", "pgqueuer_pickup_p99_ms", "Spool's pickup p99 over pgqueuer's (above 1: slower)"),
             ("submit_bulk_vs_pgqueuer", "submit_bulk_jobs_per_s", "pgqueuer_enqueue_jobs_per_s", "Spool's bulk submit over pgqueuer's bulk enqueue"),
-            ("submit_vs_pgqueuer", "submit_jobs_per_s", "pgqueuer_enqueue_single_jobs_per_s", "Spool's one-job submits over pgqueuer's one-job enqueues"),
+            (
+                "submit_vs_pgqueuer", "submit_jobs_per_s", "pgqueuer_enqueue_single_jobs_per_s",
+                "Spool's one-job submits over pgqueuer's one-job enqueues"
+            ),
         ]
         for (key, spool, peer, what) in ratios {
             guard let mine = report.value(spool), let theirs = report.value(peer), theirs > 0 else { continue }

@@ -15,8 +15,10 @@ final class Report: Sendable {
     func add(_ key: String, _ value: Double, _ what: String, _ unit: String) {
         figures.withLock { $0.append(Figure(key: key, value: value, what: what, unit: unit)) }
         let value = Self.format(value)
-        print("  " + key.padding(toLength: max(28, key.count + 1), withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 10 - value.count)) + value
-            + " " + unit.padding(toLength: 8, withPad: " ", startingAt: 0) + what)
+        print(
+            "  " + key.padding(toLength: max(28, key.count + 1), withPad: " ", startingAt: 0)
+                + String(repeating: " ", count: max(0, 10 - value.count)) + value
+                + " " + unit.padding(toLength: 8, withPad: " ", startingAt: 0) + what)
         // Each figure as it comes, even into a file or pipe: a long run shows where it is.
         fflush(nil)
     }

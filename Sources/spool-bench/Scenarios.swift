@@ -32,7 +32,8 @@ struct BenchSizes: Sendable {
     var fairLateJobs = 100
 
     static let quick = BenchSizes(
-        floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, bulkJobs: 4000, bulkClients: 2, drainJobs: 2000, drainWorkers: 2, drainConcurrency: 16,
+        floorJobs: 2000, connections: 8, submitJobs: 1000, submitClients: 8, bulkJobs: 4000, bulkClients: 2, drainJobs: 2000, drainWorkers: 2,
+        drainConcurrency: 16,
         pickups: 30, statusReads: 1000, statusClients: 8, depthSamples: 30, deepQueue: 20_000, longPolls: 100, churnJobs: 20_000,
         batchLines: 2000, fairBacklog: 5000, fairLateJobs: 20)
 }
@@ -99,8 +100,12 @@ struct Scenarios: Sendable {
                 return (ContinuousClock.now - start, CPUTimes.now(broker: 0) - cpuBefore)
             }
             let rate = Double(sizes.floorJobs) / elapsed.seconds
-            report.add("floor_\(label)_jobs_per_s", rate, "floor: claim + complete \(batch == 1 ? "one job per statement" : "100 jobs per statement"), \(sizes.connections) connections", "jobs/s")
-            report.add("floor_\(label)_cpu_us_postgres", cpu.postgres * 1_000_000 / Double(sizes.floorJobs), "floor \(label): PostgreSQL CPU per job", "µs")
+            report.add(
+                "floor_\(label)_jobs_per_s", rate,
+                "floor: claim + complete \(batch == 1 ? "one job per statement" : "100 jobs per statement"), \(sizes.connections) connections",
+                "jobs/s")
+            report.add(
+                "floor_\(label)_cpu_us_postgres", cpu.postgres * 1_000_000 / Double(sizes.floorJobs), "floor \(label): PostgreSQL CPU per job", "µs")
         }
     }
 
@@ -116,7 +121,8 @@ struct Scenarios: Sendable {
                 group.addTask {
                     var mine: [String] = []
                     for index in stride(from: client, to: sizes.submitJobs, by: sizes.submitClients) {
-                        let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/submit", "payload": ["i": .int(Int64(index))]])
+                        let answer = try await post(
+                            broker.baseURL + "/v1/queue/submit", ["model": "bench/submit", "payload": ["i": .int(Int64(index))]])
                         guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
                         mine.append(id)
                     }
@@ -126,7 +132,8 @@ struct Scenarios: Sendable {
             try await group.waitForAll()
         }
         let elapsed = ContinuousClock.now - start
-        report.add("submit_jobs_per_s", Double(sizes.submitJobs) / elapsed.seconds, "submit over HTTP, \(sizes.submitClients) concurrent clients", "jobs/s")
+        report.add(
+            "submit_jobs_per_s", Double(sizes.submitJobs) / elapsed.seconds, "submit over HTTP, \(sizes.submitClients) concurrent clients", "jobs/s")
         return (broker, ids.withLock { $0 })
     }
 
@@ -190,7 +197,8 @@ struct Scenarios: Sendable {
         }
         let elapsed = ContinuousClock.now - start
         let recorded = latencies.withLock { $0 }
-        report.add("status_reads_per_s", Double(sizes.statusReads) / elapsed.seconds, "status reads, \(sizes.statusClients) concurrent clients", "reads/s")
+        report.add(
+            "status_reads_per_s", Double(sizes.statusReads) / elapsed.seconds, "status reads, \(sizes.statusClients) concurrent clients", "reads/s")
         report.add("status_p99_ms", recorded.ms(99), "status read latency p99 under that load", "ms")
 
         // The same reads made conditional, as a client that keeps each job's ETag does: unchanged jobs answer 304.
@@ -266,21 +274,23 @@ struct Scenarios: Sendable {
         try await database.withClient(database: name, connections: 1) { client in
             // Through the partial indexes of pending and running jobs: cheap, so the poll does not slow the drain.
             while true {
-                let left = try await client.query(
-                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running')",
-                    logger: logger
-                ).collect().first?.decode(Bool.self) ?? true
+                let left =
+                    try await client.query(
+                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running')",
+                        logger: logger
+                    ).collect().first?.decode(Bool.self) ?? true
                 if !left { return }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
         let elapsed = ContinuousClock.now - start
         let cpu = CPUTimes.now(broker: broker.pid) - cpuBefore
-        running.forEach { $0.cancel() }
+        for task in running { task.cancel() }
         for task in running { _ = try? await task.value }
         report.add(
             "drain_jobs_per_s", Double(sizes.drainJobs) / elapsed.seconds,
-            "drain \(sizes.drainJobs) waiting jobs: \(sizes.drainWorkers) SDK workers × concurrency \(sizes.drainConcurrency), no-op handler", "jobs/s")
+            "drain \(sizes.drainJobs) waiting jobs: \(sizes.drainWorkers) SDK workers × concurrency \(sizes.drainConcurrency), no-op handler",
+            "jobs/s")
         // How well leases and completes were batched: what the per-request costs are spread over.
         let metrics = try await getText(broker.baseURL + "/metrics")
         func requests(_ route: String) -> Double {
@@ -293,7 +303,8 @@ struct Scenarios: Sendable {
         report.add("drain_cpu_us_postgres", perJob(cpu.postgres), "drain: PostgreSQL CPU per job", "µs")
         report.add("drain_cpu_us_broker", perJob(cpu.broker), "drain: broker CPU per job", "µs")
         report.add("drain_cpu_us_workers", perJob(cpu.bench), "drain: SDK workers' CPU per job (this process)", "µs")
-        report.add("drain_jobs_per_complete", Double(sizes.drainJobs) / max(1, requests("/v1/worker/complete")), "drain: jobs per complete request", "jobs")
+        report.add(
+            "drain_jobs_per_complete", Double(sizes.drainJobs) / max(1, requests("/v1/worker/complete")), "drain: jobs per complete request", "jobs")
     }
 
     // MARK: pickup
@@ -391,7 +402,9 @@ struct Scenarios: Sendable {
                     "estimate_error_\(label)_pct", errors[errors.count / 2] * 100,
                     "estimated wait: median relative error, \(label) (\(errors.count) estimates)", "%")
             }
-            report.add("estimate_answered_\(label)_pct", 100 * Double(answered) / Double(max(1, asked.count)), "estimated wait: reads answered with an estimate, \(label)", "%")
+            report.add(
+                "estimate_answered_\(label)_pct", 100 * Double(answered) / Double(max(1, asked.count)),
+                "estimated wait: reads answered with an estimate, \(label)", "%")
         }
     }
 
@@ -424,7 +437,8 @@ struct Scenarios: Sendable {
                     broker.baseURL + "/v1/worker/lease", ["worker_id": "depth", "models": ["bench/depth"], "max_jobs": 1, "lease_seconds": 60])
                 claims.record(ContinuousClock.now - began)
                 if let job = lease.objectValue?["jobs"]?.arrayValue?.first?.objectValue, let jobID = job["request_id"]?.stringValue {
-                    _ = try await post(broker.baseURL + "/v1/worker/jobs/\(jobID)/complete", ["lease_token": job["lease_token"] ?? .null, "outputs": [:]])
+                    _ = try await post(
+                        broker.baseURL + "/v1/worker/jobs/\(jobID)/complete", ["lease_token": job["lease_token"] ?? .null, "outputs": [:]])
                 }
                 let statusBegan = ContinuousClock.now
                 _ = try await get(broker.baseURL + "/v1/queue/status?model=bench%2Fdepth&request_id=\(id)")
@@ -458,11 +472,14 @@ struct Scenarios: Sendable {
         while open < sizes.longPolls, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
             let metrics = try await getText(broker.baseURL + "/metrics")
-            open = metrics.split(separator: "\n").first { $0.hasPrefix("spool_long_polls_open ") }.flatMap { Int(Double($0.split(separator: " ")[1]) ?? 0) } ?? 0
+            open =
+                metrics.split(separator: "\n").first { $0.hasPrefix("spool_long_polls_open ") }.flatMap {
+                    Int(Double($0.split(separator: " ")[1]) ?? 0)
+                } ?? 0
         }
         try await Task.sleep(for: .milliseconds(500))
         let loaded = broker.residentMiB
-        polls.forEach { $0.cancel() }
+        for poll in polls { poll.cancel() }
         report.add("broker_rss_idle_mb", idle, "broker resident memory, idle", "MiB")
         report.add("broker_rss_1k_polls_mb", loaded, "broker resident memory with \(open) long-polls waiting", "MiB")
         report.add("broker_kb_per_long_poll", (loaded - idle) * 1024 / Double(max(open, 1)), "memory per waiting long-poll", "KiB")
@@ -491,10 +508,12 @@ struct Scenarios: Sendable {
                         group.addTask {
                             while true {
                                 let claimed = try await jobs.claim(
-                                    models: ["bench/churn"], limit: 100, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "churn", on: client, logger: logger)
+                                    models: ["bench/churn"], limit: 100, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "churn", on: client,
+                                    logger: logger)
                                 if claimed.isEmpty { return }
                                 _ = try await jobs.completeMany(
-                                    claimed.map { Completion(requestID: $0.requestID, leaseToken: $0.leaseToken, outputs: ["ok": true]) }, on: client, logger: logger)
+                                    claimed.map { Completion(requestID: $0.requestID, leaseToken: $0.leaseToken, outputs: ["ok": true]) }, on: client,
+                                    logger: logger)
                             }
                         }
                     }
@@ -519,7 +538,9 @@ struct Scenarios: Sendable {
             ).collect().first!.decode((Int64, Int64, Int64, Int64, Int).self)
         }
         let mib = { (bytes: Int64) in Double(bytes) / 1_048_576 }
-        report.add("churn_jobs_per_s", Double(sizes.churnJobs) / elapsed.seconds, "churn: \(sizes.churnJobs.formatted()) jobs inserted, claimed, completed, pruned", "jobs/s")
+        report.add(
+            "churn_jobs_per_s", Double(sizes.churnJobs) / elapsed.seconds,
+            "churn: \(sizes.churnJobs.formatted()) jobs inserted, claimed, completed, pruned", "jobs/s")
         report.add("churn_table_mb", mib(sizesOnDisk.0), "jobs table (heap) after the churn, \(sizesOnDisk.4) live rows", "MiB")
         report.add("churn_indexes_mb", mib(sizesOnDisk.1), "jobs indexes after the churn", "MiB")
         report.add("churn_live_rows_mb", mib(sizesOnDisk.3), "size of the live rows themselves", "MiB")
@@ -574,10 +595,15 @@ struct Scenarios: Sendable {
         let enqueued = ContinuousClock.now - start
         let cpu = CPUTimes.now(broker: broker.pid) - cpuBefore
         let megabytes = Double(fileBytes) / 1_048_576
-        report.add("batch_upload_mb_per_s", megabytes / uploaded.seconds, "batch: upload of a \(sizes.batchLines.formatted())-line JSONL file (\(String(format: "%.1f", megabytes)) MiB, multipart)", "MiB/s")
+        report.add(
+            "batch_upload_mb_per_s", megabytes / uploaded.seconds,
+            "batch: upload of a \(sizes.batchLines.formatted())-line JSONL file (\(String(format: "%.1f", megabytes)) MiB, multipart)", "MiB/s")
         report.add("batch_enqueue_s", enqueued.seconds, "batch: create → every line validated and enqueued (IN_PROGRESS)", "s")
-        report.add("batch_enqueue_lines_per_s", Double(sizes.batchLines) / enqueued.seconds, "batch: lines validated and enqueued per second", "lines/s")
-        report.add("batch_cpu_us_per_line", (cpu.postgres + cpu.broker) * 1_000_000 / Double(sizes.batchLines), "batch: broker + PostgreSQL CPU per line enqueued", "µs")
+        report.add(
+            "batch_enqueue_lines_per_s", Double(sizes.batchLines) / enqueued.seconds, "batch: lines validated and enqueued per second", "lines/s")
+        report.add(
+            "batch_cpu_us_per_line", (cpu.postgres + cpu.broker) * 1_000_000 / Double(sizes.batchLines),
+            "batch: broker + PostgreSQL CPU per line enqueued", "µs")
         report.add("batch_status_read_p50_ms", reads.ms(50), "batch: a status read while it validates, p50", "ms")
     }
 
@@ -617,12 +643,13 @@ struct Scenarios: Sendable {
                 try Worker(configuration: configuration, handler: Working(starts: starts, milliseconds: 10), logger: logger)
             }
             let running = workers.map { worker in Task { try await worker.run() } }
-            defer { running.forEach { $0.cancel() } }
+            defer { for task in running { task.cancel() } }
             try await Task.sleep(for: .seconds(2))
             let submitted = ContinuousClock.now
             var ids: [String] = []
             for index in 0..<sizes.fairLateJobs {
-                let answer = try await post(broker.baseURL + "/v1/queue/submit", ["model": "bench/fair", "payload": ["i": .int(Int64(index))]], key: key)
+                let answer = try await post(
+                    broker.baseURL + "/v1/queue/submit", ["model": "bench/fair", "payload": ["i": .int(Int64(index))]], key: key)
                 guard let id = answer.objectValue?["requestId"]?.stringValue else { throw BenchError("submit failed: \(answer)") }
                 ids.append(id)
             }
@@ -642,7 +669,8 @@ struct Scenarios: Sendable {
             let label = backlog >= 1000 ? "\(backlog / 1000)k" : "\(backlog)"
             report.add(
                 "fair_late_all_started_s_at_\(label)", window,
-                "fairness: submit of b's first to start of b's last of \(sizes.fairLateJobs), behind a's \(backlog.formatted()) (4 workers, 10 ms jobs)", "s")
+                "fairness: submit of b's first to start of b's last of \(sizes.fairLateJobs), behind a's \(backlog.formatted()) (4 workers, 10 ms jobs)",
+                "s")
             report.add("fair_backlog_started_meanwhile_at_\(label)", Double(meanwhile), "fairness: a's jobs started in that time", "jobs")
             report.add(
                 "fair_fifo_wait_s_at_\(label)", Double(waiting) / max(Double(meanwhile) / window, 1),

@@ -8,7 +8,8 @@ import Logging
 struct SpoolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool-bench",
-        abstract: "Measures Spool: the database floor, submit (one job and bulk), drain, pickup latency, status reads, depth, memory, churn, batch enqueue, fairness between tenants; with --peers, pgqueuer beside it.",
+        abstract:
+            "Measures Spool: the database floor, submit (one job and bulk), drain, pickup latency, status reads, depth, memory, churn, batch enqueue, fairness between tenants; with --peers, pgqueuer beside it.",
         discussion: """
             Starts its own PostgreSQL cluster (or uses --database-url), a fresh database per scenario, broker processes \
             (spool-broker beside this executable) and workers on the SDK. Build it in release mode: \
@@ -24,10 +25,14 @@ struct SpoolBench: AsyncParsableCommand {
     @Option(help: "Use this PostgreSQL server instead of a private cluster (it needs CREATE DATABASE).")
     var databaseURL: String?
 
-    @Option(help: "Scenarios to run, comma-separated: floor, submit, bulk, drain, pickup, estimate, depth, memory, churn, batch, fairness. Default: all.")
+    @Option(
+        help: "Scenarios to run, comma-separated: floor, submit, bulk, drain, pickup, estimate, depth, memory, churn, batch, fairness. Default: all.")
     var only: String?
 
-    @Flag(help: "Also measure pgqueuer 1.6.0 (from PyPI, in a venv made once in ~/.cache/spool-bench) on the same cluster, and report Spool's figures as ratios to it.")
+    @Flag(
+        help:
+            "Also measure pgqueuer 1.6.0 (from PyPI, in a venv made once in ~/.cache/spool-bench) on the same cluster, and report Spool's figures as ratios to it."
+    )
     var peers = false
 
     func run() async throws {
@@ -45,7 +50,9 @@ struct SpoolBench: AsyncParsableCommand {
         let scenarios = Scenarios(database: database, sizes: sizes, http: http, logger: logger, report: report)
         let wanted = Set((only ?? "floor,submit,bulk,drain,pickup,estimate,depth,memory,churn,batch,fairness").split(separator: ",").map(String.init))
 
-        print("spool-bench\(quick ? " --quick" : ""): \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB")
+        print(
+            "spool-bench\(quick ? " --quick" : ""): \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB"
+        )
         do {
             if wanted.contains("floor") { try await scenarios.floor() }
             if wanted.contains("submit") {

@@ -20,12 +20,16 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: "PostgreSQL URL (postgres://user:pass@host:5432/db). Env: SPOOL_DATABASE_URL. Default: the embedded cluster.")
     var databaseURL: String?
 
-    @Flag(help: ArgumentHelp(
-        "Send every statement unnamed (no prepared statements), to work through a pooler in transaction mode that does not track them (PgBouncer < 1.21). Env: SPOOL_UNNAMED_STATEMENTS=1."))
+    @Flag(
+        help: ArgumentHelp(
+            "Send every statement unnamed (no prepared statements), to work through a pooler in transaction mode that does not track them (PgBouncer < 1.21). Env: SPOOL_UNNAMED_STATEMENTS=1."
+        ))
     var unnamedStatements = false
 
-    @Option(help: ArgumentHelp(
-        "PostgreSQL URL for the LISTEN connection when --database-url goes through a pooler in transaction mode (LISTEN needs a session). Env: SPOOL_LISTEN_DATABASE_URL. Default: --database-url."))
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL URL for the LISTEN connection when --database-url goes through a pooler in transaction mode (LISTEN needs a session). Env: SPOOL_LISTEN_DATABASE_URL. Default: --database-url."
+        ))
     var listenDatabaseURL: String?
 
     @Option(help: "Directory of the embedded PostgreSQL cluster. Env: SPOOL_DATA_DIR. Default: ./spool-data.")
@@ -42,7 +46,8 @@ struct DatabaseOptions: ParsableArguments {
         configuration.databaseURL = databaseURL ?? environment["SPOOL_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         if let dataDir = dataDir ?? environment["SPOOL_DATA_DIR"] { configuration.dataDirectory = dataDir }
         configuration.postgresBinDirectory = postgresBin ?? environment["SPOOL_POSTGRES_BIN"]
-        configuration.unnamedStatements = unnamedStatements || ["1", "true", "yes", "on"].contains(environment["SPOOL_UNNAMED_STATEMENTS"]?.lowercased() ?? "")
+        configuration.unnamedStatements =
+            unnamedStatements || ["1", "true", "yes", "on"].contains(environment["SPOOL_UNNAMED_STATEMENTS"]?.lowercased() ?? "")
         configuration.listenDatabaseURL = listenDatabaseURL ?? environment["SPOOL_LISTEN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
@@ -71,7 +76,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("tenant"),
-        help: "A tenant's weight and quotas, name:field=value,… with weight, rate, burst, max-pending, max-running; '*' for every tenant (repeatable). Env: SPOOL_TENANTS, separated by ';'.")
+        help:
+            "A tenant's weight and quotas, name:field=value,… with weight, rate, burst, max-pending, max-running; '*' for every tenant (repeatable). Env: SPOOL_TENANTS, separated by ';'."
+    )
     var tenants: [String] = []
 
     @Option(help: "Largest request body in bytes. Env: SPOOL_MAX_BODY_BYTES. Default: 10485760 (10 MiB).")
@@ -104,7 +111,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days finished jobs are kept before they are pruned. Env: SPOOL_RETENTION_DAYS. Default: 7.")
     var retentionDays: Double?
 
-    @Option(help: "Seconds a connection may send nothing mid-request (a stalled upload) or sit idle before it is closed. Env: SPOOL_IDLE_TIMEOUT. Default: 75.")
+    @Option(
+        help:
+            "Seconds a connection may send nothing mid-request (a stalled upload) or sit idle before it is closed. Env: SPOOL_IDLE_TIMEOUT. Default: 75."
+    )
     var idleTimeout: Double?
 
     @Option(help: "Uploads one API key may have in progress on a broker at once. Env: SPOOL_MAX_UPLOADS_PER_KEY. Default: 32.")
@@ -275,8 +285,11 @@ struct Keys: AsyncParsableCommand {
             }
             print("id\tname\tscopes\ttenant\tmodels\tcreated_at\texpires_at")
             for key in keys {
-                print([key.id, key.name, key.scopes.joined(separator: ","), key.tenant ?? "-", key.models?.joined(separator: ",") ?? "*",
-                       RFC3339.string(from: key.createdAt), key.expiresAt.map(RFC3339.string(from:)) ?? "never"].joined(separator: "\t"))
+                print(
+                    [
+                        key.id, key.name, key.scopes.joined(separator: ","), key.tenant ?? "-", key.models?.joined(separator: ",") ?? "*",
+                        RFC3339.string(from: key.createdAt), key.expiresAt.map(RFC3339.string(from:)) ?? "never",
+                    ].joined(separator: "\t"))
             }
         }
     }

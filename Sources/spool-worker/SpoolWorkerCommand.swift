@@ -18,7 +18,9 @@ struct SpoolWorkerCommand: AsyncParsableCommand {
             SIGTERM drains: no new jobs, running ones get --drain-seconds, the rest go back to the queue.
             """)
 
-    @Option(name: .customLong("broker"), help: "Broker URL (repeatable; any replica). Env: SPOOL_BROKER_URL, comma-separated. Default: http://127.0.0.1:8080.")
+    @Option(
+        name: .customLong("broker"),
+        help: "Broker URL (repeatable; any replica). Env: SPOOL_BROKER_URL, comma-separated. Default: http://127.0.0.1:8080.")
     var brokers: [String] = []
 
     @Option(name: .customLong("model"), help: "A model to serve (repeatable). Env: SPOOL_MODELS, comma-separated.")

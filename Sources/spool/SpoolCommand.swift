@@ -18,7 +18,9 @@ struct SpoolCommand: AsyncParsableCommand {
             Exit codes: 0 success; 1 the job failed or was canceled (watch, status --wait); 2 the broker refused the request \
             (4xx: bad input, unknown job, bad key); 3 the broker could not be reached or failed (5xx); 64 bad usage.
             """,
-        subcommands: [Submit.self, Status.self, Watch.self, Cancel.self, Requeue.self, Clear.self, Jobs.self, Metrics.self, Workers.self, Keys.self, Audit.self])
+        subcommands: [
+            Submit.self, Status.self, Watch.self, Cancel.self, Requeue.self, Clear.self, Jobs.self, Metrics.self, Workers.self, Keys.self, Audit.self,
+        ])
 }
 
 /// Where the broker is and how to talk to it; every subcommand takes these.
@@ -91,7 +93,8 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "Priority: higher runs first. Default: 0.") var priority: Int32 = 0
     @Option(help: "Metadata stored with the job, a JSON object.") var info: String?
     @Option(help: "A URL to call when the job ends.") var webhook: String?
-    @Option(help: "Makes a retried submit safe: the same key returns the first job. With --file, job N (from 0) gets the key '<key>-N'.") var idempotencyKey: String?
+    @Option(help: "Makes a retried submit safe: the same key returns the first job. With --file, job N (from 0) gets the key '<key>-N'.")
+    var idempotencyKey: String?
     @Option(help: "Requests at once for --file, each a bulk submit of up to 1,000 jobs. Default: 8.") var concurrency: Int = 8
     @OptionGroup var connection: ConnectionOptions
 
@@ -104,13 +107,16 @@ struct Submit: AsyncParsableCommand {
         let info = try self.info.map { try parseObject($0, option: "--info") } ?? [:]
         var jobs: [SubmitRequest] = []
         if let payload {
-            jobs = [SubmitRequest(model: model, payload: try parseObject(payload, option: "--payload"), info: info, priority: priority, webhookURL: webhook)]
+            jobs = [
+                SubmitRequest(
+                    model: model, payload: try parseObject(payload, option: "--payload"), info: info, priority: priority, webhookURL: webhook)
+            ]
         } else if let file {
             jobs = try readJobs(file, defaults: SubmitRequest(model: model, payload: [:], info: info, priority: priority, webhookURL: webhook))
         }
         try await withClient(connection) { client in
             let ids = try await submitAll(jobs, client: client)
-            if connection.json { try printJSON(ids) } else { ids.forEach { print($0) } }
+            if connection.json { try printJSON(ids) } else { for id in ids { print(id) } }
         }
     }
 
@@ -281,7 +287,9 @@ struct Cancel: AsyncParsableCommand {
     func run() async throws {
         try await withClient(connection) { client in
             let answer = try await client.cancel(model: model, requestID: requestID, running: running)
-            if connection.json { try printJSON(answer) } else {
+            if connection.json {
+                try printJSON(answer)
+            } else {
                 print(answer.cancel_requested == true ? "stop requested: the job ends canceled when its worker stops" : answer.status.rawValue)
             }
         }
@@ -370,7 +378,9 @@ struct Metrics: AsyncParsableCommand {
         try await withClient(connection) { client in
             if let model {
                 let metrics = try await client.metrics(model: model)
-                if connection.json { try printJSON(metrics) } else {
+                if connection.json {
+                    try printJSON(metrics)
+                } else {
                     print("\(model)  waiting \(metrics.messages_waiting)  running \(metrics.messages_running)  total \(metrics.total_jobs)")
                 }
                 return
@@ -400,7 +410,9 @@ struct Workers: AsyncParsableCommand {
             var rows = [["WORKER", "HOST", "MODELS", "LAST SEEN", "STATE", "JOBS"]]
             for worker in workers {
                 let state = worker.live ? (worker.waiting ? "waiting" : "live") : "gone"
-                rows.append([worker.id, worker.host ?? "-", worker.models.joined(separator: ","), worker.last_seen_at, state, String(worker.jobs_in_hand)])
+                rows.append([
+                    worker.id, worker.host ?? "-", worker.models.joined(separator: ","), worker.last_seen_at, state, String(worker.jobs_in_hand),
+                ])
             }
             printTable(rows)
         }
@@ -485,7 +497,10 @@ struct Audit: AsyncParsableCommand {
             var rows = [["AT", "ACTOR", "ACTION", "TARGET"]]
             for event in events {
                 let fields = event.objectValue ?? [:]
-                rows.append([fields["at"]?.stringValue ?? "", fields["actor"]?.stringValue ?? "", fields["action"]?.stringValue ?? "", fields["target"]?.stringValue ?? "-"])
+                rows.append([
+                    fields["at"]?.stringValue ?? "", fields["actor"]?.stringValue ?? "", fields["action"]?.stringValue ?? "",
+                    fields["target"]?.stringValue ?? "-",
+                ])
             }
             printTable(rows)
         }

@@ -1,8 +1,11 @@
 import Testing
+
 @testable import SpoolCore
 
 @Suite struct BatchLineTests {
-    func parse(_ text: String, _ endpoint: BatchEndpoint = .queueSubmit, model: String? = nil) -> Result<
+    func parse(
+        _ text: String, _ endpoint: BatchEndpoint = .queueSubmit, model: String? = nil
+    ) -> Result<
         (customID: String, request: SubmitRequest), BatchLine.Problem
     > {
         BatchLine.parse(ArraySlice(Array(text.utf8)), endpoint: endpoint, defaultModel: model)
@@ -17,7 +20,8 @@ import Testing
     }
 
     @Test func aChatLineBecomesAJobForItsModelWithTheBodyAsPayload() throws {
-        let parsed = try parse(#"{"custom_id": "c", "body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}}"#, .chatCompletions).get()
+        let parsed = try parse(#"{"custom_id": "c", "body": {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}}"#, .chatCompletions)
+            .get()
         #expect(parsed.request.model == "llama")
         #expect(parsed.request.payload["messages"] == [["role": "user", "content": "hi"]])
         #expect(parsed.request.payload["model"] == "llama")

@@ -14,7 +14,13 @@ import Testing
         let gate = Mutex(true)
         let commit = GroupCommit<Int, Int>(maxBatch: 100, maxWriters: 1, isItemError: { $0 is Poisoned }) { batch in
             // The first write waits a little so the rest pile up behind it.
-            if gate.withLock({ let first = $0; $0 = false; return first }) { try await Task.sleep(for: .milliseconds(100)) }
+            if gate.withLock({
+                let first = $0
+                $0 = false
+                return first
+            }) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             writes.withLock { $0.append(batch) }
             if batch.contains(13) { throw Poisoned() }
             return batch.map { $0 * 2 }

@@ -1,6 +1,7 @@
 import Foundation
-@testable import SpoolCore
 import Testing
+
+@testable import SpoolCore
 
 /// The byte-level JSON reader and writer, and the hand-written conversions of the hot messages.
 @Suite struct JSONTests {
@@ -33,7 +34,8 @@ import Testing
 
     @Test func timestampsMatchTheFormatStyle() {
         var generator = SystemRandomNumberGenerator()
-        let dates = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_795_000_000.9995), Date(timeIntervalSince1970: -1.5)]
+        let dates =
+            [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_795_000_000.9995), Date(timeIntervalSince1970: -1.5)]
             + (0..<20000).map { _ in Date(timeIntervalSince1970: Double.random(in: 0..<4_000_000_000, using: &generator)) }
         for date in dates {
             #expect(RFC3339.string(from: date) == RFC3339.formatStyleString(from: date), "\(date.timeIntervalSince1970)")
@@ -114,8 +116,9 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(escaped, strict: true) }
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array("[18446744073709551616]".utf8), strict: true) }
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array("[-9223372036854775809]".utf8), strict: true) }
-        #expect(try JSONValue.parse(Array("[9223372036854775807, -9223372036854775808, 1.5e300, \"é\"]".utf8), strict: true)
-            == [.int(.max), .int(.min), .double(1.5e300), "é"])
+        #expect(
+            try JSONValue.parse(Array("[9223372036854775807, -9223372036854775808, 1.5e300, \"é\"]".utf8), strict: true)
+                == [.int(.max), .int(.min), .double(1.5e300), "é"])
     }
 
     /// Log timestamps are checked as PostgreSQL's timestamptz reads them.
@@ -132,4 +135,3 @@ import Testing
         }
     }
 }
-

@@ -2,7 +2,9 @@ import SpoolCore
 import Testing
 
 @Suite struct JobStateMachineTests {
-    static let events: [JobEvent] = [.claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered, .requeue]
+    static let events: [JobEvent] = [
+        .claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered, .requeue,
+    ]
 
     /// Every (status, event) pair of a job with retries to spare and no stop request: the allowed transitions and nothing else.
     @Test func everyTransition() {
@@ -43,7 +45,9 @@ import Testing
     @Test func theRetryThatReachesTheLimitFails() {
         for (retries, expected) in [(0, JobStatus.pending), (1, .pending), (2, .failed)] {
             #expect(JobStateMachine.next(from: .running, on: .leaseExpired, retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
-            #expect(JobStateMachine.next(from: .running, on: .fail(retryable: true), retries: retries, retryLimit: 3) == .init(expected, countsRetry: true))
+            #expect(
+                JobStateMachine.next(from: .running, on: .fail(retryable: true), retries: retries, retryLimit: 3)
+                    == .init(expected, countsRetry: true))
         }
         // A release is not the job's fault: it goes back whatever its retries; nor is an answer the worker never got.
         #expect(JobStateMachine.next(from: .running, on: .release, retries: 2, retryLimit: 3) == .init(.pending))

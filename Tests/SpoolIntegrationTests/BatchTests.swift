@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 /// Batches against broker and worker processes: the together SDK's whole flow, expiry and cancel
@@ -13,7 +14,8 @@ extension HeavyTests {
 
         @Test func theTogetherSDKUploadsRunsAndDownloadsABatch() async throws {
             let key = "batch-key-\(UUID().uuidString)"
-            let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: TestDatabase.migrated()), arguments: ["--api-key", key])
+            let broker = try await BrokerProcess.start(
+                databaseURL: TestDatabase.url(database: TestDatabase.migrated()), arguments: ["--api-key", key])
             let model = uniqueModel("batch-sdk")
             let chatModel = uniqueModel("batch-chat")
             let worker = try await WorkerProcess.start(
@@ -228,7 +230,8 @@ extension HeavyTests {
                 throw TestFailure("upload failed: \(response.status) \(file)")
             }
             let created = try await HTTP.post(
-                broker.baseURL + "/v1/batches", ["input_file_id": .string(fileID), "endpoint": "/v1/queue/submit", "completion_window": .string(window)])
+                broker.baseURL + "/v1/batches",
+                ["input_file_id": .string(fileID), "endpoint": "/v1/queue/submit", "completion_window": .string(window)])
             guard created.status == 201, let id = created["job"]?.objectValue?["id"]?.stringValue else {
                 throw TestFailure("batch create failed: \(created.status) \(created.json)")
             }
@@ -237,7 +240,9 @@ extension HeavyTests {
 
         static func waitForBatch(_ broker: BrokerProcess, _ id: String, until statuses: Set<String>, timeout: Duration) async throws -> Answer {
             var last: Answer?
-            try await eventually("batch \(id) reaches \(statuses) (last: \(String(describing: last?.json)))", timeout: timeout, every: .milliseconds(200)) {
+            try await eventually(
+                "batch \(id) reaches \(statuses) (last: \(String(describing: last?.json)))", timeout: timeout, every: .milliseconds(200)
+            ) {
                 last = try await HTTP.get(broker.baseURL + "/v1/batches/\(id)")
                 return statuses.contains(last?["status"]?.stringValue ?? "")
             }

@@ -22,11 +22,12 @@ import Testing
             "pgqueuer_drain_best_jobs_per_s", "pgqueuer_pickup_p50_ms", "drain_vs_pgqueuer", "pickup_p50_vs_pgqueuer",
             "submit_bulk_vs_pgqueuer",
         ] {
-            let value: Double? = switch figures[key] {
-            case .double(let value)?: value
-            case .int(let value)?: Double(value)
-            default: nil
-            }
+            let value: Double? =
+                switch figures[key] {
+                case .double(let value)?: value
+                case .int(let value)?: Double(value)
+                default: nil
+                }
             #expect((value ?? 0) > 0, "\(key) is \(String(describing: figures[key]))")
         }
         print(process.output.split(separator: "\n").filter { $0.hasPrefix("  ") }.joined(separator: "\n"))

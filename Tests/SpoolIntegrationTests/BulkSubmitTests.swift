@@ -3,6 +3,7 @@ import HTTPTypes
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 /// `POST /v1/queue/submit` with an array: up to 1,000 jobs in one statement, all or none, ids in order.
@@ -69,7 +70,9 @@ import Testing
             #expect(noSecret.status == 400 && noSecret["code"] == "webhooks_disabled" && noSecret["param"] == "[1].webhook_url", "\(noSecret.json)")
 
             // Distinct receivers are capped: each is resolved before anything is stored.
-            let manyHosts: [JSONValue] = (0..<17).map { ["model": .string(model), "payload": [:], "webhook_url": .string("https://h\($0).example.com/hook")] }
+            let manyHosts: [JSONValue] = (0..<17).map {
+                ["model": .string(model), "payload": [:], "webhook_url": .string("https://h\($0).example.com/hook")]
+            }
             let tooManyHosts = try await broker.post("/v1/queue/submit", .array(manyHosts))
             #expect(tooManyHosts.status == 400 && tooManyHosts["code"] == "too_many_webhook_hosts", "\(tooManyHosts.json)")
 

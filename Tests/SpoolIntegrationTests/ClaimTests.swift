@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 @Suite struct ClaimTests {
@@ -54,7 +55,8 @@ import Testing
         try await TestDatabase.withFreshStore { store in
             let model = uniqueModel("lease")
             try await Self.insertPendingJobs(model: model, count: 3, client: store.client)
-            let jobs = try await store.jobs.claim(models: [model], limit: 10, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w1", on: store.client, logger: TestDatabase.logger)
+            let jobs = try await store.jobs.claim(
+                models: [model], limit: 10, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w1", on: store.client, logger: TestDatabase.logger)
             #expect(jobs.count == 3)
             #expect(Set(jobs.map(\.leaseToken)).count == 3)
             #expect(jobs.allSatisfy { $0.attempt == 1 })

@@ -37,8 +37,10 @@ import Testing
             // `spool-broker keys` works on the database itself, with no broker.
             let url = TestDatabase.url(database: database)
             let admin = try SpawnedProcess(
-                [SpawnedProcess.buildDirectory + "/spool-broker", "keys", "create", "--name", "web", "--scopes", "client", "--expires", "1h",
-                 "--database-url", url])
+                [
+                    SpawnedProcess.buildDirectory + "/spool-broker", "keys", "create", "--name", "web", "--scopes", "client", "--expires", "1h",
+                    "--database-url", url,
+                ])
             #expect(try await admin.wait(timeout: .seconds(60)) == 0, "\(admin.output)")
             let clientKey = try #require(admin.output.split(separator: "\n").first { $0.hasPrefix("key: ") }.map { String($0.dropFirst(5)) })
             #expect(admin.output.contains("scopes: client") && admin.output.contains("expires_at: "), "\(admin.output)")
@@ -83,7 +85,9 @@ import Testing
         let statusJSON = try JSONValue.parse(status.output).objectValue
         #expect(statusJSON?["status"] == "pending" && statusJSON?["priority"] == 5 && statusJSON?["queue_position"] == 0, "\(status.output)")
         let text = try await spool(["status", id, "--model", model], broker: broker)
-        #expect(text.output.contains("pending") && text.output.contains("queue position 0") && text.output.contains("warning: No live worker"), "\(text.output)")
+        #expect(
+            text.output.contains("pending") && text.output.contains("queue position 0") && text.output.contains("warning: No live worker"),
+            "\(text.output)")
 
         try await eventually("the metrics table lists the model") {
             let table = try await spool(["metrics"], broker: broker)
@@ -114,7 +118,8 @@ import Testing
 
         // The job list, a page at a time, filtered: the watched job is among the done ones.
         let firstPage = try await spool(["jobs", "--model", model, "--limit", "2"], broker: broker)
-        #expect(firstPage.status == 0 && firstPage.output.contains("REQUEST ID") && firstPage.output.contains("more: --cursor i"), "\(firstPage.output)")
+        #expect(
+            firstPage.status == 0 && firstPage.output.contains("REQUEST ID") && firstPage.output.contains("more: --cursor i"), "\(firstPage.output)")
         let done = try await spool(["jobs", "--model", model, "--status", "done", "--json"], broker: broker)
         let doneRows = try JSONValue.parse(done.output).objectValue?["data"]?.arrayValue ?? []
         #expect(doneRows.contains { $0.objectValue?["request_id"] == .string(id) }, "\(done.output)")

@@ -46,7 +46,8 @@ import Testing
                     Self.venv + "schemathesis", "run", broker.baseURL + "/openapi.json", "--header", "Authorization: Bearer \(key)",
                     "--checks",
                     "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                    "--exclude-path-regex", "/stream$|/job-take|/job-stop/|/runsync$", "--phases", "examples,coverage,fuzzing", "--max-examples", "25",
+                    "--exclude-path-regex", "/stream$|/job-take|/job-stop/|/runsync$", "--phases", "examples,coverage,fuzzing", "--max-examples",
+                    "25",
                     "--request-timeout", "40", "--seed", "20261123", "--report-dir", report, "--no-color",
                 ], timeout: .seconds(600))
             let summary = output.components(separatedBy: "\n").filter { $0.contains("generated") || $0.contains("passed") || $0.contains("failed") }

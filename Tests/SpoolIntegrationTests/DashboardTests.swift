@@ -1,10 +1,11 @@
 import Foundation
 import HTTPTypes
 import PostgresNIO
-import Testing
-@testable import SpoolBroker
 import SpoolCore
 import SpoolStore
+import Testing
+
+@testable import SpoolBroker
 
 /// The dashboard at `/ui` and the API it reads: the keyset-paged job list, an operator's requeue
 /// and cancel (recorded), the per-minute history, and the page itself in Debian's headless Chromium.
@@ -38,7 +39,9 @@ import SpoolStore
         var pages = 0
         repeat {
             let answer = try await broker.call(.get, "/v1/jobs?\(query)" + (cursor.map { "&cursor=\(encoded($0))" } ?? ""))
-            guard answer.status == 200, case .array(let rows)? = answer["data"] else { throw TestFailure("list failed: \(answer.status) \(answer.json)") }
+            guard answer.status == 200, case .array(let rows)? = answer["data"] else {
+                throw TestFailure("list failed: \(answer.status) \(answer.json)")
+            }
             ids += rows.compactMap { $0.objectValue?["request_id"]?.stringValue }
             cursor = answer["next_cursor"]?.stringValue
             pages += 1
@@ -87,8 +90,10 @@ import SpoolStore
                 let newest = try await Self.walk(broker, "model=\(Self.encoded(model))&limit=200", maxPages: 60)
                 let walked = ContinuousClock.now - started
                 let expected = try await TestDatabase.withClient(database: database) { client in
-                    try await client.query("SELECT id, request_id::text FROM jobs WHERE model = \(model) ORDER BY id DESC", logger: TestDatabase.logger)
-                        .collect().map { try $0.decode((Int64, String).self) }
+                    try await client.query(
+                        "SELECT id, request_id::text FROM jobs WHERE model = \(model) ORDER BY id DESC", logger: TestDatabase.logger
+                    )
+                    .collect().map { try $0.decode((Int64, String).self) }
                 }
                 #expect(newest.ids == expected.prefix(12_000).map(\.1))
                 print("dashboard list: 12,000 of 100,007 jobs in \(newest.pages) pages of 200 in \(walked) (\(walked / newest.pages) a page)")
@@ -107,8 +112,10 @@ import SpoolStore
                 // A request-id prefix, on the request id index, in request-id order.
                 let prefixed = try await Self.walk(broker, "request_id=a1&limit=100")
                 let expectedPrefixed = try await TestDatabase.withClient(database: database) { client in
-                    try await client.query("SELECT request_id::text FROM jobs WHERE request_id::text LIKE 'a1%' ORDER BY request_id", logger: TestDatabase.logger)
-                        .collect().map { try $0.decode(String.self) }
+                    try await client.query(
+                        "SELECT request_id::text FROM jobs WHERE request_id::text LIKE 'a1%' ORDER BY request_id", logger: TestDatabase.logger
+                    )
+                    .collect().map { try $0.decode(String.self) }
                 }
                 #expect(prefixed.ids == expectedPrefixed && expectedPrefixed.count > 100)
                 let dashed = try await Self.walk(broker, "request_id=\(expectedPrefixed[0].prefix(13))")
@@ -154,8 +161,10 @@ import SpoolStore
             // The plans: a deep page walks one index backwards from its cursor and reads only what it returns;
             // a sparse filter reads at most one slice; no page sorts or scans the table.
             try await TestDatabase.withClient(database: database) { client in
-                let deep = try await client.query("SELECT id FROM jobs WHERE model = \(model) ORDER BY id LIMIT 1 OFFSET 50000", logger: TestDatabase.logger)
-                    .collect().first!.decode(Int64.self)
+                let deep = try await client.query(
+                    "SELECT id FROM jobs WHERE model = \(model) ORDER BY id LIMIT 1 OFFSET 50000", logger: TestDatabase.logger
+                )
+                .collect().first!.decode(Int64.self)
                 // The bulk model is nearly every row: PostgreSQL may walk the primary key and test the model.
                 let either: Set<String> = ["jobs_model_order", "jobs_pkey"]
                 let modelOrder: Set<String> = ["jobs_model_order"]
@@ -171,7 +180,9 @@ import SpoolStore
                     let statements = try JobsTable.listStatements(filter, cursor: .beforeID(deep), limit: 50)
                     let started = ContinuousClock.now
                     let plan = try await Self.plan(client, statements.page)
-                    print("dashboard list plan (\(filter)): \(plan.indexes), \(plan.nodes.sorted()), \(plan.scanned) entries read, \(ContinuousClock.now - started)")
+                    print(
+                        "dashboard list plan (\(filter)): \(plan.indexes), \(plan.nodes.sorted()), \(plan.scanned) entries read, \(ContinuousClock.now - started)"
+                    )
                     #expect(plan.indexes.count == 1 && plan.indexes.isSubset(of: indexes), "\(plan)")
                     #expect(!plan.nodes.contains("Seq Scan") && !plan.nodes.contains("Sort"), "\(plan)")
                     #expect(plan.scanned <= bound, "\(plan)")
@@ -302,7 +313,8 @@ import SpoolStore
             }
             // An open broker (no key anywhere in its database) beside the keyed one.
             try await TestDatabase.withFreshDatabase(migrated: true) { openDatabase in
-                let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: database), arguments: ["--api-key", Self.adminKey])
+                let broker = try await BrokerProcess.start(
+                    databaseURL: TestDatabase.url(database: database), arguments: ["--api-key", Self.adminKey])
                 let open = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: openDatabase))
                 let (status, output) = try await PythonScript.run(
                     "dashboard_ui.py",

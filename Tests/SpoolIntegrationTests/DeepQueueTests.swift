@@ -3,6 +3,7 @@ import Foundation
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 /// A queue a million jobs deep: status calls answer the exact queue position (their latency is
@@ -48,7 +49,8 @@ extension HeavyTests {
                         if index % 20 == 0 {
                             let exact = try await TestDatabase.withClient(database: database) { client in
                                 try await JobsTable().pendingAhead(
-                                    model: model, priority: sample.priority, fairTag: sample.fairTag, id: sample.rowID, on: client, logger: TestDatabase.logger)
+                                    model: model, priority: sample.priority, fairTag: sample.fairTag, id: sample.rowID, on: client,
+                                    logger: TestDatabase.logger)
                             }
                             #expect(position == exact)
                             checked += 1

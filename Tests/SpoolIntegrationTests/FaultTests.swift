@@ -5,6 +5,7 @@ import NIOCore
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolBroker
 @testable import SpoolStore
 
@@ -40,10 +41,11 @@ import Glibc
                 async let outcome: Result<Int, any Error> = {
                     do {
                         // An answer that never comes, as for the dropped query.
-                        return .success(try await connection.guarded {
-                            try await Task.sleep(for: .seconds(3600))
-                            return 1
-                        })
+                        return .success(
+                            try await connection.guarded {
+                                try await Task.sleep(for: .seconds(3600))
+                                return 1
+                            })
                     } catch {
                         return .failure(error)
                     }
@@ -66,7 +68,13 @@ import Glibc
         guard getuid() == 0 else { return }  // freezing a PostgreSQL backend needs its owner's or root's rights
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             // No fallback poll to speak of: only a NOTIFY wakes a long-poll here.
-            try await withTestBroker(database: database, { $0.apiKeys = [Self.key]; $0.pendingPollSeconds = 600 }) { client in
+            try await withTestBroker(
+                database: database,
+                {
+                    $0.apiKeys = [Self.key]
+                    $0.pendingPollSeconds = 600
+                }
+            ) { client in
                 let broker = client.withKey(Self.key)
                 // Frozen once it is listening and idle, waiting for its client, as a connection whose
                 // network stopped moving packets leaves it.
@@ -118,20 +126,24 @@ import Glibc
                 let model = uniqueModel("requeue")
                 let ids = [UUID(), UUID(), UUID()]
                 for id in ids {
-                    try await store.jobs.insert(SubmitRequest(model: model, payload: [:]), requestID: id, submittedBy: "t", on: client, logger: logger)
+                    try await store.jobs.insert(
+                        SubmitRequest(model: model, payload: [:]), requestID: id, submittedBy: "t", on: client, logger: logger)
                 }
-                _ = try await store.jobs.claim(models: [model], limit: 3, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "w", on: client, logger: logger)
+                _ = try await store.jobs.claim(
+                    models: [model], limit: 3, leaseSeconds: 60, maxRunSeconds: 3600, workerID: "w", on: client, logger: logger)
                 try await client.query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE model = \(model)", logger: logger)
                 try await client.query(
-                    PostgresQuery(unsafeSQL: """
-                        CREATE FUNCTION refuse_poisoned() RETURNS trigger LANGUAGE plpgsql AS $$
-                        BEGIN RAISE EXCEPTION 'poisoned job'; END $$
-                        """), logger: logger)
+                    PostgresQuery(
+                        unsafeSQL: """
+                            CREATE FUNCTION refuse_poisoned() RETURNS trigger LANGUAGE plpgsql AS $$
+                            BEGIN RAISE EXCEPTION 'poisoned job'; END $$
+                            """), logger: logger)
                 try await client.query(
-                    PostgresQuery(unsafeSQL: """
-                        CREATE TRIGGER poisoned BEFORE UPDATE ON jobs FOR EACH ROW
-                        WHEN (OLD.request_id = '\(ids[1].uuidString)') EXECUTE FUNCTION refuse_poisoned()
-                        """), logger: logger)
+                    PostgresQuery(
+                        unsafeSQL: """
+                            CREATE TRIGGER poisoned BEFORE UPDATE ON jobs FOR EACH ROW
+                            WHEN (OLD.request_id = '\(ids[1].uuidString)') EXECUTE FUNCTION refuse_poisoned()
+                            """), logger: logger)
                 let requeued = try await store.jobs.requeueExpiredLeases(retryLimit: 3, on: client, logger: logger)
                 #expect(Set(requeued.map(\.requestID)) == [ids[0], ids[2]])
                 let statuses = try await client.query("SELECT request_id, status FROM jobs WHERE model = \(model)", logger: logger)
@@ -171,7 +183,8 @@ import Glibc
         try await eventually("the stream sends its first event") { !stream.dataEvents.isEmpty }
         let idle = uniqueModel("sigterm-idle")
         let longPoll = Task {
-            try await HTTP.post(broker.baseURL + "/v1/worker/lease", ["worker_id": "w", "models": [.string(idle)], "wait_seconds": 30], headers: auth)
+            try await HTTP.post(
+                broker.baseURL + "/v1/worker/lease", ["worker_id": "w", "models": [.string(idle)], "wait_seconds": 30], headers: auth)
         }
         // Waiting in the broker, not still on its way there: a request not yet read is closed, not answered.
         try await eventually("the long-poll waits") {

@@ -4,9 +4,10 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import SpoolCore
-import Testing
-@testable import SpoolStore
 import SpoolWorker
+import Testing
+
+@testable import SpoolStore
 
 /// The files store: Together's upload flow and its refusals, fenced worker uploads, and a large
 /// file from an `--exec` handler streamed through broker and worker to the client.
@@ -58,7 +59,9 @@ extension HeavyTests {
                 #expect(wrongToken.status == 404 && wrongToken.json?.objectValue?["code"] == "upload_not_found")
                 // Content that is not what the checksum announced: refused, nothing kept.
                 let corrupted = try await Self.send(.PUT, location, body: ByteBuffer(string: content + " "))
-                #expect(corrupted.status == 400 && corrupted.json?.objectValue?["code"] == "checksum_mismatch", "\(corrupted.status) \(String(buffer: corrupted.body))")
+                #expect(
+                    corrupted.status == 400 && corrupted.json?.objectValue?["code"] == "checksum_mismatch",
+                    "\(corrupted.status) \(String(buffer: corrupted.body))")
                 let notYet = try await broker.call(.get, "/v1/files/\(fileID)/content")
                 #expect(notYet.status == 409 && notYet["code"] == "file_not_ready")
                 // Over the broker's file limit: 413, nothing kept.
@@ -70,7 +73,8 @@ extension HeavyTests {
                 let again = try await Self.send(.PUT, location, body: ByteBuffer(string: content))
                 #expect(again.status == 404)
                 let preprocessed = try await broker.post("/v1/files/\(fileID)/preprocess", [:])
-                #expect(preprocessed["processing_status"] == "COMPLETED" && preprocessed["FileType"] == "jsonl" && preprocessed["filename"] == "in.jsonl")
+                #expect(
+                    preprocessed["processing_status"] == "COMPLETED" && preprocessed["FileType"] == "jsonl" && preprocessed["filename"] == "in.jsonl")
                 let downloaded = try await Self.send(.GET, base + "/v1/files/\(fileID)/content")
                 #expect(String(buffer: downloaded.body) == content)
 
@@ -80,7 +84,9 @@ extension HeavyTests {
                 let noPurpose = try await Self.send(
                     .POST, base + "/v1/files", body: ByteBuffer(string: "--\(boundary)--\r\n"),
                     headers: [("Content-Type", "multipart/form-data; boundary=\(boundary)")])
-                #expect(noPurpose.status == 400 && noPurpose.json?.objectValue?["param"] == "purpose", "\(noPurpose.status) \(String(buffer: noPurpose.body))")
+                #expect(
+                    noPurpose.status == 400 && noPurpose.json?.objectValue?["param"] == "purpose",
+                    "\(noPurpose.status) \(String(buffer: noPurpose.body))")
                 let unknownBatchFile = try await broker.post("/v1/batches", ["input_file_id": "file-none", "endpoint": "/v1/queue/submit"])
                 #expect(unknownBatchFile.status == 404)
                 let badEndpoint = try await broker.post("/v1/batches", ["input_file_id": .string(fileID), "endpoint": "/v1/embeddings"])
@@ -136,7 +142,8 @@ extension HeavyTests {
 
             var hasher = SHA256()
             var received: Int64 = 0
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: try #require(video["url"]?.stringValue)), timeout: .seconds(120))
+            let response = try await HTTPClient.shared.execute(
+                HTTPClientRequest(url: try #require(video["url"]?.stringValue)), timeout: .seconds(120))
             #expect(response.status == .ok)
             for try await piece in response.body {
                 piece.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }

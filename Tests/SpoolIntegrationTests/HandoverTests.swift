@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SpoolCore
 import Testing
+
 @testable import SpoolBroker
 @testable import SpoolStore
 
@@ -157,4 +158,3 @@ import Testing
         waiters.unregister(ticket)
     }
 }
-

@@ -6,6 +6,7 @@ import NIOSSL
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolBroker
 @testable import SpoolStore
 
@@ -202,7 +203,9 @@ extension HardeningTests {
                 let store = SpoolStore(client: client)
                 let logger = TestDatabase.logger
                 func run(_ sql: PostgresQuery) async throws { try await client.query(sql, logger: logger) }
-                func count(_ sql: PostgresQuery) async throws -> Int { try await client.query(sql, logger: logger).collect().first?.decode(Int.self) ?? -1 }
+                func count(_ sql: PostgresQuery) async throws -> Int {
+                    try await client.query(sql, logger: logger).collect().first?.decode(Int.self) ?? -1
+                }
                 let model = uniqueModel("retain")
                 var configuration = BrokerConfiguration()
                 configuration.retentionSeconds = 3600
@@ -211,7 +214,8 @@ extension HardeningTests {
                 let withFile = UUID()
                 let withWebhook = UUID()
                 for id in [withFile, withWebhook] {
-                    try await store.jobs.insert(SubmitRequest(model: model, payload: [:]), requestID: id, submittedBy: "t", on: client, logger: logger)
+                    try await store.jobs.insert(
+                        SubmitRequest(model: model, payload: [:]), requestID: id, submittedBy: "t", on: client, logger: logger)
                 }
                 try await run("UPDATE jobs SET status = 'done', done_at = now() - interval '2 days' WHERE model = \(model)")
                 try await store.files.create(
@@ -297,14 +301,16 @@ extension HardeningTests {
     /// custom id is found however far apart the lines are; other batches go on.
     @Test func badBatchInputsFailWithTheirLineAndOthersGoOn() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
-            let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: database), arguments: ["--max-batch-line-bytes", "4096"])
+            let broker = try await BrokerProcess.start(
+                databaseURL: TestDatabase.url(database: database), arguments: ["--max-batch-line-bytes", "4096"])
             let model = uniqueModel("batch-hard")
             func line(_ id: String) -> String { #"{"custom_id": "\#(id)", "body": {"model": "\#(model)", "payload": {}}}"# }
 
             let noNewline = try await Self.createBatch(
                 broker, file: try await Self.uploadBatchFile(broker, "{\"custom_id\": \"" + String(repeating: "x", count: 3 << 20)))
             let longLine = try await Self.createBatch(
-                broker, file: try await Self.uploadBatchFile(broker, line("a") + "\n" + line(String(repeating: "b", count: 5000)) + "\n" + line("c") + "\n"))
+                broker,
+                file: try await Self.uploadBatchFile(broker, line("a") + "\n" + line(String(repeating: "b", count: 5000)) + "\n" + line("c") + "\n"))
             let farRepeat = try await Self.createBatch(
                 broker, file: try await Self.uploadBatchFile(broker, (1...6000).map { line($0 == 5999 ? "c-3" : "c-\($0)") }.joined(separator: "\n")))
             let good = try await Self.createBatch(broker, file: try await Self.uploadBatchFile(broker, line("ok-1") + "\n" + line("ok-2") + "\n"))
@@ -345,7 +351,8 @@ extension HardeningTests {
             #expect(failed["error"]?.stringValue?.hasPrefix("Validation did not finish after 3 attempts") == true, "\(failed.json)")
             _ = try await Self.batch(broker, other, reaches: ["IN_PROGRESS"])
             let jobs = try await TestDatabase.withClient(database: database) { client in
-                try await client.query("SELECT count(*) FROM jobs WHERE batch_id = \(stuck)", logger: TestDatabase.logger).collect().first?.decode(Int.self)
+                try await client.query("SELECT count(*) FROM jobs WHERE batch_id = \(stuck)", logger: TestDatabase.logger).collect().first?.decode(
+                    Int.self)
             }
             #expect(jobs == 0, "the failed batch enqueued nothing")
             #expect(await broker.process.stop() == 0)
@@ -420,7 +427,8 @@ extension HardeningTests {
         let submitted = try await call(.POST, "/v1/queue/submit", ["model": .string(model), "payload": ["n": 1]])
         let id = try #require(submitted.objectValue?["requestId"]?.stringValue)
         try await eventually("the worker runs the job over TLS") {
-            let status = try await call(.GET, "/v1/queue/status?model=\(model.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&request_id=\(id)")
+            let status = try await call(
+                .GET, "/v1/queue/status?model=\(model.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&request_id=\(id)")
             return status.objectValue?["status"] == "done"
         }
         try await client.shutdown()

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import SpoolCore
 import Testing
+
 @testable import SpoolBroker
 @testable import SpoolStore
 
@@ -79,7 +80,8 @@ import Testing
             let lease = try await HTTP.post(broker.baseURL + "/v1/worker/lease", ["worker_id": "w", "models": [.string(model)]], headers: Self.auth)
             let job = try #require(lease["jobs"]?.arrayValue?.first?.objectValue)
             let url =
-                broker.baseURL + "/v1/worker/jobs/\(job["request_id"]!.stringValue!)/files?name=\(prefix)-worker-\(index)&lease_token=\(job["lease_token"]!.stringValue!)"
+                broker.baseURL
+                + "/v1/worker/jobs/\(job["request_id"]!.stringValue!)/files?name=\(prefix)-worker-\(index)&lease_token=\(job["lease_token"]!.stringValue!)"
             stalled.append(SlowRequest(.POST, url, headers: Self.auth, first: ByteBuffer(repeating: 0, count: 1000), length: 10 << 20))
         }
         try await eventually("the broker holds all 30 uploads") { try await Self.uploads(named: prefix).held == 30 }
@@ -195,7 +197,12 @@ extension HostileClientTests {
                 for (index, job) in jobs.enumerated() {
                     let timestamp = index == 7 ? "2026-01-01T00:00:00+17:00" : "2026-01-01T00:00:00.123456+02:00"
                     group.addTask {
-                        (index, try await broker.write("complete", job: job, ["outputs": ["i": .int(Int64(index))], "logs": [["message": "done", "timestamp": .string(timestamp)]]]))
+                        (
+                            index,
+                            try await broker.write(
+                                "complete", job: job,
+                                ["outputs": ["i": .int(Int64(index))], "logs": [["message": "done", "timestamp": .string(timestamp)]]])
+                        )
                     }
                 }
                 var answers: [Int: Answer] = [:]
@@ -299,7 +306,8 @@ extension HostileClientTests {
             let ids = [try await broker.submit(model: model), try await broker.submit(model: model)]
             try await TestDatabase.withStore { store in
                 let claimed = try await store.jobs.claim(
-                    models: [model], limit: 2, leaseSeconds: 600, maxRunSeconds: 3600, workerID: "gone", on: store.client, logger: TestDatabase.logger)
+                    models: [model], limit: 2, leaseSeconds: 600, maxRunSeconds: 3600, workerID: "gone", on: store.client, logger: TestDatabase.logger
+                )
                 #expect(claimed.count == 2)
                 let routes = WorkerRoutes(
                     store: store, waiters: LeaseWaiters(), configuration: BrokerConfiguration(), metrics: BrokerMetrics(),

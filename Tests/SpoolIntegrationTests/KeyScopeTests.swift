@@ -1,8 +1,9 @@
 import Foundation
-import Testing
-@testable import SpoolBroker
 import SpoolCore
 import SpoolStore
+import Testing
+
+@testable import SpoolBroker
 
 /// Scoped keys: client, worker (for its model patterns) and admin; key management, expiry,
 /// revocation across replicas, and the audit trail.
@@ -83,7 +84,10 @@ import SpoolStore
                 // The audit trail names who did what.
                 let audit = try await adminOnly.call(.get, "/v1/admin/audit?limit=1000")
                 let events = audit["data"]?.arrayValue?.compactMap(\.objectValue) ?? []
-                #expect(events.contains { $0["action"] == "queue.cleared" && $0["target"]?.stringValue == model && $0["actor"]?.stringValue == auditor.id })
+                #expect(
+                    events.contains {
+                        $0["action"] == "queue.cleared" && $0["target"]?.stringValue == model && $0["actor"]?.stringValue == auditor.id
+                    })
                 #expect(events.contains { $0["action"] == "key.created" && $0["target"]?.stringValue == auditor.id })
             }
         }
@@ -116,7 +120,8 @@ import SpoolStore
                     "/v1/admin/keys", ["name": "gpu", "scopes": ["worker"], "models": ["acme/*"], "expires_at": "2099-01-01T00:00:00Z"])
                 #expect(created.status == 201 && created["key"]?.stringValue?.hasPrefix("spool_") == true)
                 #expect(created["scopes"] == ["worker"] && created["models"] == ["acme/*"])
-                #expect(created["expires_at"]?.stringValue.flatMap(RFC3339.date(from:)) == RFC3339.date(from: "2099-01-01T00:00:00Z"), "\(created.json)")
+                #expect(
+                    created["expires_at"]?.stringValue.flatMap(RFC3339.date(from:)) == RFC3339.date(from: "2099-01-01T00:00:00Z"), "\(created.json)")
                 let id = try #require(created["id"]?.stringValue)
                 let listed = try await admin.call(.get, "/v1/admin/keys")["data"]?.arrayValue ?? []
                 let entry = try #require(listed.first { $0.objectValue?["id"]?.stringValue == id }?.objectValue)
@@ -132,7 +137,10 @@ import SpoolStore
                     try await worker.post("/v1/worker/lease", ["worker_id": "w", "models": ["acme/x"]]).status == 401
                 }
                 let events = try await admin.call(.get, "/v1/admin/audit")["data"]?.arrayValue?.compactMap(\.objectValue) ?? []
-                #expect(events.contains { $0["action"] == "key.revoked" && $0["target"]?.stringValue == id && $0["actor"]?.stringValue?.hasPrefix("cfg_") == true })
+                #expect(
+                    events.contains {
+                        $0["action"] == "key.revoked" && $0["target"]?.stringValue == id && $0["actor"]?.stringValue?.hasPrefix("cfg_") == true
+                    })
             }
         }
     }
@@ -210,7 +218,8 @@ import SpoolStore
             let (status, output) = try await PythonScript.run(
                 "scoped_keys.py",
                 environment: [
-                    "TOGETHER_BASE_URL": broker.baseURL, "FAL_QUEUE_RUN_HOST": "127.0.0.1:\(broker.port)/fal", "SSL_CERT_FILE": certificate.certificatePath,
+                    "TOGETHER_BASE_URL": broker.baseURL, "FAL_QUEUE_RUN_HOST": "127.0.0.1:\(broker.port)/fal",
+                    "SSL_CERT_FILE": certificate.certificatePath,
                     "SPOOL_CLIENT_KEY": keys["client"]!, "SPOOL_WORKER_KEY": keys["worker"]!, "SPOOL_ADMIN_KEY": keys["admin"]!, "SPOOL_MODEL": model,
                     "SPOOL_OTHER_TENANT_KEY": keys["globex"]!, "SPOOL_LIMITED_KEY": keys["limited"]!,
                 ])

@@ -1,6 +1,7 @@
 import Foundation
 import PostgresNIO
 import Testing
+
 @testable import SpoolStore
 
 @Suite struct MigrationTests {
@@ -51,11 +52,12 @@ import Testing
             CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
             -- trailing comment only
             """
-        #expect(SQLStatements.split(sql) == [
-            "-- a comment; with a semicolon\nCREATE TABLE t (a text DEFAULT 'x;y')",
-            "/* block; comment */ SELECT \"odd;name\" FROM t",
-            "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql",
-        ])
+        #expect(
+            SQLStatements.split(sql) == [
+                "-- a comment; with a semicolon\nCREATE TABLE t (a text DEFAULT 'x;y')",
+                "/* block; comment */ SELECT \"odd;name\" FROM t",
+                "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql",
+            ])
     }
 
     /// Two broker processes started at the same moment on one empty database both come up.

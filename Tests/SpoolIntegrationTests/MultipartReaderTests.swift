@@ -1,11 +1,13 @@
 import NIOCore
 import Testing
+
 @testable import SpoolBroker
 
 @Suite struct MultipartReaderTests {
     @Test func partsAreReadWhateverTheBodyIsCutInto() throws {
         let file = String(repeating: "line --b not a boundary\r\n", count: 40)
-        let body = "--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch-api\r\n"
+        let body =
+            "--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch-api\r\n"
             + "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n"
             + file + "\r\n--b--\r\n"
         let bytes = Array(body.utf8)

@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import SpoolCore
 import Testing
+
 @testable import SpoolBroker
 @testable import SpoolStore
 
@@ -32,7 +33,9 @@ import Testing
                 let model = uniqueModel()
                 let id = try await broker.submit(model: model, priority: 3)
                 _ = try await broker.submit(model: model, priority: 0)
-                try await eventually("the depth snapshot sees the jobs") { try await HTTP.text(broker.baseURL + "/metrics").contains("spool_jobs_waiting{model=\"\(model)\"} 2") }
+                try await eventually("the depth snapshot sees the jobs") {
+                    try await HTTP.text(broker.baseURL + "/metrics").contains("spool_jobs_waiting{model=\"\(model)\"} 2")
+                }
                 let waiting = try await broker.status(model: model, requestID: id)
                 #expect(waiting["warnings"]?.arrayValue?.first?.stringValue?.contains("No live worker serves model") == true)
 

@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
 import PostgresNIO
-@testable import SpoolBroker
 import SpoolCore
 import Testing
+
+@testable import SpoolBroker
 @testable import SpoolStore
 
 /// Together's Queue API against a real broker socket and a real PostgreSQL.
@@ -64,7 +65,8 @@ import Testing
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(
+                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             let status = try await broker.status(model: model, requestID: id)
             #expect(status["status"] == "running")
@@ -94,7 +96,8 @@ import Testing
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(
+                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
                 if status != .running {
                     try await store.client.query(
                         """
@@ -122,7 +125,8 @@ import Testing
             let ids = try await (0..<4).asyncMap { _ in try await broker.submit(model: model) }
             let untouched = try await broker.submit(model: other)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(
+                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             let answer = try await broker.post("/v1/queue/clear", ["model": .string(model)])
             #expect(answer.status == 200)
@@ -140,7 +144,8 @@ import Testing
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 0, "messages_running": 0, "total_jobs": 0])
             for _ in 0..<5 { _ = try await broker.submit(model: model) }
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(models: [model], limit: 2, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                _ = try await store.jobs.claim(
+                    models: [model], limit: 2, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             }
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 3, "messages_running": 2, "total_jobs": 5])
         }
@@ -239,7 +244,8 @@ import Testing
             let created = APIKeyHash.generateKey()
             let id = try await TestDatabase.withClient(database: database) { client in
                 try await APIKeysTable().create(
-                    CreateKeyRequest(name: "ci", scopes: Set(KeyScope.allCases)), key: created, createdBy: "cli", on: client, logger: TestDatabase.logger
+                    CreateKeyRequest(name: "ci", scopes: Set(KeyScope.allCases)), key: created, createdBy: "cli", on: client,
+                    logger: TestDatabase.logger
                 ).id
             }
             try await withTestBroker(database: database) { broker in
@@ -300,7 +306,9 @@ import Testing
             let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "race-\(UUID().uuidString)"]
             let ids = try await withThrowingTaskGroup(of: JSONValue?.self) { group in
                 for _ in 0..<12 {
-                    group.addTask { try await broker.post("/v1/queue/submit", ["model": .string(model), "payload": ["n": 1]], headers: key)["requestId"] }
+                    group.addTask {
+                        try await broker.post("/v1/queue/submit", ["model": .string(model), "payload": ["n": 1]], headers: key)["requestId"]
+                    }
                 }
                 var ids: Set<JSONValue?> = []
                 for try await id in group { ids.insert(id) }

@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
-import Testing
-@testable import SpoolBroker
 import SpoolCore
 import SpoolStore
+import Testing
+
+@testable import SpoolBroker
 
 /// RunPod's serverless protocols: unmodified `runpod` workers and the `runpod` client SDK (1.12.0
 /// from PyPI) against a live broker, and the edges of the routes by hand.
@@ -91,7 +92,8 @@ import SpoolStore
         try await TestDatabase.withStore { store in
             let logger = TestDatabase.logger
             let model = "runpod/chunks-\(UUID().uuidString.prefix(8))"
-            try await store.jobs.insert(SubmitRequest(model: model, payload: [:]), requestID: UUID(), submittedBy: "test", on: store.client, logger: logger)
+            try await store.jobs.insert(
+                SubmitRequest(model: model, payload: [:]), requestID: UUID(), submittedBy: "test", on: store.client, logger: logger)
             let job = try #require(
                 try await store.jobs.claim(
                     models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 60, workerID: "w", on: store.client, logger: logger
@@ -124,7 +126,8 @@ import SpoolStore
                 let acme = try await TenantTests.client(admin, tenant: "acme")
                 let globex = try await TenantTests.client(admin, tenant: "globex")
                 let worker = admin.withKey(try await KeyScopeTests.createKey(admin, ["name": "w", "scopes": ["worker"], "models": ["rp/*"]]).key)
-                let otherWorker = admin.withKey(try await KeyScopeTests.createKey(admin, ["name": "o", "scopes": ["worker"], "models": ["other/*"]]).key)
+                let otherWorker = admin.withKey(
+                    try await KeyScopeTests.createKey(admin, ["name": "o", "scopes": ["worker"], "models": ["other/*"]]).key)
                 let endpoint = "rp/edges"
 
                 let run = try await acme.post("/v2/\(endpoint)/run", ["input": ["prompt": "x"]])
@@ -154,7 +157,8 @@ import SpoolStore
                 // The worker's result is JSON sent form-encoded; a token the job does not hold is refused.
                 let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
                 let forged = "\(id).\(UUID().uuidString.lowercased())"
-                let stale = try await worker.call(.post, "/v2/\(endpoint)/job-done/p1/\(forged)?&isStream=false", body: #"{"output": 1}"#, headers: form)
+                let stale = try await worker.call(
+                    .post, "/v2/\(endpoint)/job-done/p1/\(forged)?&isStream=false", body: #"{"output": 1}"#, headers: form)
                 #expect(stale.status == 409 && stale["code"]?.stringValue == "lease_lost", "\(stale.json)")
                 let chunk = try await worker.call(.post, "/v2/\(endpoint)/job-stream/p1/\(forged)?", body: #"{"output": 1}"#, headers: form)
                 #expect(chunk.status == 409, "\(chunk.json)")
@@ -164,9 +168,11 @@ import SpoolStore
                 // Form-encoded bodies are the worker's result routes' only: a client's run must be JSON.
                 #expect(try await acme.call(.post, "/v2/\(endpoint)/run", body: #"{"input": {}}"#, headers: form).status == 415)
 
-                let done = try await worker.call(.post, "/v2/\(endpoint)/job-done/p1/\(attempt)?&isStream=false", body: #"{"output": {"ok": true}}"#, headers: form)
+                let done = try await worker.call(
+                    .post, "/v2/\(endpoint)/job-done/p1/\(attempt)?&isStream=false", body: #"{"output": {"ok": true}}"#, headers: form)
                 #expect(done.status == 200 && done["status"]?.stringValue == "COMPLETED", "\(done.json)")
-                let again = try await worker.call(.post, "/v2/\(endpoint)/job-done/p1/\(attempt)?&isStream=false", body: #"{"output": {"ok": true}}"#, headers: form)
+                let again = try await worker.call(
+                    .post, "/v2/\(endpoint)/job-done/p1/\(attempt)?&isStream=false", body: #"{"output": {"ok": true}}"#, headers: form)
                 #expect(again.status == 200 && again.headers[.idempotentReplayed] == "true", "a repeated result is a replay")
                 let late = try await worker.call(
                     .post, "/v2/\(endpoint)/job-done/p1/\(attempt)?", body: #"{"status": "IN_PROGRESS", "output": 0.5}"#, headers: form)

@@ -6,6 +6,7 @@ import SpoolCore
 import SpoolWorker
 import Synchronization
 import Testing
+
 @testable import SpoolStore
 
 /// Live status streams, queue positions, logs on status, and cooperative cancel of running jobs.
@@ -167,4 +168,3 @@ struct UntilCanceled: JobHandler {
         return [:]
     }
 }
-

@@ -2,9 +2,10 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Logging
-import Testing
-@testable import SpoolBroker
 import SpoolCore
+import Testing
+
+@testable import SpoolBroker
 @testable import SpoolStore
 
 /// Tenants: one cannot see another's jobs, files or batches; within a priority they are served in
@@ -73,13 +74,18 @@ import SpoolCore
                 for (method, path, body, theirs, unknown) in routes {
                     // A stream is read through a client with a deadline: if it opened, the test must fail, not hang.
                     let isStream = path(theirs).contains("/stream")
-                    let refused = try await isStream ? Self.streamHead(broker, globex, path(theirs))
+                    let refused =
+                        try await isStream
+                        ? Self.streamHead(broker, globex, path(theirs))
                         : globex.call(method, path(theirs), body: body?.replacingOccurrences(of: "ID", with: theirs))
-                    let absent = try await isStream ? Self.streamHead(broker, globex, path(unknown))
+                    let absent =
+                        try await isStream
+                        ? Self.streamHead(broker, globex, path(unknown))
                         : globex.call(method, path(unknown), body: body?.replacingOccurrences(of: "ID", with: unknown))
                     #expect(refused.status == 404, "\(method) \(path(theirs)): \(refused.status) \(refused.json)")
                     #expect(
-                        refused.json.jsonText.replacingOccurrences(of: theirs, with: "ID") == absent.json.jsonText.replacingOccurrences(of: unknown, with: "ID"),
+                        refused.json.jsonText.replacingOccurrences(of: theirs, with: "ID")
+                            == absent.json.jsonText.replacingOccurrences(of: unknown, with: "ID"),
                         "\(method) \(path(theirs)): \(refused.json) differs from an unknown id's \(absent.json)")
                     #expect(refused.headers[.contentType] == absent.headers[.contentType])
                 }
@@ -117,7 +123,9 @@ import SpoolCore
                 let logger = TestDatabase.logger
                 func submit(_ tenant: String, _ count: Int, model: String, weight: Double = 1, priority: Int32 = 0) async throws -> Set<UUID> {
                     let jobs = (0..<count).map { _ in
-                        NewJob(request: SubmitRequest(model: model, payload: [:], priority: priority), requestID: UUID(), submittedBy: tenant, tenant: tenant, weight: weight)
+                        NewJob(
+                            request: SubmitRequest(model: model, payload: [:], priority: priority), requestID: UUID(), submittedBy: tenant,
+                            tenant: tenant, weight: weight)
                     }
                     try await store.jobs.insertMany(jobs, on: client, logger: logger)
                     return Set(jobs.map(\.requestID))
@@ -153,7 +161,8 @@ import SpoolCore
                 let batched = "fair/\(UUID().uuidString.prefix(6))"
                 _ = try await submit("e", 50, model: batched)
                 let lines = (1...50).map { BatchLineJob(line: Int32($0), customID: "l\($0)", request: SubmitRequest(model: batched, payload: [:])) }
-                try await store.jobs.insertBatchLines(lines, batchID: UUID(), priority: 0, submittedBy: "f", tenant: "f", weight: 1, on: client, logger: logger)
+                try await store.jobs.insertBatchLines(
+                    lines, batchID: UUID(), priority: 0, submittedBy: "f", tenant: "f", weight: 1, on: client, logger: logger)
                 let firstTen = try await claim(10, model: batched)
                 let tenants = try await client.query("SELECT tenant FROM jobs WHERE request_id = ANY(\(firstTen))", logger: logger)
                     .collect().map { try $0.decode(String.self) }
@@ -165,10 +174,13 @@ import SpoolCore
     @Test func quotasRefuseWith429NamingTheLimitAndStoreNothing() async throws {
         let adminKey = "admin-\(UUID().uuidString)"
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
-            try await withTestBroker(database: database, {
-                $0.apiKeys = [adminKey]
-                $0.tenants = try! TenantSettings.parse(["acme:max-pending=3", "rated:rate=0.01,burst=2", "busy:max-running=1"])
-            }) { broker in
+            try await withTestBroker(
+                database: database,
+                {
+                    $0.apiKeys = [adminKey]
+                    $0.tenants = try! TenantSettings.parse(["acme:max-pending=3", "rated:rate=0.01,burst=2", "busy:max-running=1"])
+                }
+            ) { broker in
                 let admin = broker.withKey(adminKey)
                 let model = "quota/\(UUID().uuidString.prefix(8).lowercased())"
                 func stored(_ tenant: String) async throws -> Int {
@@ -200,14 +212,16 @@ import SpoolCore
                 // The bucket refills with time (moved on here rather than waited for): the next submit goes through.
                 _ = try await TestDatabase.withClient(database: database) { client in
                     try await client.query(
-                        "UPDATE rate_buckets SET refilled_at = refilled_at - interval '100 seconds' WHERE tenant = 'rated'", logger: TestDatabase.logger)
+                        "UPDATE rate_buckets SET refilled_at = refilled_at - interval '100 seconds' WHERE tenant = 'rated'",
+                        logger: TestDatabase.logger)
                 }
                 _ = try await rated.submit(model: model)
                 #expect(try await stored("rated") == 3)
 
                 // A bulk submit is admitted whole or refused whole: more jobs than the burst can never pass,
                 // and jobs that would overfill max-pending store none.
-                let overBurst = try await rated.post("/v1/queue/submit", .array(Array(repeating: ["model": .string(model), "payload": [:]], count: 3)))
+                let overBurst = try await rated.post(
+                    "/v1/queue/submit", .array(Array(repeating: ["model": .string(model), "payload": [:]], count: 3)))
                 #expect(overBurst.status == 400 && overBurst["code"] == "bulk_exceeds_burst", "\(overBurst.json)")
                 let overfull = try await acme.post("/v1/queue/submit", .array(Array(repeating: ["model": .string(model), "payload": [:]], count: 2)))
                 #expect(overfull.status == 429 && overfull["code"] == "max_pending_exceeded", "\(overfull.json)")

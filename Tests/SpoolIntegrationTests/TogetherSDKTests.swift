@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SpoolStore
 
 /// The official `together` SDK from PyPI against a live spool-broker process.
@@ -12,8 +13,10 @@ import Testing
         // A job already running, to see what the SDK does with a 409 from cancel.
         let running = try await TestDatabase.withStore { store in
             let outcome = try await store.submit(
-                .init(model: model, payload: ["prompt": "busy"]), submittedBy: "test", tenant: "default", weight: 1, idempotency: nil, logger: TestDatabase.logger)
-            _ = try await store.jobs.claim(models: [model], limit: 1, leaseSeconds: 300, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+                .init(model: model, payload: ["prompt": "busy"]), submittedBy: "test", tenant: "default", weight: 1, idempotency: nil,
+                logger: TestDatabase.logger)
+            _ = try await store.jobs.claim(
+                models: [model], limit: 1, leaseSeconds: 300, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
             guard case .created(let id) = outcome else { throw TestFailure("no job created") }
             return id.uuidString.lowercased()
         }

@@ -1,6 +1,7 @@
 import Foundation
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 #if canImport(Glibc)
@@ -217,7 +218,13 @@ import Glibc
 
     @Test func unsafeTargetsAreRefusedAtSubmit() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
-            try await withTestBroker(database: database, { $0.webhookSecret = Self.secret; $0.webhookAllowedNetworks = ["10.1.0.0/16"] }) { broker in
+            try await withTestBroker(
+                database: database,
+                {
+                    $0.webhookSecret = Self.secret
+                    $0.webhookAllowedNetworks = ["10.1.0.0/16"]
+                }
+            ) { broker in
                 let model = uniqueModel()
                 for (url, code, words) in [
                     ("http://127.0.0.1:9/hook", "webhook_target_refused", "loopback"),

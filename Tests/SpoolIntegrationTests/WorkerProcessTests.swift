@@ -5,6 +5,7 @@ import SpoolCore
 import SpoolWorker
 import Synchronization
 import Testing
+
 @testable import SpoolStore
 
 #if canImport(Glibc)
@@ -25,7 +26,9 @@ import Glibc
         try await HTTP.status(broker: broker, model: model, requestID: id)
     }
 
-    func waitForStatus(_ broker: BrokerProcess, _ model: String, _ id: String, _ expected: String, timeout: Duration = .seconds(60))
+    func waitForStatus(
+        _ broker: BrokerProcess, _ model: String, _ id: String, _ expected: String, timeout: Duration = .seconds(60)
+    )
         async throws -> Answer
     {
         var last: Answer?
@@ -244,7 +247,8 @@ import Glibc
                     var ids: [(Int, String)] = []
                     for index in stride(from: lane, to: count, by: 16) {
                         let broker = brokers[index % 2]
-                        ids.append((index, try await HTTP.submit(broker: broker, model: model, payload: ["prompt": .string("job \(index)"), "steps": 0])))
+                        ids.append(
+                            (index, try await HTTP.submit(broker: broker, model: model, payload: ["prompt": .string("job \(index)"), "steps": 0])))
                     }
                     return ids
                 }

@@ -3,6 +3,7 @@ import HTTPTypes
 import SpoolBroker
 import SpoolCore
 import Testing
+
 @testable import SpoolStore
 
 /// The worker protocol over a real socket against a real PostgreSQL.
@@ -211,31 +212,34 @@ import Testing
     /// On its own database: every broker's reaper applies its own grace period to the jobs it sees.
     @Test func aJobPastTheMaximumRunTimeIsAskedToStopThenFails() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
-        try await withTestBroker(database: database, {
-            Self.fastMaintenance(&$0)
-            $0.maxRunSeconds = 1
-            $0.stopGraceSeconds = 1
-        }) { broker in
-            let model = uniqueModel()
-            let id = try await broker.submit(model: model)
-            let job = try #require(try await broker.lease(models: [model], leaseSeconds: 60).first)
-            var stopAnswer: Answer?
-            try await eventually("a heartbeat says stop") {
-                let beat = try await broker.write("heartbeat", job: job)
-                if beat["stop"] == true { stopAnswer = beat }
-                return beat["stop"] == true
+            try await withTestBroker(
+                database: database,
+                {
+                    Self.fastMaintenance(&$0)
+                    $0.maxRunSeconds = 1
+                    $0.stopGraceSeconds = 1
+                }
+            ) { broker in
+                let model = uniqueModel()
+                let id = try await broker.submit(model: model)
+                let job = try #require(try await broker.lease(models: [model], leaseSeconds: 60).first)
+                var stopAnswer: Answer?
+                try await eventually("a heartbeat says stop") {
+                    let beat = try await broker.write("heartbeat", job: job)
+                    if beat["stop"] == true { stopAnswer = beat }
+                    return beat["stop"] == true
+                }
+                #expect(stopAnswer?["stop_reason"] == "max_run_time")
+                // The lease is cut to the grace period and no longer extended.
+                let expires = try #require(stopAnswer?["lease_expires_at"]?.stringValue.flatMap(RFC3339.date(from:)))
+                #expect(expires.timeIntervalSinceNow < 5)
+                try await eventually("the job fails at the end of the grace period") {
+                    try await broker.status(model: model, requestID: id)["status"] == "failed"
+                }
+                let status = try await broker.status(model: model, requestID: id)
+                #expect(status["error"]?.stringValue?.contains("maximum run time") == true)
+                #expect(status["retries"] == 0)
             }
-            #expect(stopAnswer?["stop_reason"] == "max_run_time")
-            // The lease is cut to the grace period and no longer extended.
-            let expires = try #require(stopAnswer?["lease_expires_at"]?.stringValue.flatMap(RFC3339.date(from:)))
-            #expect(expires.timeIntervalSinceNow < 5)
-            try await eventually("the job fails at the end of the grace period") {
-                try await broker.status(model: model, requestID: id)["status"] == "failed"
-            }
-            let status = try await broker.status(model: model, requestID: id)
-            #expect(status["error"]?.stringValue?.contains("maximum run time") == true)
-            #expect(status["retries"] == 0)
-        }
         }
     }
 
@@ -247,8 +251,10 @@ import Testing
             let start = ContinuousClock.now
             // Submitted over another connection: the test client has one, and the lease holds it.
             let id = try await TestDatabase.withStore { store in
-                guard case .created(let id) = try await store.submit(
-                    .init(model: model, payload: [:]), submittedBy: "test", tenant: "default", weight: 1, idempotency: nil, logger: TestDatabase.logger)
+                guard
+                    case .created(let id) = try await store.submit(
+                        .init(model: model, payload: [:]), submittedBy: "test", tenant: "default", weight: 1, idempotency: nil,
+                        logger: TestDatabase.logger)
                 else { throw TestFailure("not created") }
                 return id.uuidString.lowercased()
             }

@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import NIOCore
 import NIOHTTP1
-import HTTPTypes
 import SpoolCore
 
 /// Plain HTTP to broker processes, through AsyncHTTPClient.

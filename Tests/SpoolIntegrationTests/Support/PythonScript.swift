@@ -16,7 +16,8 @@ enum PythonScript {
     ) async throws -> (status: Int32, output: String) {
         guard FileManager.default.isExecutableFile(atPath: interpreter) else {
             throw TestFailure(
-                "No Python with the client SDKs at \(interpreter): run ./scripts/test (it makes .venv from Tests/sdk/requirements.txt) or set SPOOL_TEST_PYTHON.")
+                "No Python with the client SDKs at \(interpreter): run ./scripts/test (it makes .venv from Tests/sdk/requirements.txt) or set SPOOL_TEST_PYTHON."
+            )
         }
         let process = try SpawnedProcess(
             [interpreter, "-u", SpawnedProcess.packageRoot + "/Tests/sdk/" + name] + arguments, environment: environment)

@@ -3,8 +3,9 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-@testable import SpoolBroker
 import SpoolCore
+
+@testable import SpoolBroker
 
 /// An answer from the broker: status, headers and the body parsed as JSON.
 struct Answer {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+
 @testable import SpoolStore
 
 /// The PostgreSQL server the integration tests use: `SPOOL_TEST_DATABASE_URL` if set, otherwise

@@ -9,11 +9,10 @@ let package = Package(
         .executable(name: "spool-worker", targets: ["spool-worker"]),
         .executable(name: "spool", targets: ["spool"]),
         .executable(name: "spool-bench", targets: ["spool-bench"]),
+        // What a user's own code builds on; the broker's store and routes are internal to the package (`package` access).
         .library(name: "SpoolClient", targets: ["SpoolClient"]),
         .library(name: "SpoolWorker", targets: ["SpoolWorker"]),
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
-        .library(name: "SpoolStore", targets: ["SpoolStore"]),
-        .library(name: "SpoolBroker", targets: ["SpoolBroker"]),
     ],
     // Exact versions: Package.resolved is not kept in git, so these are what every clean build resolves.
     dependencies: [

@@ -16,7 +16,7 @@ import SpoolStore
 /// cluster's socket or a URL's server).
 /// `listenDatabase`, when given, is where the LISTEN connection goes instead (`database` is a
 /// pooler in transaction mode).
-public func buildApplication(
+package func buildApplication(
     _ configuration: BrokerConfiguration, database: PostgresClient.Configuration, listenDatabase: PostgresClient.Configuration? = nil,
     logger: Logger
 ) throws -> some ApplicationProtocol {

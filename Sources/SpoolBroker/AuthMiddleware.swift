@@ -8,7 +8,7 @@ import SpoolStore
 
 /// Checks `Authorization: Bearer <key>` (fal's `Key <key>` too) against the configured keys and the
 /// `api_keys` table. Keys are compared by SHA-256 hash; the keys themselves are never kept.
-public final class Authenticator: Sendable {
+package final class Authenticator: Sendable {
     private let configured: [String: Caller]
     private let store: SpoolStore
     /// Table lookups are cached briefly so a key costs one query per minute, not one per request;

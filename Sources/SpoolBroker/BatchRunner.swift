@@ -51,7 +51,7 @@ struct BatchRunner: Service, CustomStringConvertible {
                 if let ending = batch.ending, batch.unfinished > 0 {
                     // Again each pass: a line whose lease expired may have been requeued since.
                     try await store.batches.stopLines(
-                        batchID: batch.id, reason: Self.stopReason(ending), graceSeconds: configuration.stopGraceSeconds, on: store.client,
+                        batchID: batch.id, reason: ending.lineStopReason, graceSeconds: configuration.stopGraceSeconds, on: store.client,
                         logger: logger)
                 }
                 let finished = batch.totalLines - Int64(batch.unfinished)
@@ -64,12 +64,6 @@ struct BatchRunner: Service, CustomStringConvertible {
                 logger.error("a batch pass step failed; other batches go on", metadata: ["batch_id": "\(batch.id)", "error": "\(error)"])
             }
         }
-    }
-
-    static func stopReason(_ ending: String) -> String {
-        ending == "expire"
-            ? "The batch's completion window passed before this line finished."
-            : "The batch was canceled before this line finished."
     }
 
     struct Invalid: Error {
@@ -283,11 +277,9 @@ struct BatchRunner: Service, CustomStringConvertible {
                         outputBytes += BatchLine.success(customID: line.customID, requestID: requestID, outputs: line.outputs)
                     } else {
                         failed += 1
-                        let code =
-                            line.status == .canceled
-                            ? (ending == "expire" ? "batch_expired" : ending == "cancel" ? "batch_cancelled" : "canceled")
-                            : (line.errorType ?? "job_failed")
-                        let message = line.error ?? (line.status == .canceled ? Self.stopReason(ending ?? "cancel") : "The job failed.")
+                        let code = line.status == .canceled ? (ending?.lineErrorCode ?? "canceled") : (line.errorType ?? "job_failed")
+                        let message =
+                            line.error ?? (line.status == .canceled ? (ending ?? .cancel).lineStopReason : "The job failed.")
                         errorBytes += BatchLine.failure(customID: line.customID, requestID: requestID, code: code, message: message)
                     }
                 }
@@ -297,9 +289,8 @@ struct BatchRunner: Service, CustomStringConvertible {
             _ = try await outputs.finish(expectedSHA256: nil)
             _ = try await errors.finish(expectedSHA256: nil)
             if failed == 0 { _ = try await store.files.delete(id: errorID, tenant: nil, on: connection, logger: logger) }
-            let status: BatchStatus = ending == "cancel" ? .cancelled : ending == "expire" ? .expired : .completed
-            try await store.batches.markFinished(
-                id: id, status: status, outputFileID: outputID, errorFileID: failed == 0 ? nil : errorID, totalLines: total,
+            let status = try await store.batches.markFinished(
+                batch, ending: ending, outputFileID: outputID, errorFileID: failed == 0 ? nil : errorID, totalLines: total,
                 failedLines: failed, on: connection, logger: logger)
             logger.info(
                 "batch finished", metadata: ["batch_id": "\(id)", "status": "\(status.rawValue)", "lines": "\(total)", "failed": "\(failed)"])

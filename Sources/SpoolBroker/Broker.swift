@@ -5,13 +5,13 @@ import ServiceLifecycle
 import SpoolStore
 
 /// Running a broker: where its database is, and its lifetime from start to graceful shutdown.
-public enum Broker {
+package enum Broker {
     /// Runs the broker until SIGTERM or SIGINT, then stops the embedded cluster if it started one.
     ///
     /// On SIGTERM the broker stops accepting connections, answers its open long-polls (empty) and
     /// ends its status streams at once, and lets requests under way finish (their group commits
     /// included) for at most `shutdownGraceSeconds`; what is still running then is cancelled.
-    public static func run(_ configuration: BrokerConfiguration, logger: Logger) async throws {
+    package static func run(_ configuration: BrokerConfiguration, logger: Logger) async throws {
         try configuration.validate()
         PreparedStatements.sendUnnamed(configuration.unnamedStatements)
         if configuration.unnamedStatements, configuration.listenDatabaseURL == nil {
@@ -34,7 +34,7 @@ public enum Broker {
 
     /// Runs `body` with the database the configuration names: its URL's server, or the embedded
     /// cluster under the data directory, started first and stopped after.
-    public static func withDatabase<Result: Sendable>(
+    package static func withDatabase<Result: Sendable>(
         _ configuration: BrokerConfiguration, logger: Logger,
         _ body: (PostgresClient.Configuration) async throws -> Result
     ) async throws -> Result {
@@ -77,7 +77,7 @@ public enum Broker {
     }
 
     /// Runs `body` with a migrated store, for admin commands that run beside or without a broker.
-    public static func withStore<Result: Sendable>(
+    package static func withStore<Result: Sendable>(
         _ configuration: BrokerConfiguration, logger: Logger, _ body: @Sendable (SpoolStore) async throws -> Result
     ) async throws -> Result {
         try await withDatabase(configuration, logger: logger) { database in

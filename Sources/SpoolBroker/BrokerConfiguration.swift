@@ -3,106 +3,106 @@ import Hummingbird
 import SpoolStore
 
 /// Everything a broker needs to start; every field has a documented default.
-public struct BrokerConfiguration: Sendable {
+package struct BrokerConfiguration: Sendable {
     /// Address to listen on. Defaults to `127.0.0.1`.
-    public var host: String = "127.0.0.1"
+    package var host: String = "127.0.0.1"
     /// Port to listen on; 0 picks a free one. Defaults to 8080.
-    public var port: Int = 8080
+    package var port: Int = 8080
     /// A `postgres://` URL of the database. Defaults to nil: run the embedded cluster under `dataDirectory`.
-    public var databaseURL: String? = nil
+    package var databaseURL: String? = nil
     /// Where the embedded PostgreSQL cluster lives when no `databaseURL` is given. Defaults to `./spool-data`.
-    public var dataDirectory: String = "spool-data"
+    package var dataDirectory: String = "spool-data"
     /// Directory of PostgreSQL's `initdb` and `pg_ctl` for the embedded cluster. Defaults to nil: search PATH, then /usr/lib/postgresql.
-    public var postgresBinDirectory: String? = nil
+    package var postgresBinDirectory: String? = nil
     /// API keys accepted in `Authorization: Bearer <key>`, besides those created with `spool-broker keys create`.
     /// Defaults to none; with no key at all the broker is open and must listen on loopback.
-    public var apiKeys: [String] = []
+    package var apiKeys: [String] = []
     /// Largest request body accepted, in bytes; larger ones get a 413. Defaults to 10 MiB.
-    public var maxBodyBytes: Int = 10 * 1024 * 1024
+    package var maxBodyBytes: Int = 10 * 1024 * 1024
     /// Largest file accepted (uploads, batch inputs, workers' file outputs), in bytes; larger ones get a 413. Defaults to 4 GiB.
-    public var maxFileBytes: Int64 = 4 << 30
+    package var maxFileBytes: Int64 = 4 << 30
     /// How long an `Idempotency-Key` is remembered, in seconds. Defaults to 24 hours.
-    public var idempotencyWindowSeconds: Int = 24 * 60 * 60
+    package var idempotencyWindowSeconds: Int = 24 * 60 * 60
     /// Connections in the database pool. Defaults to 20.
-    public var databaseConnections: Int = 20
+    package var databaseConnections: Int = 20
     /// Every statement sent unnamed, for a pooler in transaction mode without prepared-statement
     /// support (PgBouncer before 1.21): each costs a parse and a plan (BENCHMARKS.md).
-    public var unnamedStatements = false
+    package var unnamedStatements = false
     /// Where the LISTEN connection goes when `databaseURL` is a pooler in transaction mode; nil: `databaseURL`.
-    public var listenDatabaseURL: String? = nil
+    package var listenDatabaseURL: String? = nil
     /// Lease expiries (and retryable fails) a job may use; the one that reaches it fails the job. Defaults to 3.
-    public var retryLimit: Int = 3
+    package var retryLimit: Int = 3
     /// Longest an attempt may run before the broker asks it to stop, in seconds. Defaults to one hour.
-    public var maxRunSeconds: Double = 3600
+    package var maxRunSeconds: Double = 3600
     /// How often RunPod workers ping (RUNPOD_PING_INTERVAL), in whole seconds; their leases last
     /// three pings. Defaults to 10, RunPod's own.
-    public var runpodPingSeconds: Double = 10
+    package var runpodPingSeconds: Double = 10
     /// How long a job asked to stop keeps its lease to wind down, in seconds. Defaults to 30.
-    public var stopGraceSeconds: Double = 30
+    package var stopGraceSeconds: Double = 30
     /// How often the requeue of expired leases runs, in seconds. Defaults to 1.
-    public var maintenanceIntervalSeconds: Double = 1
+    package var maintenanceIntervalSeconds: Double = 1
     /// How often waiting leases check the database in case a NOTIFY was missed, in seconds. Defaults to 1.
-    public var pendingPollSeconds: Double = 1
+    package var pendingPollSeconds: Double = 1
     /// PEM certificate (chain) to serve HTTPS with; needs `tlsKeyPath`. Defaults to nil: plain HTTP.
-    public var tlsCertificatePath: String? = nil
+    package var tlsCertificatePath: String? = nil
     /// PEM private key of `tlsCertificatePath`. Defaults to nil.
-    public var tlsKeyPath: String? = nil
+    package var tlsKeyPath: String? = nil
     /// The URL clients reach this broker at, for the URLs fal's API hands out (behind a load
     /// balancer, say). Defaults to nil: the scheme and Host of each request.
-    public var publicURL: String? = nil
+    package var publicURL: String? = nil
     /// Longest quiet gap in a status stream before a keep-alive comment, in seconds. Defaults to 15.
-    public var streamKeepAliveSeconds: Double = 15
+    package var streamKeepAliveSeconds: Double = 15
     /// The Standard Webhooks signing secret (`whsec_…`). Defaults to nil: webhooks are off, and a
     /// submit that names one is refused.
-    public var webhookSecret: String? = nil
+    package var webhookSecret: String? = nil
     /// Whether webhooks may target loopback addresses (for tests and one-host setups). Defaults to false.
-    public var webhookAllowLoopback: Bool = false
+    package var webhookAllowLoopback: Bool = false
     /// Private networks webhooks may target, in CIDR form. Defaults to none. Link-local never.
-    public var webhookAllowedNetworks: [String] = []
+    package var webhookAllowedNetworks: [String] = []
     /// How long one webhook attempt may take in all (connecting, the answer's head and body), in
     /// seconds; a slower receiver's attempt is abandoned and retried on schedule. Defaults to 15.
-    public var webhookAttemptTimeoutSeconds: Double = 15
+    package var webhookAttemptTimeoutSeconds: Double = 15
     /// How long a delivery is retried before it is given up, in seconds. Defaults to 24 hours.
-    public var webhookRetrySeconds: Double = 24 * 3600
+    package var webhookRetrySeconds: Double = 24 * 3600
     /// How long finished jobs (with their logs and webhook deliveries) are kept, in seconds. Defaults to 7 days.
-    public var retentionSeconds: Double = 7 * 24 * 3600
+    package var retentionSeconds: Double = 7 * 24 * 3600
     /// How often the retention sweep runs, in seconds. Defaults to 60.
-    public var retentionIntervalSeconds: Double = 60
+    package var retentionIntervalSeconds: Double = 60
     /// How often queue depth and live workers are read for metrics and warnings, in seconds. Defaults to 5.
-    public var depthRefreshSeconds: Double = 5
+    package var depthRefreshSeconds: Double = 5
     /// After SIGTERM, how long requests under way (uploads, group commits) may take to finish
     /// before they are cancelled, in seconds. Defaults to 30: inside Kubernetes' grace period
     /// (45 s in deploy/) after the 5 s preStop sleep.
-    public var shutdownGraceSeconds: Double = 30
+    package var shutdownGraceSeconds: Double = 30
     /// How long a connection may send nothing while the broker reads its request (a stalled
     /// upload), or sit idle between requests, before it is closed, in seconds. Defaults to 75.
-    public var idleTimeoutSeconds: Double = 75
+    package var idleTimeoutSeconds: Double = 75
     /// Uploads one API key may have in progress at once (file uploads and workers' file outputs);
     /// more get a 429. Defaults to 32.
-    public var maxUploadsPerKey: Int = 32
+    package var maxUploadsPerKey: Int = 32
     /// Longest line a batch's input file may have, in bytes; a longer one fails the batch, named
     /// by its line number. Defaults to 1 MiB.
-    public var maxBatchLineBytes: Int = 1 << 20
+    package var maxBatchLineBytes: Int = 1 << 20
     /// Log lines a job keeps; past this the oldest are dropped. Defaults to 10,000.
-    public var maxLogLinesPerJob: Int = 10_000
+    package var maxLogLinesPerJob: Int = 10_000
     /// Bytes of log messages a job keeps; past this the oldest lines are dropped. Defaults to 2 MiB.
-    public var maxLogBytesPerJob: Int64 = 2 << 20
+    package var maxLogBytesPerJob: Int64 = 2 << 20
     /// Models that get their own Prometheus series; the rest are counted under `model="other"`.
     /// Defaults to 500.
-    public var maxMetricModels: Int = 500
+    package var maxMetricModels: Int = 500
     /// A key that `/metrics` requires (`Authorization: Bearer <key>`). Defaults to nil: `/metrics` is open.
-    public var metricsKey: String? = nil
+    package var metricsKey: String? = nil
     /// Each tenant's fair-share weight and quotas (`--tenant`); defaults to weight 1 and no quotas.
     /// Give every replica the same settings.
-    public var tenants = TenantSettings()
+    package var tenants = TenantSettings()
     /// Seconds before each attempt: the Standard Webhooks schedule. Defaults to immediately, 5 s,
     /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-    public var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    package var webhookRetryDelays: [Double] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
 
-    public init() {}
+    package init() {}
 
     /// Checks the configuration before anything starts; the error says what to change.
-    public func validate() throws(ConfigurationError) {
+    package func validate() throws(ConfigurationError) {
         guard !host.isEmpty else { throw ConfigurationError("--host/SPOOL_HOST is empty: give an address such as 127.0.0.1 or 0.0.0.0.") }
         guard (0...65535).contains(port) else {
             throw ConfigurationError("--port/SPOOL_PORT must be between 0 and 65535, got \(port).")
@@ -214,22 +214,22 @@ public struct BrokerConfiguration: Sendable {
     }
 
     /// Whether `host` accepts connections from this machine only.
-    public var listensOnLoopbackOnly: Bool {
+    package var listensOnLoopbackOnly: Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }
 
 extension BrokerConfiguration: CustomStringConvertible {
     /// Where it listens and what it connects to, never a key or a secret: this is what logs show.
-    public var description: String {
+    package var description: String {
         "BrokerConfiguration(host: \(host), port: \(port), database: \(databaseURL == nil ? "embedded in \(dataDirectory)" : "a URL"), api keys: \(apiKeys.count), webhooks: \(webhookSecret == nil ? "off" : "on"))"
     }
 }
 
 /// A configuration a person must fix before the broker can start.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 extension BrokerConfiguration {

@@ -6,17 +6,17 @@ import SpoolCore
 import SpoolStore
 
 /// Who made a request, once the auth middleware has checked its key.
-public struct Caller: Sendable, Equatable {
+package struct Caller: Sendable, Equatable {
     /// A stable id (never the key): jobs, idempotency keys and audit events are recorded under it.
-    public var id: String
-    public var scopes: Set<KeyScope>
-    public var tenant: String?
+    package var id: String
+    package var scopes: Set<KeyScope>
+    package var tenant: String?
     /// Model patterns a worker key serves; nil: every model.
-    public var models: [String]?
+    package var models: [String]?
     /// When the key stops working; nil: never.
-    public var expiresAt: Date?
+    package var expiresAt: Date?
 
-    public init(id: String, scopes: Set<KeyScope>, tenant: String? = nil, models: [String]? = nil, expiresAt: Date? = nil) {
+    package init(id: String, scopes: Set<KeyScope>, tenant: String? = nil, models: [String]? = nil, expiresAt: Date? = nil) {
         self.id = id
         self.scopes = scopes
         self.tenant = tenant
@@ -26,16 +26,16 @@ public struct Caller: Sendable, Equatable {
 
     /// The caller of an open broker (no API keys configured), and of a key from the broker's
     /// configuration: every scope, every model.
-    public static let anonymous = Caller(id: "anonymous", scopes: Set(KeyScope.allCases))
+    package static let anonymous = Caller(id: "anonymous", scopes: Set(KeyScope.allCases))
 
     /// The tenant this caller's jobs, files and batches are stored under.
-    public var ownTenant: String { tenant ?? NewJob.defaultTenant }
+    package var ownTenant: String { tenant ?? NewJob.defaultTenant }
 
     /// The tenant whose records this caller may read: its own, or nil (every tenant's) for an admin key.
-    public var readableTenant: String? { scopes.contains(.admin) ? nil : ownTenant }
+    package var readableTenant: String? { scopes.contains(.admin) ? nil : ownTenant }
 
     /// Throws the 403 that names the scope a route needs, unless the key has it.
-    public func require(_ scope: KeyScope) throws(SpoolError) {
+    package func require(_ scope: KeyScope) throws(SpoolError) {
         guard scopes.contains(scope) else {
             let held = scopes.sorted().map(\.rawValue).joined(separator: ", ")
             throw .forbidden(
@@ -44,7 +44,7 @@ public struct Caller: Sendable, Equatable {
     }
 
     /// Throws a 403 unless this key may serve `model` (a worker key's model patterns).
-    public func requireModel(_ model: String) throws(SpoolError) {
+    package func requireModel(_ model: String) throws(SpoolError) {
         guard ModelPattern.allows(models, model: model) else {
             throw .forbidden(
                 "This API key serves only the models \((models ?? []).joined(separator: ", ")); '\(model)' is not one of them.",
@@ -76,14 +76,14 @@ struct RequireScope: RouterMiddleware {
 }
 
 /// The per-request context of the broker's router.
-public struct BrokerRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
+package struct BrokerRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
     /// Set by ``AuthMiddleware`` before any route runs.
-    public var caller: Caller = .anonymous
+    package var caller: Caller = .anonymous
     /// The request's connection: a long-poll watches it to notice a client that hung up.
     let channel: (any Channel)?
 
-    public init(source: ApplicationRequestContextSource) {
+    package init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
     }

@@ -183,7 +183,7 @@ struct FileRoutes: Sendable {
                 fileID: id, holder: holder, bytes: bytes, sha256: sha256, description: nil, lease: nil, on: store.client, logger: logger)
             {
             case .finished(let record): return JSONResponse.make(Self.view(record))
-            case .replaced, .leaseLost:
+            case .replaced, .refused:
                 throw SpoolError.notFound("The file's content was uploaded meanwhile; this URL is spent.", code: "upload_not_found")
             }
         } catch {
@@ -250,13 +250,8 @@ struct FileRoutes: Sendable {
         let contentType = try ClientText.validated(
             request.headers[.contentType] ?? "application/octet-stream", field: "Content-Type", maxBytes: 255)
         let expectedSHA256 = try parameters["sha256"].map { try ClientText.validated(String($0), field: "sha256", maxBytes: 128) }
-        switch try await store.jobs.checkLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) {
-        case .holds:
-            break
-        case .lost(let status, let attempt):
-            throw Self.leaseLost(status: status, attempt: attempt)
-        case .noSuchJob:
-            throw SpoolError.notFound("No job '\(requestText)'.", code: "job_not_found", param: "request_id")
+        if let refusal = try await store.jobs.checkLease(requestID: requestID, leaseToken: token, on: store.client, logger: context.logger) {
+            throw WorkerRoutes.error(for: refusal, requestID: requestID)
         }
         let expectedBytes = try Self.contentLength(request)
         if let expectedBytes, expectedBytes > configuration.maxFileBytes {
@@ -288,9 +283,8 @@ struct FileRoutes: Sendable {
                     "url": .string(url), "sha256": .string(sha256),
                 ]
                 return JSONResponse.make(output, status: .created)
-            case .leaseLost(let status, let attempt):
-                guard let status else { throw SpoolError.notFound("No job '\(requestText)'.", code: "job_not_found", param: "request_id") }
-                throw Self.leaseLost(status: status, attempt: attempt)
+            case .refused(let refusal):
+                throw WorkerRoutes.error(for: refusal, requestID: requestID)
             case .replaced:
                 throw SpoolError.notFound("The file was deleted while it was uploaded.", code: "file_not_found")
             }
@@ -298,12 +292,6 @@ struct FileRoutes: Sendable {
             try? await store.files.abandonUpload(fileID: id, holder: holder, keepFile: false, on: store.client, logger: logger)
             throw error
         }
-    }
-
-    static func leaseLost(status: JobStatus, attempt: Int32) -> SpoolError {
-        .conflict(
-            "This lease no longer holds the job (it expired or the job moved on); the file was not stored.", code: "lease_lost",
-            param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
     }
 
     /// The body's announced length, so a body cut short by a client that went away is not taken for a whole file.

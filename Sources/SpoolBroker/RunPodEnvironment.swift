@@ -2,14 +2,14 @@ import Foundation
 
 /// The environment of an unmodified RunPod worker (`runpod.serverless.start`) that takes its jobs
 /// from a Spool broker: the URL templates the `runpod` package fills in, its key and ping interval.
-public struct RunPodEnvironment: Sendable {
-    public let endpoint: String
-    public let brokerURL: String
-    public let apiKey: String
-    public let pingSeconds: Double
-    public let podID: String
+package struct RunPodEnvironment: Sendable {
+    package let endpoint: String
+    package let brokerURL: String
+    package let apiKey: String
+    package let pingSeconds: Double
+    package let podID: String
 
-    public init(endpoint: String, brokerURL: String, apiKey: String, pingSeconds: Double = 10, podID: String? = nil) throws {
+    package init(endpoint: String, brokerURL: String, apiKey: String, pingSeconds: Double = 10, podID: String? = nil) throws {
         guard RunPodPath.isValidEndpoint(endpoint) else {
             throw ConfigurationError(
                 "'\(endpoint)' is not an endpoint id: use a model name such as acme/sd (no empty parts, no spaces, at most 256 characters).")
@@ -32,7 +32,7 @@ public struct RunPodEnvironment: Sendable {
 
     /// `NAME=value` lines. The `$ID` and `$RUNPOD_POD_ID` in them are the worker's to replace, and
     /// each template ends in `?` because the worker appends `&name=value` parameters.
-    public var lines: [String] {
+    package var lines: [String] {
         let base = "\(brokerURL)\(RunPodRoutes.pathPrefix)\(endpoint)"
         return [
             "RUNPOD_WEBHOOK_GET_JOB=\(base)/job-take/$ID?",

@@ -2,22 +2,22 @@ import Foundation
 import SpoolStore
 
 /// What one tenant may do: its fair-share weight and its quotas. An unset quota is no limit.
-public struct TenantLimits: Sendable, Equatable {
+package struct TenantLimits: Sendable, Equatable {
     /// Jobs it starts for another tenant's one when both wait at the same priority. Defaults to 1.
-    public var weight: Double = 1
+    package var weight: Double = 1
     /// Submits per second (a token bucket shared by every replica through the database).
-    public var submitsPerSecond: Double?
+    package var submitsPerSecond: Double?
     /// Submits it may make at once after a quiet spell; defaults to one second's worth (at least 1).
-    public var burst: Int?
+    package var burst: Int?
     /// Jobs it may have waiting at once, over every model.
-    public var maxPending: Int?
+    package var maxPending: Int?
     /// Jobs of one model it may have running at once; the claim starts no more.
-    public var maxRunningPerModel: Int?
+    package var maxRunningPerModel: Int?
 
-    public init() {}
+    package init() {}
 
     /// The bucket's size: `burst`, or a second's worth of submits.
-    public var bucketSize: Int { burst ?? max(1, Int((submitsPerSecond ?? 1).rounded(.up))) }
+    package var bucketSize: Int { burst ?? max(1, Int((submitsPerSecond ?? 1).rounded(.up))) }
 }
 
 /// Every tenant's limits: `*` for all, and overrides per tenant name.
@@ -25,13 +25,13 @@ public struct TenantLimits: Sendable, Equatable {
 /// Written `name:field=value,…` (`--tenant`, repeatable; `SPOOL_TENANTS`, separated by `;`), with
 /// fields `weight`, `rate` (submits per second), `burst`, `max-pending` and `max-running` (per
 /// model); `none` lifts a limit `*` sets. A tenant's fields override `*`'s, the rest it inherits.
-public struct TenantSettings: Sendable, Equatable {
-    public var everyTenant = TenantLimits()
-    public var byTenant: [String: TenantLimits] = [:]
+package struct TenantSettings: Sendable, Equatable {
+    package var everyTenant = TenantLimits()
+    package var byTenant: [String: TenantLimits] = [:]
 
-    public init() {}
+    package init() {}
 
-    public func limits(of tenant: String) -> TenantLimits { byTenant[tenant] ?? everyTenant }
+    package func limits(of tenant: String) -> TenantLimits { byTenant[tenant] ?? everyTenant }
 
     /// Whether any tenant has a submit quota: without one, submits skip the quota checks entirely.
     var hasSubmitQuotas: Bool {
@@ -43,7 +43,7 @@ public struct TenantSettings: Sendable, Equatable {
         RunningLimits(byTenant: byTenant.mapValues(\.maxRunningPerModel), everyTenant: everyTenant.maxRunningPerModel)
     }
 
-    public static func parse(_ specs: [String]) throws(ConfigurationError) -> TenantSettings {
+    package static func parse(_ specs: [String]) throws(ConfigurationError) -> TenantSettings {
         var parsed: [(name: String, fields: [(String, String)])] = []
         for spec in specs {
             guard let colon = spec.firstIndex(of: ":") else {

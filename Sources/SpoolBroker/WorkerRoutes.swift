@@ -345,7 +345,7 @@ struct WorkerRoutes: Sendable {
             .notFound("No job '\(requestID.uuidString.lowercased())'.", code: "job_not_found", param: "request_id")
         case .leaseLost(let status, let attempt):
             .conflict(
-                "This lease no longer holds the job: it is \(status.rawValue) (attempt \(attempt)). The lease expired or the job moved on; stop working on it and do not report it.",
+                "This lease no longer holds the job: it is \(status.rawValue) (attempt \(attempt)). The lease expired or the job moved on; nothing was written. Stop working on it and do not report it.",
                 code: "lease_lost", param: "lease_token", extra: ["status": .string(status.rawValue), "attempt": .int(Int64(attempt))])
         }
     }

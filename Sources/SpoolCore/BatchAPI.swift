@@ -13,6 +13,74 @@ public enum BatchStatus: String, Sendable, Equatable, CaseIterable {
     public var isTerminal: Bool { [.completed, .failed, .expired, .cancelled].contains(self) }
 }
 
+/// Why a batch's lines were stopped before they all ended (`ending` column): it decides what the batch ends as.
+public enum BatchEnding: String, Sendable, CaseIterable {
+    /// A client canceled the batch.
+    case cancel
+    /// Its completion window passed.
+    case expire
+
+    /// The error of a line stopped by this ending, in the batch's error file.
+    public var lineStopReason: String {
+        switch self {
+        case .cancel: "The batch was canceled before this line finished."
+        case .expire: "The batch's completion window passed before this line finished."
+        }
+    }
+
+    /// The error code of a line stopped by this ending.
+    public var lineErrorCode: String {
+        switch self {
+        case .cancel: "batch_cancelled"
+        case .expire: "batch_expired"
+        }
+    }
+}
+
+/// What can happen to a batch.
+public enum BatchEvent: Sendable, Equatable {
+    /// Every line of its input file was validated and enqueued.
+    case validated
+    /// Its input failed validation, or a step failed too often.
+    case fail
+    /// A client canceled it.
+    case cancel
+    /// Its completion window passed: its unfinished lines are stopped; it stays in progress until they end.
+    case expire
+    /// Its last line ended and its output files were written; `ending` says why lines were stopped, if they were.
+    case finish(ending: BatchEnding?)
+}
+
+/// The batch state machine: `VALIDATING → IN_PROGRESS → COMPLETED | FAILED | EXPIRED`,
+/// `IN_PROGRESS → CANCELLING → CANCELLED`, a validating batch canceled outright, in one pure function.
+public enum BatchStateMachine {
+    /// Where a batch in `status` goes on `event`, or nil when the event does not apply (the batch is left as it is).
+    public static func next(from status: BatchStatus, on event: BatchEvent) -> BatchStatus? {
+        switch (status, event) {
+        case (.validating, .validated): .inProgress
+        case (.validating, .cancel): .cancelled
+        case (.inProgress, .cancel), (.cancelling, .cancel): .cancelling
+        case (.validating, .fail), (.inProgress, .fail), (.cancelling, .fail): .failed
+        case (.inProgress, .expire): .inProgress
+        case (.inProgress, .finish(.none)): .completed
+        case (.inProgress, .finish(.expire)): .expired
+        case (.inProgress, .finish(.cancel)), (.cancelling, .finish): .cancelled
+        default: nil
+        }
+    }
+
+    /// The statuses `event` applies to: the `WHERE status IN (…)` of the batch's SQL.
+    public static func sources(of event: BatchEvent) -> [BatchStatus] {
+        BatchStatus.allCases.filter { next(from: $0, on: event) != nil }
+    }
+
+    /// The statuses of a batch whose lines are enqueued and not yet finalised: it finishes, whatever its ending.
+    public static var finishing: [BatchStatus] {
+        let endings: [BatchEnding?] = [nil] + BatchEnding.allCases.map(Optional.some)
+        return BatchStatus.allCases.filter { status in endings.contains { next(from: status, on: .finish(ending: $0)) != nil } }
+    }
+}
+
 /// The endpoints a batch's lines can call.
 public enum BatchEndpoint: String, Sendable, CaseIterable {
     /// Each line's body is a queue submit: `{model, payload, info?}`.

@@ -1,6 +1,6 @@
 /// Where a job is in its life, stored as readable text (`status` column).
 ///
-/// `pending → running → done | failed`, `pending → canceled`, a running job whose lease
+/// `pending → running → done | failed`, `pending → canceled | failed` (its start timeout), a running job whose lease
 /// expires goes back to `pending` (a retry), and an operator may send a failed job back to `pending`.
 public enum JobStatus: String, Sendable, Codable, CaseIterable {
     case pending, running, done, failed, canceled
@@ -32,8 +32,13 @@ public enum JobEvent: Sendable, Equatable {
     case fail(retryable: Bool)
     /// A draining worker handed it back unfinished: not the job's fault, so no retry is counted.
     case release
-    /// A client canceled it.
+    /// A client canceled it (one job, a model's whole queue, or its batch) before it started.
     case cancel
+    /// The broker asked it to stop while it runs (a cancel, its run time, its batch ending): it stays
+    /// running, with a stop reason, until its worker answers or its lease ends.
+    case askToStop
+    /// It waited past its start deadline (fal's `X-Fal-Request-Timeout`) with no worker taking it.
+    case startTimeout
     /// Its lease ran out: the worker died, hung or lost the broker.
     case leaseExpired
     /// The lease's answer never reached the worker (it hung up first): back to the queue as if
@@ -73,6 +78,8 @@ public enum JobStateMachine {
         switch (status, event) {
         case (.pending, .claim): return JobTransition(.running)
         case (.pending, .cancel): return JobTransition(.canceled)
+        case (.pending, .startTimeout): return JobTransition(.failed)
+        case (.running, .askToStop): return JobTransition(.running)
         case (.running, .complete): return JobTransition(.done)
         case (.running, .fail(let retryable)):
             if let stopReason { return stopped(stopReason) }
@@ -91,6 +98,15 @@ public enum JobStateMachine {
         default:
             return nil
         }
+    }
+
+    /// The one status `event` leaves and the one it enters, for events whose outcome needs no facts
+    /// of the job (its retries, a stop request): the SQL of claims, cancels, completes and timeouts
+    /// names both from here, so the database refuses what `next` refuses.
+    public static func edge(_ event: JobEvent) -> (from: JobStatus, to: JobStatus) {
+        let edges = JobStatus.allCases.compactMap { status in next(from: status, on: event).map { (from: status, to: $0.status) } }
+        precondition(edges.count == 1, "\(event) is not a single edge: \(edges)")
+        return edges[0]
     }
 
     /// A job asked to stop ends as what the stop was for, whatever the worker says.

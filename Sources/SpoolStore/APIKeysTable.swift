@@ -5,26 +5,26 @@ import PostgresNIO
 import SpoolCore
 
 /// An API key a caller presented and the broker knows.
-public struct APIKeyIdentity: Sendable, Equatable {
+package struct APIKeyIdentity: Sendable, Equatable {
     /// A stable id safe to log and to store beside jobs; never the key itself.
-    public var id: String
-    public var name: String
-    public var scopes: [String]
-    public var tenant: String?
+    package var id: String
+    package var name: String
+    package var scopes: [String]
+    package var tenant: String?
     /// Model patterns a worker key serves; nil: every model.
-    public var models: [String]?
-    public var expiresAt: Date?
+    package var models: [String]?
+    package var expiresAt: Date?
 }
 
 /// API keys: only SHA-256 hashes are kept, in memory or in the `api_keys` table.
-public enum APIKeyHash {
+package enum APIKeyHash {
     /// Lowercase hex SHA-256 of a key.
-    public static func of(_ key: String) -> String {
+    package static func of(_ key: String) -> String {
         SHA256.hash(data: Data(key.utf8)).lowercaseHex
     }
 
     /// A new random key: `spool_` and 32 random bytes in hex.
-    public static func generateKey() -> String {
+    package static func generateKey() -> String {
         var generator = SystemRandomNumberGenerator()
         return "spool_" + (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }.lowercaseHex
     }
@@ -32,14 +32,14 @@ public enum APIKeyHash {
 
 /// The `api_keys` table: keys created with `spool-broker keys create` or `POST /v1/admin/keys`.
 /// Creating and revoking write their audit event in the same statement.
-public struct APIKeysTable: Sendable {
-    public init() {}
+package struct APIKeysTable: Sendable {
+    package init() {}
 
     /// The channel a trigger notifies whenever a key is created or revoked.
-    public static let channel = "spool_keys"
+    package static let channel = "spool_keys"
 
     /// Stores a new key's hash; answers the stored key (without the key itself).
-    public func create(
+    package func create(
         _ request: CreateKeyRequest, key: String, createdBy: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> KeyView {
         let id = "key_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
@@ -69,7 +69,7 @@ public struct APIKeysTable: Sendable {
     }
 
     /// The live (not revoked, not expired) key with this hash, if any.
-    public func find(keyHash: String, on database: some PostgresQueryable, logger: Logger) async throws -> APIKeyIdentity? {
+    package func find(keyHash: String, on database: some PostgresQueryable, logger: Logger) async throws -> APIKeyIdentity? {
         let rows = try await database.run(
             """
             SELECT id, name, scopes, tenant, models, expires_at FROM api_keys
@@ -82,7 +82,7 @@ public struct APIKeysTable: Sendable {
     }
 
     /// Revokes a key by id; returns whether one was live.
-    public func revoke(id: String, by actor: String, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+    package func revoke(id: String, by actor: String, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
         let rows = try await database.run(
             """
             WITH revoked AS (
@@ -97,7 +97,7 @@ public struct APIKeysTable: Sendable {
     }
 
     /// Live keys (expired ones included, marked by `expires_at`), newest first, without their hashes.
-    public func list(on database: some PostgresQueryable, logger: Logger) async throws -> [KeyView] {
+    package func list(on database: some PostgresQueryable, logger: Logger) async throws -> [KeyView] {
         let rows = try await database.run(
             """
             SELECT id, name, scopes, tenant, models, created_at, expires_at, created_by FROM api_keys
@@ -116,7 +116,7 @@ public struct APIKeysTable: Sendable {
     }
 
     /// How many live keys the table holds.
-    public func countLive(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func countLive(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         try await database.run("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL", logger: logger)
             .collect().first?.decode(Int.self) ?? 0
     }
@@ -124,11 +124,11 @@ public struct APIKeysTable: Sendable {
 
 /// The `audit_events` table: what admin keys did. Actions write their event themselves, in their
 /// own statement (keys here, queue clears in JobsTable); this reads them.
-public struct AuditEventsTable: Sendable {
-    public init() {}
+package struct AuditEventsTable: Sendable {
+    package init() {}
 
     /// Events newest first, older than `beforeID` when given.
-    public func list(limit: Int, beforeID: Int64?, on database: some PostgresQueryable, logger: Logger) async throws -> [AuditEvent] {
+    package func list(limit: Int, beforeID: Int64?, on database: some PostgresQueryable, logger: Logger) async throws -> [AuditEvent] {
         let rows = try await database.run(
             """
             SELECT id, at, actor, action, target, details::text FROM audit_events

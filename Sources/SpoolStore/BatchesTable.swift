@@ -4,31 +4,31 @@ import PostgresNIO
 import SpoolCore
 
 /// A batch as stored.
-public struct BatchRecord: Sendable, Equatable {
-    public var id: UUID
-    public var status: BatchStatus
-    public var endpoint: String
-    public var inputFileID: String
-    public var outputFileID: String?
-    public var errorFileID: String?
-    public var modelID: String?
-    public var priority: Int32
-    public var completionWindow: String
-    public var createdAt: Date
-    public var jobDeadline: Date
-    public var completedAt: Date?
-    public var error: String?
-    public var fileSizeBytes: Int64
-    public var totalLines: Int64?
-    public var finishedLines: Int64
-    public var failedLines: Int64
-    public var owner: String?
+package struct BatchRecord: Sendable, Equatable {
+    package var id: UUID
+    package var status: BatchStatus
+    package var endpoint: String
+    package var inputFileID: String
+    package var outputFileID: String?
+    package var errorFileID: String?
+    package var modelID: String?
+    package var priority: Int32
+    package var completionWindow: String
+    package var createdAt: Date
+    package var jobDeadline: Date
+    package var completedAt: Date?
+    package var error: String?
+    package var fileSizeBytes: Int64
+    package var totalLines: Int64?
+    package var finishedLines: Int64
+    package var failedLines: Int64
+    package var owner: String?
     /// The tenant whose batch it is: its lines and output files are that tenant's too.
-    public var tenant: String
+    package var tenant: String
 }
 
 /// What a cancel found.
-public enum BatchCancelOutcome: Sendable, Equatable {
+package enum BatchCancelOutcome: Sendable, Equatable {
     /// The batch now cancels (or has canceled) its lines; this is its record.
     case canceling(BatchRecord)
     /// The batch had already ended this way; nothing changed.
@@ -37,21 +37,21 @@ public enum BatchCancelOutcome: Sendable, Equatable {
 }
 
 /// A batch the batch pass found with work to do.
-public struct ActiveBatch: Sendable {
-    public var id: UUID
-    public var totalLines: Int64
-    public var finishedLines: Int64
+package struct ActiveBatch: Sendable {
+    package var id: UUID
+    package var totalLines: Int64
+    package var finishedLines: Int64
     /// Lines not yet done, failed or canceled.
-    public var unfinished: Int
+    package var unfinished: Int
     /// Set when the batch ends early: its unfinished lines are to be canceled.
-    public var ending: String?
+    package var ending: BatchEnding?
 }
 
 /// The `batches` table, and the batch's view of its jobs.
-public struct BatchesTable: Sendable {
-    public init() {}
+package struct BatchesTable: Sendable {
+    package init() {}
 
-    public func create(
+    package func create(
         id: UUID, endpoint: String, inputFileID: String, modelID: String?, priority: Int32, completionWindow: String,
         windowSeconds: Double, fileSizeBytes: Int64, owner: String, tenant: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> BatchRecord {
@@ -68,7 +68,7 @@ public struct BatchesTable: Sendable {
     }
 
     /// The batch, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no batch.
-    public func find(id: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
+    package func find(id: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
         let rows = try await database.run(
             "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
             logger: logger)
@@ -77,7 +77,7 @@ public struct BatchesTable: Sendable {
     }
 
     /// `tenant`'s batches (nil: every tenant's), newest first.
-    public func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
+    package func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
         let rows = try await database.run(
             """
             SELECT \(unescaped: Self.columns) FROM batches WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
@@ -90,7 +90,7 @@ public struct BatchesTable: Sendable {
 
     /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
     /// pending lines, asks its running ones to stop, and shows CANCELLING until they have ended.
-    public func cancel(
+    package func cancel(
         id: UUID, tenant: String?, graceSeconds: Double, on client: PostgresClient, logger: Logger
     ) async throws
         -> BatchCancelOutcome
@@ -102,23 +102,20 @@ public struct BatchesTable: Sendable {
             ).collect()
             guard let text = try rows.first?.decode(String.self) else { return .notFound }
             let status = try Self.status(text)
-            switch status {
-            case .validating:
+            guard let next = BatchStateMachine.next(from: status, on: .cancel) else { return .alreadyEnded(status) }
+            if next != status {
+                // A batch canceled before its lines were enqueued has none to wait for; one in progress waits for its running lines.
                 try await connection.run(
                     """
-                    UPDATE batches SET status = 'CANCELLED', ending = 'cancel', completed_at = now(), total_lines = 0
-                    WHERE id = \(id)
+                    UPDATE batches SET status = \(next), ending = \(BatchEnding.cancel.rawValue),
+                                       completed_at = CASE WHEN \(next.isTerminal) THEN now() END,
+                                       total_lines = CASE WHEN \(next.isTerminal) THEN 0 ELSE total_lines END
+                    WHERE id = \(id) AND status = \(status)
                     """, logger: logger)
-            case .inProgress:
-                try await connection.run(
-                    "UPDATE batches SET status = 'CANCELLING', ending = 'cancel' WHERE id = \(id)", logger: logger)
+            }
+            if next == .cancelling, status != .cancelling {
                 try await stopLines(
-                    batchID: id, reason: "The batch was canceled before this line finished.", graceSeconds: graceSeconds,
-                    on: connection, logger: logger)
-            case .cancelling:
-                break
-            case .completed, .failed, .expired, .cancelled:
-                return .alreadyEnded(status)
+                    batchID: id, reason: BatchEnding.cancel.lineStopReason, graceSeconds: graceSeconds, on: connection, logger: logger)
             }
             guard let record = try await find(id: id, tenant: tenant, on: connection, logger: logger) else { return .notFound }
             return .canceling(record)
@@ -127,27 +124,28 @@ public struct BatchesTable: Sendable {
 
     /// Cancels the batch's pending lines and asks its running ones to stop (their leases cut to
     /// `graceSeconds`); lines that already ended are kept.
-    public func stopLines(
+    package func stopLines(
         batchID: UUID, reason: String, graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
     )
         async throws
     {
+        let (cancel, stop) = (JobStateMachine.edge(.cancel), JobStateMachine.edge(.askToStop))
         try await database.run(
             """
             WITH canceled AS (
-                UPDATE jobs SET status = 'canceled', done_at = now(), error = \(reason)
-                WHERE batch_id = \(batchID) AND status = 'pending'
+                UPDATE jobs SET status = \(cancel.to), done_at = now(), error = \(reason)
+                WHERE batch_id = \(batchID) AND status = \(cancel.from)
             )
             UPDATE jobs SET stop_reason = 'canceled',
                             lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
-            WHERE batch_id = \(batchID) AND status = 'running' AND stop_reason IS DISTINCT FROM 'canceled'
+            WHERE batch_id = \(batchID) AND status = \(stop.from) AND stop_reason IS DISTINCT FROM 'canceled'
             """, logger: logger)
     }
 
     /// Takes the oldest batch waiting for validation for one attempt: counts the attempt and sets
     /// when the next may start, committed before the validation begins, so an attempt that crashes
     /// its broker still counts. A batch being validated (its row locked) or backing off is skipped.
-    public func beginNextValidation(
+    package func beginNextValidation(
         backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> (id: UUID, attempts: Int32, lastError: String?)?
@@ -158,7 +156,7 @@ public struct BatchesTable: Sendable {
                                step_retry_at = now() + make_interval(secs => \(backoffSeconds) * power(2, step_attempts))
             WHERE id = (
                 SELECT id FROM batches
-                WHERE status = 'VALIDATING' AND (step_retry_at IS NULL OR step_retry_at <= now())
+                WHERE status IN (\(BatchStateMachine.sources(of: .validated))) AND (step_retry_at IS NULL OR step_retry_at <= now())
                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
             )
             RETURNING id, step_attempts, step_error
@@ -169,7 +167,7 @@ public struct BatchesTable: Sendable {
 
     /// Counts an attempt at writing a finished batch's results, like ``beginNextValidation``; nil
     /// when the batch is backing off from a failed attempt, being finalised elsewhere, or done.
-    public func beginFinalising(
+    package func beginFinalising(
         id: UUID, backoffSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> (attempts: Int32, lastError: String?)?
@@ -180,7 +178,7 @@ public struct BatchesTable: Sendable {
                                step_retry_at = now() + make_interval(secs => \(backoffSeconds) * power(2, step_attempts))
             WHERE id = (
                 SELECT id FROM batches
-                WHERE id = \(id) AND status IN ('IN_PROGRESS', 'CANCELLING') AND (step_retry_at IS NULL OR step_retry_at <= now())
+                WHERE id = \(id) AND status IN (\(BatchStateMachine.finishing)) AND (step_retry_at IS NULL OR step_retry_at <= now())
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING step_attempts, step_error
@@ -191,13 +189,13 @@ public struct BatchesTable: Sendable {
 
     /// Deletes up to `batchSize` batches that ended longer ago than `retentionSeconds`, with their
     /// output and error files, and their input files unless a batch still kept uses them; returns how many.
-    public func pruneEnded(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pruneEnded(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH old AS (
                 SELECT id FROM batches
                 WHERE completed_at < now() - make_interval(secs => \(retentionSeconds))
-                  AND status IN ('COMPLETED', 'FAILED', 'EXPIRED', 'CANCELLED')
+                  AND status IN (\(BatchStatus.allCases.filter(\.isTerminal)))
                 ORDER BY completed_at LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
             ), pruned AS (
@@ -218,14 +216,14 @@ public struct BatchesTable: Sendable {
     /// A temporary table of every line's custom id in this validation: repeats are found by the
     /// database, however many lines the file has, and the table goes with the transaction. It has
     /// no index: lines are appended as they are read and repeats found once, at the end.
-    public func createCustomIDTable(on connection: PostgresConnection, logger: Logger) async throws {
+    package func createCustomIDTable(on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.run(
             "CREATE TEMPORARY TABLE batch_custom_ids (custom_id text NOT NULL, line bigint NOT NULL) ON COMMIT DROP",
             logger: logger)
     }
 
     /// Appends lines' custom ids to the validation's table.
-    public func recordCustomIDs(_ ids: [(customID: String, line: Int64)], on connection: PostgresConnection, logger: Logger) async throws {
+    package func recordCustomIDs(_ ids: [(customID: String, line: Int64)], on connection: PostgresConnection, logger: Logger) async throws {
         guard !ids.isEmpty else { return }
         try await connection.run(
             """
@@ -236,7 +234,7 @@ public struct BatchesTable: Sendable {
 
     /// The lines that repeat a custom id of an earlier line (the first `limit`, in line order), each
     /// with the line that had it first, and how many lines repeat one in all.
-    public func repeatedCustomIDs(
+    package func repeatedCustomIDs(
         limit: Int, on connection: PostgresConnection, logger: Logger
     ) async throws
         -> (first: [(line: Int64, customID: String, firstLine: Int64)], count: Int)
@@ -260,45 +258,45 @@ public struct BatchesTable: Sendable {
     }
 
     /// Records why an attempt at the batch's current step failed; the next attempt waits its backoff.
-    public func recordStepError(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func recordStepError(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run("UPDATE batches SET step_error = \(error) WHERE id = \(id)", logger: logger)
     }
 
     /// The batch, locked for this transaction if it still waits for validation; nil if another
     /// replica holds it or it has moved on.
-    public func lockToValidate(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> BatchRecord? {
+    package func lockToValidate(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> BatchRecord? {
         let rows = try await connection.run(
-            "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND status = 'VALIDATING' FOR UPDATE SKIP LOCKED",
+            "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND status IN (\(BatchStateMachine.sources(of: .validated))) FOR UPDATE SKIP LOCKED",
             logger: logger
         ).collect()
         return try rows.first.map(Self.record)
     }
 
-    public func markInProgress(id: UUID, totalLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func markInProgress(id: UUID, totalLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             """
-            UPDATE batches SET status = 'IN_PROGRESS', in_progress_at = now(), total_lines = \(totalLines),
-                               step_attempts = 0, step_retry_at = NULL, step_error = NULL
-            WHERE id = \(id) AND status = 'VALIDATING'
+            UPDATE batches SET status = \(BatchStateMachine.next(from: .validating, on: .validated)!), in_progress_at = now(),
+                               total_lines = \(totalLines), step_attempts = 0, step_retry_at = NULL, step_error = NULL
+            WHERE id = \(id) AND status IN (\(BatchStateMachine.sources(of: .validated)))
             """, logger: logger)
     }
 
     /// Fails a batch that has not ended: one that failed validation, or whose steps failed too often.
-    public func markFailed(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func markFailed(id: UUID, error: String, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             """
-            UPDATE batches SET status = 'FAILED', error = \(error), completed_at = now(),
-                               total_lines = CASE WHEN status = 'VALIDATING' THEN 0 ELSE total_lines END
-            WHERE id = \(id) AND status IN ('VALIDATING', 'IN_PROGRESS', 'CANCELLING')
+            UPDATE batches SET status = \(BatchStatus.failed), error = \(error), completed_at = now(),
+                               total_lines = CASE WHEN status = \(BatchStatus.validating) THEN 0 ELSE total_lines END
+            WHERE id = \(id) AND status IN (\(BatchStateMachine.sources(of: .fail)))
             """, logger: logger)
     }
 
     /// Marks batches whose completion window has passed as ending; returns them.
-    public func expireOverdue(on database: some PostgresQueryable, logger: Logger) async throws -> [UUID] {
+    package func expireOverdue(on database: some PostgresQueryable, logger: Logger) async throws -> [UUID] {
         let rows = try await database.run(
             """
-            UPDATE batches SET ending = 'expire'
-            WHERE status = 'IN_PROGRESS' AND ending IS NULL AND job_deadline <= now()
+            UPDATE batches SET ending = \(BatchEnding.expire.rawValue)
+            WHERE status IN (\(BatchStateMachine.sources(of: .expire))) AND ending IS NULL AND job_deadline <= now()
             RETURNING id
             """, logger: logger)
         var ids: [UUID] = []
@@ -307,24 +305,26 @@ public struct BatchesTable: Sendable {
     }
 
     /// Batches with lines enqueued and not yet finalised, each with its count of unfinished lines.
-    public func active(on database: some PostgresQueryable, logger: Logger) async throws -> [ActiveBatch] {
+    package func active(on database: some PostgresQueryable, logger: Logger) async throws -> [ActiveBatch] {
         let rows = try await database.run(
             """
             SELECT b.id, b.total_lines, b.finished_lines, b.ending,
                    (SELECT count(*) FROM jobs j WHERE j.batch_id = b.id AND j.done_at IS NULL)
             FROM batches b
-            WHERE b.status IN ('IN_PROGRESS', 'CANCELLING')
+            WHERE b.status IN (\(BatchStateMachine.finishing))
             ORDER BY b.created_at
             """, logger: logger)
         var batches: [ActiveBatch] = []
         for try await (id, total, finished, ending, unfinished) in rows.decode((UUID, Int64?, Int64, String?, Int).self) {
-            batches.append(ActiveBatch(id: id, totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished, ending: ending))
+            batches.append(
+                ActiveBatch(
+                    id: id, totalLines: total ?? 0, finishedLines: finished, unfinished: unfinished, ending: try Self.ending(ending)))
         }
         return batches
     }
 
     /// Lines of the batch not yet done, failed or canceled.
-    public func unfinishedLines(id: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func unfinishedLines(id: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run("SELECT count(*) FROM jobs WHERE batch_id = \(id) AND done_at IS NULL", logger: logger)
         for try await count in rows.decode(Int.self) { return count }
         return 0
@@ -332,36 +332,43 @@ public struct BatchesTable: Sendable {
 
     /// Raises the batch's count of ended lines; never lowers it: every replica counts, and a
     /// replica whose count is older than the last one written must not move progress back.
-    public func recordProgress(id: UUID, finishedLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func recordProgress(id: UUID, finishedLines: Int64, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             "UPDATE batches SET finished_lines = \(finishedLines) WHERE id = \(id) AND finished_lines < \(finishedLines)",
             logger: logger)
     }
 
     /// Locks an active batch for finalising; nil if another replica holds it or it has moved on.
-    public func lockForFinalising(id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> (BatchRecord, ending: String?)? {
+    package func lockForFinalising(
+        id: UUID, on connection: PostgresConnection, logger: Logger
+    ) async throws -> (BatchRecord, ending: BatchEnding?)? {
         let rows = try await connection.run(
             """
             SELECT \(unescaped: Self.columns), ending FROM batches
-            WHERE id = \(id) AND status IN ('IN_PROGRESS', 'CANCELLING')
+            WHERE id = \(id) AND status IN (\(BatchStateMachine.finishing))
             FOR UPDATE SKIP LOCKED
             """, logger: logger
         ).collect()
         guard let row = rows.first else { return nil }
-        let ending = try row.makeRandomAccess()[Self.columnCount].decode(String?.self)
+        let ending = try Self.ending(try row.makeRandomAccess()[Self.columnCount].decode(String?.self))
         return (try Self.record(row), ending)
     }
 
-    public func markFinished(
-        id: UUID, status: BatchStatus, outputFileID: String, errorFileID: String?, totalLines: Int64, failedLines: Int64,
+    /// Ends a batch locked by ``lockForFinalising`` as `BatchStateMachine` says for its ending; returns its new status.
+    package func markFinished(
+        _ batch: BatchRecord, ending: BatchEnding?, outputFileID: String, errorFileID: String?, totalLines: Int64, failedLines: Int64,
         on database: some PostgresQueryable, logger: Logger
-    ) async throws {
+    ) async throws -> BatchStatus {
+        guard let status = BatchStateMachine.next(from: batch.status, on: .finish(ending: ending)) else {
+            throw SpoolStoreError(description: "A \(batch.status.rawValue) batch cannot finish.")
+        }
         try await database.run(
             """
-            UPDATE batches SET status = \(status.rawValue), output_file_id = \(outputFileID), error_file_id = \(errorFileID),
+            UPDATE batches SET status = \(status), output_file_id = \(outputFileID), error_file_id = \(errorFileID),
                                completed_at = now(), finished_lines = \(totalLines), failed_lines = \(failedLines)
-            WHERE id = \(id)
+            WHERE id = \(batch.id) AND status = \(batch.status)
             """, logger: logger)
+        return status
     }
 
     static let columnCount = 19
@@ -378,6 +385,14 @@ public struct BatchesTable: Sendable {
             errorFileID: try cell(5), modelID: try cell(6), priority: try cell(7), completionWindow: try cell(8), createdAt: try cell(9),
             jobDeadline: try cell(10), completedAt: try cell(11), error: try cell(12), fileSizeBytes: try cell(13),
             totalLines: try cell(14), finishedLines: try cell(15), failedLines: try cell(16), owner: try cell(17), tenant: try cell(18))
+    }
+
+    static func ending(_ text: String?) throws -> BatchEnding? {
+        guard let text else { return nil }
+        guard let ending = BatchEnding(rawValue: text) else {
+            throw SpoolStoreError(description: "The batches table holds an unknown ending '\(text)'.")
+        }
+        return ending
     }
 
     static func status(_ text: String) throws -> BatchStatus {

@@ -9,16 +9,16 @@ import PostgresNIO
 /// As in libpq, several hosts may be named (`postgres://h1:5432,h2:5432/spool`) with
 /// `target_session_attrs=read-write` (or `primary`): every new connection goes to the first host
 /// that answers and is not a standby, so brokers follow a failover by themselves (``PrimaryRelay``).
-public struct DatabaseURL: Sendable, CustomStringConvertible {
+package struct DatabaseURL: Sendable, CustomStringConvertible {
     /// One of the URL's servers.
-    public struct Host: Sendable, Equatable, CustomStringConvertible {
-        public let name: String
-        public let port: Int
-        public var description: String { name.contains(":") ? "[\(name)]:\(port)" : "\(name):\(port)" }
+    package struct Host: Sendable, Equatable, CustomStringConvertible {
+        package let name: String
+        package let port: Int
+        package var description: String { name.contains(":") ? "[\(name)]:\(port)" : "\(name):\(port)" }
     }
 
     /// What a server must be to take connections: libpq's `target_session_attrs`.
-    public enum SessionAttributes: String, Sendable {
+    package enum SessionAttributes: String, Sendable {
         /// The first server that answers.
         case any
         /// The first that answers and accepts writes (not a standby, not `default_transaction_read_only`).
@@ -28,22 +28,22 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     }
 
     /// The servers, in the URL's order; one for a Unix socket.
-    public let hosts: [Host]
-    public let sessionAttributes: SessionAttributes
-    public let username: String
-    public let password: String?
-    public let database: String
+    package let hosts: [Host]
+    package let sessionAttributes: SessionAttributes
+    package let username: String
+    package let password: String?
+    package let database: String
     let tls: PostgresClient.Configuration.TLS
     let connectionTLS: @Sendable () throws -> PostgresConnection.Configuration.TLS
     let socketPath: String?
     /// The URL with its password hidden, for logs.
-    public let description: String
+    package let description: String
 
     /// Whether connections go through a ``PrimaryRelay``: several hosts, or a role to check.
-    public var needsRelay: Bool { socketPath == nil && (hosts.count > 1 || sessionAttributes != .any) }
+    package var needsRelay: Bool { socketPath == nil && (hosts.count > 1 || sessionAttributes != .any) }
 
     /// The pool's configuration for a URL with one server and no role to check (see ``needsRelay``).
-    public var configuration: PostgresClient.Configuration {
+    package var configuration: PostgresClient.Configuration {
         if let socketPath {
             return .init(unixSocketPath: socketPath, username: username, password: password, database: database)
         }
@@ -64,7 +64,7 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         return configuration
     }
 
-    public init(_ string: String) throws(SpoolStoreError) {
+    package init(_ string: String) throws(SpoolStoreError) {
         // URLComponents takes one host: the list is cut out and read here, as libpq reads it.
         let (single, hostList) = Self.splitHosts(string)
         guard let components = URLComponents(string: single),
@@ -192,10 +192,10 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
 }
 
 /// Errors of the store that are not query failures: configuration and the embedded cluster.
-public struct SpoolStoreError: Error, Sendable, CustomStringConvertible {
-    public let description: String
+package struct SpoolStoreError: Error, Sendable, CustomStringConvertible {
+    package let description: String
 
-    public static func invalidConfiguration(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
-    public static func embeddedCluster(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
-    public static func migration(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
+    package static func invalidConfiguration(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
+    package static func embeddedCluster(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
+    package static func migration(_ message: String) -> SpoolStoreError { SpoolStoreError(description: message) }
 }

@@ -12,9 +12,9 @@ import Glibc
 /// It listens on a Unix socket inside its directory only (no TCP port to collide with). When
 /// the broker runs as root, the cluster runs as the unprivileged `postgres` user, since
 /// PostgreSQL refuses to run as root.
-public final class EmbeddedPostgres: Sendable {
+package final class EmbeddedPostgres: Sendable {
     /// Where the cluster's files live: `<data-dir>/postgres`.
-    public let clusterDirectory: String
+    package let clusterDirectory: String
     let binDirectory: String
     let runAsUser: String?
     let logger: Logger
@@ -22,13 +22,13 @@ public final class EmbeddedPostgres: Sendable {
     let ownsServer: Bool
 
     /// The database role the broker connects as.
-    public static let username = "spool"
+    package static let username = "spool"
     static let socketPort = 5432
 
     /// Starts (creating it first if need be) the cluster under `dataDirectory`, and waits until it accepts connections.
     /// `maxConnections` is passed at every start (it overrides postgresql.conf): brokers sharing
     /// the cluster each hold a pool.
-    public init(dataDirectory: String, binDirectory: String? = nil, maxConnections: Int = 200, logger: Logger) throws(SpoolStoreError) {
+    package init(dataDirectory: String, binDirectory: String? = nil, maxConnections: Int = 200, logger: Logger) throws(SpoolStoreError) {
         let dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
         self.clusterDirectory = dataDirectory + "/postgres"
         if let binDirectory { self.binDirectory = binDirectory } else { self.binDirectory = try Self.findBinDirectory() }
@@ -85,15 +85,15 @@ public final class EmbeddedPostgres: Sendable {
     }
 
     /// How the broker connects: the Unix socket, as the cluster's superuser.
-    public var configuration: PostgresClient.Configuration {
+    package var configuration: PostgresClient.Configuration {
         .init(unixSocketPath: clusterDirectory + "/.s.PGSQL.\(Self.socketPort)", username: Self.username, password: nil, database: "postgres")
     }
 
     /// A URL for psql and other tools.
-    public var url: String { "postgres://\(Self.username)@/postgres?host=\(clusterDirectory)" }
+    package var url: String { "postgres://\(Self.username)@/postgres?host=\(clusterDirectory)" }
 
     /// Stops the server if this process started it; waits until it has shut down.
-    public func stop() {
+    package func stop() {
         guard ownsServer else { return }
         do {
             try Self.run(

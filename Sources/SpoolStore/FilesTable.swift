@@ -6,21 +6,21 @@ import PostgresNIO
 import SpoolCore
 
 /// A stored file's metadata.
-public struct FileRecord: Sendable, Equatable {
-    public var id: String
-    public var filename: String
-    public var purpose: String
-    public var fileType: String
-    public var contentType: String
-    public var bytes: Int64
-    public var sha256: String?
-    public var isReady: Bool
-    public var requestID: UUID?
-    public var createdAt: Date
+package struct FileRecord: Sendable, Equatable {
+    package var id: String
+    package var filename: String
+    package var purpose: String
+    package var fileType: String
+    package var contentType: String
+    package var bytes: Int64
+    package var sha256: String?
+    package var isReady: Bool
+    package var requestID: UUID?
+    package var createdAt: Date
 }
 
 /// What a PUT of a file's content found.
-public enum UploadStart: Sendable, Equatable {
+package enum UploadStart: Sendable, Equatable {
     /// This upload holds the file now; the content's announced checksum, if any, and who created the file.
     case started(expectedSHA256: String?, owner: String?)
     /// The file is unknown, already uploaded, or the token is wrong.
@@ -30,21 +30,21 @@ public enum UploadStart: Sendable, Equatable {
 }
 
 /// How an upload's last step went.
-public enum UploadFinish: Sendable, Equatable {
+package enum UploadFinish: Sendable, Equatable {
     case finished(FileRecord)
     /// A newer upload replaced this one (it was idle too long), or the file was deleted.
     case replaced
-    /// The worker's lease moved on: where its job is now (nil: the job is gone).
-    case leaseLost(status: JobStatus?, attempt: Int32)
+    /// The worker's lease no longer holds its job.
+    case refused(LeaseRefusal)
 }
 
 /// What a multipart upload's form fields say about its file.
-public struct FileDescription: Sendable, Equatable {
-    public var filename: String
-    public var purpose: String
-    public var fileType: String
+package struct FileDescription: Sendable, Equatable {
+    package var filename: String
+    package var purpose: String
+    package var fileType: String
 
-    public init(filename: String, purpose: String, fileType: String) {
+    package init(filename: String, purpose: String, fileType: String) {
         self.filename = filename
         self.purpose = purpose
         self.fileType = fileType
@@ -52,7 +52,7 @@ public struct FileDescription: Sendable, Equatable {
 }
 
 /// What a streamed upload ended with.
-public enum FileUploadError: Error, Sendable, Equatable {
+package enum FileUploadError: Error, Sendable, Equatable {
     /// The content passed the size limit; nothing was kept.
     case tooLarge(limit: Int64)
     /// The content's SHA-256 is not the checksum the client announced; nothing was kept.
@@ -64,17 +64,17 @@ public enum FileUploadError: Error, Sendable, Equatable {
 }
 
 /// The `files` and `file_chunks` tables: metadata, and content in 1 MiB pieces.
-public struct FilesTable: Sendable {
-    public init() {}
+package struct FilesTable: Sendable {
+    package init() {}
 
     /// The size of each stored piece: what an upload or a download holds in memory at a time.
-    public static let chunkBytes = 1 << 20
+    package static let chunkBytes = 1 << 20
 
-    public static func newID() -> String { "file-" + UUID().uuidString.lowercased() }
+    package static func newID() -> String { "file-" + UUID().uuidString.lowercased() }
 
     /// Records a file whose content is still to come: Together's upload (metadata first, then a
     /// PUT, with no holder yet), or an upload under way now, held by `holder`.
-    public func create(
+    package func create(
         id: String, filename: String, purpose: String, fileType: String, contentType: String, expectedSHA256: String?,
         uploadTokenHash: String?, owner: String, tenant: String, requestID: UUID? = nil, holder: UUID? = nil,
         on database: some PostgresQueryable,
@@ -94,7 +94,7 @@ public struct FilesTable: Sendable {
     /// Makes `holder` the upload of a file waiting for its content (Together's PUT), if `tokenHash`
     /// is its upload token's; an earlier upload still active keeps it (`.busy`), one idle longer
     /// than `idleSeconds` has died and is replaced, its pieces dropped.
-    public func beginUpload(
+    package func beginUpload(
         id: String, tokenHash: String, tenant: String?, holder: UUID, idleSeconds: Double, on client: PostgresClient, logger: Logger
     ) async throws -> UploadStart {
         try await client.transaction(logger: logger) { connection in
@@ -126,7 +126,7 @@ public struct FilesTable: Sendable {
     /// Stores one piece of an upload, if `holder` still holds the file; false when it does not
     /// (a newer upload replaced it, or the file was deleted). One short statement: no connection
     /// or transaction is held while the next piece arrives from the client.
-    public func storePiece(
+    package func storePiece(
         fileID: String, holder: UUID, sequence: Int32, data: ByteBuffer, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Bool {
         let rows = try await database.run(
@@ -144,22 +144,17 @@ public struct FilesTable: Sendable {
     /// Makes a held upload's file ready in one short transaction, with what its fields said
     /// (`description`) and, for a worker's output, only while `lease` still holds its job. Returns
     /// the file, or why it could not finish.
-    public func finishUpload(
+    package func finishUpload(
         fileID: String, holder: UUID, bytes: Int64, sha256: String, description: FileDescription?, lease: (requestID: UUID, token: UUID)?,
         on client: PostgresClient, logger: Logger
     ) async throws -> UploadFinish {
         try await client.transaction(logger: logger) { connection in
             if let lease {
                 // Fenced at its end as at its start: a worker that lost its lease meanwhile stores nothing.
-                let held = try await connection.run(
-                    """
-                    SELECT status, attempt, lease_token = \(lease.token) FROM jobs WHERE request_id = \(lease.requestID) FOR SHARE
-                    """, logger: logger
-                ).collect()
-                guard let row = held.first else { return .leaseLost(status: nil, attempt: 0) }
-                let (status, attempt, matches) = try row.decode((String, Int32, Bool?).self)
-                guard status == JobStatus.running.rawValue, matches == true else {
-                    return .leaseLost(status: JobStatus(rawValue: status), attempt: attempt)
+                if let refusal = try await JobsTable().checkLease(
+                    requestID: lease.requestID, leaseToken: lease.token, locking: true, on: connection, logger: logger)
+                {
+                    return .refused(refusal)
                 }
             }
             let rows = try await connection.run(
@@ -180,7 +175,7 @@ public struct FilesTable: Sendable {
 
     /// Ends an upload that will not finish: a new file goes away with its pieces; a file waiting
     /// for its content (Together's PUT) drops the pieces and waits for a good upload.
-    public func abandonUpload(fileID: String, holder: UUID, keepFile: Bool, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func abandonUpload(fileID: String, holder: UUID, keepFile: Bool, on database: some PostgresQueryable, logger: Logger) async throws {
         if keepFile {
             try await database.run(
                 """
@@ -197,13 +192,13 @@ public struct FilesTable: Sendable {
     }
 
     /// Whether the file is ready, holding it for this transaction: a delete waits until the reader is done.
-    public func holdForReading(id: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+    package func holdForReading(id: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
         let rows = try await connection.run("SELECT status FROM files WHERE id = \(id) FOR SHARE", logger: logger).collect()
         return try rows.first?.decode(String.self) == "ready"
     }
 
     /// The file, ready or still uploading, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no file.
-    public func find(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
+    package func find(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
         let rows = try await database.run(
             "SELECT \(unescaped: Self.columns) FROM files WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
             logger: logger)
@@ -213,7 +208,7 @@ public struct FilesTable: Sendable {
 
     /// Deletes up to `batchSize` uploads that never finished within `olderThanSeconds` (and are not
     /// under way: no holder active in the last `idleSeconds`), with what they stored; returns how many.
-    public func pruneAbandonedUploads(
+    package func pruneAbandonedUploads(
         olderThanSeconds: Double, idleSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         let rows = try await database.run(
@@ -233,7 +228,7 @@ public struct FilesTable: Sendable {
     }
 
     /// `tenant`'s files (nil: every tenant's), newest first.
-    public func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [FileRecord] {
+    package func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [FileRecord] {
         let rows = try await database.run(
             """
             SELECT \(unescaped: Self.columns) FROM files WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
@@ -245,7 +240,7 @@ public struct FilesTable: Sendable {
     }
 
     /// Deletes the file and its content, if it is `tenant`'s (nil: any tenant's); false if there was none.
-    public func delete(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+    package func delete(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
         let rows = try await database.run(
             "DELETE FROM files WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant)) RETURNING 1", logger: logger)
         for try await _ in rows { return true }
@@ -253,7 +248,7 @@ public struct FilesTable: Sendable {
     }
 
     /// The piece `sequence` of the file's content, or nil past its end.
-    public func chunk(fileID: String, sequence: Int32, on database: some PostgresQueryable, logger: Logger) async throws -> ByteBuffer? {
+    package func chunk(fileID: String, sequence: Int32, on database: some PostgresQueryable, logger: Logger) async throws -> ByteBuffer? {
         let rows = try await database.run(
             "SELECT data FROM file_chunks WHERE file_id = \(fileID) AND seq = \(sequence)", logger: logger)
         for try await data in rows.decode(ByteBuffer.self) { return data }
@@ -319,13 +314,13 @@ struct ContentPieces {
 
 /// Writes a file's content inside the caller's transaction (the batch runner's output files): a
 /// failure leaves nothing behind.
-public final class FileContentWriter {
+package final class FileContentWriter {
     let fileID: String
     let connection: PostgresConnection
     let logger: Logger
     private var pieces: ContentPieces
 
-    public init(fileID: String, limit: Int64, connection: PostgresConnection, logger: Logger) async throws {
+    package init(fileID: String, limit: Int64, connection: PostgresConnection, logger: Logger) async throws {
         self.fileID = fileID
         self.connection = connection
         self.logger = logger
@@ -333,11 +328,11 @@ public final class FileContentWriter {
         try await connection.run("DELETE FROM file_chunks WHERE file_id = \(fileID)", logger: logger)
     }
 
-    public func append(_ buffer: ByteBuffer) async throws {
+    package func append(_ buffer: ByteBuffer) async throws {
         try await pieces.append(buffer, store: storePiece)
     }
 
-    public func append(_ bytes: [UInt8]) async throws {
+    package func append(_ bytes: [UInt8]) async throws {
         try await append(ByteBuffer(bytes: bytes))
     }
 
@@ -346,7 +341,7 @@ public final class FileContentWriter {
     }
 
     /// Stores the last piece, checks the checksum, and marks the file ready.
-    public func finish(expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
+    package func finish(expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
         let digest = try await pieces.finish(expectedSHA256: expectedSHA256, store: storePiece)
         try await connection.run(
             """
@@ -359,14 +354,14 @@ public final class FileContentWriter {
 
 /// A client's upload as it arrives: hashed, held to a size limit, and stored a piece at a time,
 /// each in its own short statement, so nothing in the database waits on the client between pieces.
-public final class FileUpload {
-    public let fileID: String
-    public let holder: UUID
+package final class FileUpload {
+    package let fileID: String
+    package let holder: UUID
     let database: PostgresClient
     let logger: Logger
     private var pieces: ContentPieces
 
-    public init(fileID: String, holder: UUID, limit: Int64, database: PostgresClient, logger: Logger) {
+    package init(fileID: String, holder: UUID, limit: Int64, database: PostgresClient, logger: Logger) {
         self.fileID = fileID
         self.holder = holder
         self.database = database
@@ -375,9 +370,9 @@ public final class FileUpload {
     }
 
     /// Bytes received so far.
-    public var receivedBytes: Int64 { pieces.total }
+    package var receivedBytes: Int64 { pieces.total }
 
-    public func append(_ buffer: ByteBuffer) async throws {
+    package func append(_ buffer: ByteBuffer) async throws {
         try await pieces.append(buffer, store: storePiece)
     }
 
@@ -388,7 +383,7 @@ public final class FileUpload {
 
     /// Stores the last piece and checks the size (`expectedBytes`, a Content-Length) and the
     /// checksum; the file is made ready by ``FilesTable/finishUpload``.
-    public func end(expectedBytes: Int64?, expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
+    package func end(expectedBytes: Int64?, expectedSHA256: String?) async throws -> (bytes: Int64, sha256: String) {
         if let expectedBytes, expectedBytes != pieces.total {
             throw FileUploadError.truncated(expected: expectedBytes, received: pieces.total)
         }

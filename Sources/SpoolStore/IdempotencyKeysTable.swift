@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 
 /// What an idempotency key says about a submit.
-public enum IdempotencyClaim: Sendable, Equatable {
+package enum IdempotencyClaim: Sendable, Equatable {
     /// The key is new (or its earlier use has expired): the submit goes ahead with this request id.
     case claimed
     /// The key was used within the window for the same request: answer with that job.
@@ -13,14 +13,14 @@ public enum IdempotencyClaim: Sendable, Equatable {
 }
 
 /// The `idempotency_keys` table: retried submits find their first job here.
-public struct IdempotencyKeysTable: Sendable {
-    public init() {}
+package struct IdempotencyKeysTable: Sendable {
+    package init() {}
 
     /// Records `key` for `requestID`, unless the key is already in use within `windowSeconds`.
     ///
     /// Run inside the submit's transaction: a concurrent submit with the same key waits on the
     /// row lock until this transaction ends, then sees its outcome.
-    public func claim(
+    package func claim(
         owner: String, key: String, requestHash: String, requestID: UUID, windowSeconds: Int,
         on connection: PostgresConnection, logger: Logger
     ) async throws -> IdempotencyClaim {
@@ -32,7 +32,7 @@ public struct IdempotencyKeysTable: Sendable {
     /// Records many keys at once (a bulk submit's), each for its own request id: one claim per
     /// key, in the order given. Run inside the submit's transaction. Keys are taken in sorted
     /// order, so two bulk submits sharing keys wait on each other instead of deadlocking.
-    public func claimMany(
+    package func claimMany(
         owner: String, keys: [(key: String, requestHash: String, requestID: UUID)], windowSeconds: Int,
         on connection: PostgresConnection, logger: Logger
     ) async throws -> [IdempotencyClaim] {
@@ -70,7 +70,7 @@ public struct IdempotencyKeysTable: Sendable {
     }
 
     /// Deletes keys older than the window; returns how many.
-    public func prune(windowSeconds: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func prune(windowSeconds: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH pruned AS (

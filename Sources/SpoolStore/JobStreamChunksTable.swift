@@ -4,7 +4,7 @@ import PostgresNIO
 import SpoolCore
 
 /// What a stream write did.
-public enum StreamAppendOutcome: Sendable, Equatable {
+package enum StreamAppendOutcome: Sendable, Equatable {
     case appended(seq: Int32)
     /// The attempt no longer holds the job (or there is no such job).
     case refused(LeaseRefusal)
@@ -13,16 +13,16 @@ public enum StreamAppendOutcome: Sendable, Equatable {
 }
 
 /// The `job_stream_chunks` table: what a RunPod worker's generator yields, read once each by `/stream/{id}`.
-public struct JobStreamChunksTable: Sendable {
-    public init() {}
+package struct JobStreamChunksTable: Sendable {
+    package init() {}
 
     /// The most chunks, and bytes of chunks, one job keeps: a generator past either is refused, so
     /// one job cannot fill the disk.
-    public static let maxChunksPerJob = 10_000
-    public static let maxBytesPerJob: Int64 = 64 << 20
+    package static let maxChunksPerJob = 10_000
+    package static let maxBytesPerJob: Int64 = 64 << 20
 
     /// Appends a chunk to the running job `leaseToken` holds, after its earlier chunks.
-    public func append(
+    package func append(
         requestID: UUID, leaseToken: UUID, chunk: JSONValue, maxChunks: Int = maxChunksPerJob, maxBytes: Int64 = maxBytesPerJob,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> StreamAppendOutcome {
@@ -54,7 +54,7 @@ public struct JobStreamChunksTable: Sendable {
     }
 
     /// The chunks no read has returned yet, in order, now marked read: each is handed out once.
-    public func takeUnread(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> [JSONValue] {
+    package func takeUnread(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> [JSONValue] {
         let rows = try await database.run(
             """
             UPDATE job_stream_chunks SET read_at = now()

@@ -4,13 +4,13 @@ import PostgresNIO
 import SpoolCore
 
 /// One line of a batch, validated, to enqueue as a job.
-public struct BatchLineJob: Sendable {
+package struct BatchLineJob: Sendable {
     /// 1-based line number in the input file: the line's place in the output, and what makes it unique.
-    public var line: Int32
-    public var customID: String
-    public var request: SubmitRequest
+    package var line: Int32
+    package var customID: String
+    package var request: SubmitRequest
 
-    public init(line: Int32, customID: String, request: SubmitRequest) {
+    package init(line: Int32, customID: String, request: SubmitRequest) {
         self.line = line
         self.customID = customID
         self.request = request
@@ -18,20 +18,20 @@ public struct BatchLineJob: Sendable {
 }
 
 /// A finished line of a batch, for its output files.
-public struct BatchLineResult: Sendable {
-    public var line: Int32
-    public var customID: String
-    public var requestID: UUID
-    public var status: JobStatus
-    public var outputs: String?
-    public var error: String?
-    public var errorType: String?
+package struct BatchLineResult: Sendable {
+    package var line: Int32
+    package var customID: String
+    package var requestID: UUID
+    package var status: JobStatus
+    package var outputs: String?
+    package var error: String?
+    package var errorType: String?
 }
 
 extension JobsTable {
     /// Enqueues batch lines in one statement (call it with a few thousand at a time), at the
     /// batch's priority; (batch_id, batch_line) is unique, so a line is never enqueued twice.
-    public func insertBatchLines(
+    package func insertBatchLines(
         _ lines: [BatchLineJob], batchID: UUID, priority: Int32, submittedBy: String, tenant: String, weight: Double,
         on database: some PostgresQueryable, logger: Logger
     ) async throws {
@@ -62,7 +62,7 @@ extension JobsTable {
     }
 
     /// Up to `limit` of the batch's lines after line `after`, in line order, for its output files.
-    public func batchResults(
+    package func batchResults(
         batchID: UUID, after: Int32, limit: Int, on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> [BatchLineResult]

@@ -4,41 +4,41 @@ import PostgresNIO
 import SpoolCore
 
 /// A job handed to a worker by a claim: what it needs to run it and to fence its writes.
-public struct ClaimedJob: Sendable, Equatable {
-    public var id: Int64
-    public var requestID: UUID
-    public var model: String
-    public var priority: Int32
-    public var leaseToken: UUID
-    public var attempt: Int32
-    public var payload: [String: JSONValue]
-    public var info: [String: JSONValue]
-    public var leaseExpiresAt: Date
-    public var runDeadlineAt: Date
-    public var path: String?
+package struct ClaimedJob: Sendable, Equatable {
+    package var id: Int64
+    package var requestID: UUID
+    package var model: String
+    package var priority: Int32
+    package var leaseToken: UUID
+    package var attempt: Int32
+    package var payload: [String: JSONValue]
+    package var info: [String: JSONValue]
+    package var leaseExpiresAt: Date
+    package var runDeadlineAt: Date
+    package var path: String?
     /// How long it waited in the queue before this claim, by the database's clock.
-    public var queueWaitSeconds: Double
+    package var queueWaitSeconds: Double
 }
 
 /// Per tenant, how many jobs of one model may run at once; the claim starts no more.
-public struct RunningLimits: Sendable, Equatable {
+package struct RunningLimits: Sendable, Equatable {
     /// Tenants with their own limit (nil: no limit for that tenant).
-    public var byTenant: [String: Int?]
+    package var byTenant: [String: Int?]
     /// The limit of every other tenant (nil: none).
-    public var everyTenant: Int?
+    package var everyTenant: Int?
 
-    public init(byTenant: [String: Int?] = [:], everyTenant: Int? = nil) {
+    package init(byTenant: [String: Int?] = [:], everyTenant: Int? = nil) {
         self.byTenant = byTenant
         self.everyTenant = everyTenant
     }
 
-    public static let none = RunningLimits()
-    public var isEmpty: Bool { everyTenant == nil && byTenant.values.allSatisfy { $0 == nil } }
+    package static let none = RunningLimits()
+    package var isEmpty: Bool { everyTenant == nil && byTenant.values.allSatisfy { $0 == nil } }
 }
 
 extension JobsTable {
     /// The most jobs one claim takes (a lease takes at most 100): a constant in the claim's SQL.
-    public static let maxClaimLimit = 1000
+    package static let maxClaimLimit = 1000
 
     /// Claims up to `limit` pending jobs of `models`: highest priority first, then the smallest
     /// fair-share tag (tenants in turn), then submission order; no tenant past its running limit.
@@ -46,7 +46,7 @@ extension JobsTable {
     /// Each claimed job gets a fresh lease token, a lease of `leaseSeconds` and a run deadline
     /// `maxRunSeconds` away, all from the database's clock. Concurrent claimers skip each other's
     /// rows, so no job is handed out twice.
-    public func claim(
+    package func claim(
         models: [String], limit: Int, leaseSeconds: Double, maxRunSeconds: Double, workerID: String,
         runningLimits: RunningLimits = .none, on database: some PostgresQueryable, logger: Logger
     ) async throws -> [ClaimedJob] {
@@ -74,13 +74,13 @@ extension JobsTable {
     }
 
     /// Which of `models` have pending jobs: the long-poll's fallback when a NOTIFY went missing.
-    public func modelsWithPendingJobs(
+    package func modelsWithPendingJobs(
         _ models: [String], on database: some PostgresQueryable, logger: Logger
     ) async throws -> [String] {
         let rows = try await database.run(
             """
             SELECT wanted.model FROM unnest(\(models)::text[]) AS wanted(model)
-            WHERE EXISTS (SELECT 1 FROM jobs WHERE status = 'pending' AND jobs.model = wanted.model)
+            WHERE EXISTS (SELECT 1 FROM jobs WHERE status = \(JobsTable.claim.from.sql) AND jobs.model = wanted.model)
             """, logger: logger)
         var found: [String] = []
         for try await model in rows.decode(String.self) { found.append(model) }
@@ -102,7 +102,7 @@ struct ClaimStatement: PostgresPreparedStatement {
             FROM unnest($1::text[]) AS wanted(model)
             CROSS JOIN LATERAL (
                 SELECT id, priority, fair_tag FROM jobs
-                WHERE status = 'pending' AND model = wanted.model
+                WHERE status = \(JobsTable.claim.from.sql) AND model = wanted.model
                   -- A job past its start deadline is failed by the sweep, never started late.
                   AND (start_deadline_at IS NULL OR start_deadline_at > now())
                 ORDER BY priority DESC, fair_tag, id
@@ -136,9 +136,12 @@ struct ClaimStatement: PostgresPreparedStatement {
 }
 
 extension JobsTable {
+    /// What a claim reads and writes: pending jobs become running.
+    static let claim = JobStateMachine.edge(.claim)
+
     /// Both claims' last step: the locked ids become running, each with a fresh lease.
     static let claimUpdateSQL = """
-        UPDATE jobs SET status = 'running',
+        UPDATE jobs SET status = \(claim.to.sql),
                         attempt = attempt + 1,
                         lease_token = gen_random_uuid(),
                         lease_seconds = $3,
@@ -147,7 +150,7 @@ extension JobsTable {
                         stop_reason = NULL,
                         claimed_at = now(),
                         worker_id = $5
-        WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = 'pending'
+        WHERE id = ANY (ARRAY(SELECT id FROM claimable)) AND status = \(claim.from.sql)
         RETURNING id, request_id, model, priority, lease_token, attempt, payload::text, info::text, lease_expires_at,
                   run_deadline_at, path, extract(epoch FROM claimed_at - created_at)::float8, fair_tag
         """
@@ -177,7 +180,7 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
                 -- table) small: a large estimated cost turns on JIT, which took a second per claim.
                 SELECT * FROM (
                     SELECT id, priority, fair_tag, model, tenant FROM jobs
-                    WHERE status = 'pending' AND model = wanted.model AND NOT $9::bool
+                    WHERE status = \(JobsTable.claim.from.sql) AND model = wanted.model AND NOT $9::bool
                       -- A job past its start deadline is failed by the sweep, never started late.
                       AND (start_deadline_at IS NULL OR start_deadline_at > now())
                     ORDER BY priority DESC, fair_tag, id
@@ -199,7 +202,7 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
             CROSS JOIN LATERAL (
                 SELECT * FROM (
                     SELECT id, priority, fair_tag, model, tenant FROM jobs
-                    WHERE status = 'pending' AND tenant = open.tenant AND model = wanted.model
+                    WHERE status = \(JobsTable.claim.from.sql) AND tenant = open.tenant AND model = wanted.model
                       AND (start_deadline_at IS NULL OR start_deadline_at > now())
                     ORDER BY priority DESC, fair_tag, id
                     LIMIT $2

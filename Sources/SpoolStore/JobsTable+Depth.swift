@@ -3,16 +3,16 @@ import Logging
 import PostgresNIO
 
 /// How deep one model's queue is.
-public struct ModelDepth: Sendable, Equatable {
-    public var model: String
-    public var waiting: Int
-    public var running: Int
+package struct ModelDepth: Sendable, Equatable {
+    package var model: String
+    package var waiting: Int
+    package var running: Int
     /// Waiting jobs per priority tier.
-    public var waitingByPriority: [Int32: Int]
+    package var waitingByPriority: [Int32: Int]
     /// Seconds the oldest waiting job has waited; 0 when none waits.
-    public var oldestWaitingSeconds: Double
+    package var oldestWaitingSeconds: Double
 
-    public init(model: String, waiting: Int, running: Int, waitingByPriority: [Int32: Int], oldestWaitingSeconds: Double) {
+    package init(model: String, waiting: Int, running: Int, waitingByPriority: [Int32: Int], oldestWaitingSeconds: Double) {
         self.model = model
         self.waiting = waiting
         self.running = running
@@ -24,7 +24,7 @@ public struct ModelDepth: Sendable, Equatable {
 // Queue depth for metrics and autoscaling, read on an interval by each broker (not per scrape):
 // one pass over the pending index grouped by model and priority, and the small running set.
 extension JobsTable {
-    public func depthOfEveryModel(on database: some PostgresQueryable, logger: Logger) async throws -> [ModelDepth] {
+    package func depthOfEveryModel(on database: some PostgresQueryable, logger: Logger) async throws -> [ModelDepth] {
         let rows = try await database.run(
             """
             WITH tiers AS (
@@ -57,7 +57,7 @@ extension JobsTable {
 
     /// Deletes up to `batchSize` jobs that ended more than `retentionSeconds` ago, oldest first;
     /// their log lines and webhook deliveries go with them; lines of batches still running stay. Returns how many.
-    public func pruneFinished(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pruneFinished(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         // Small batches through the done_at index, skipping rows anyone holds: the queue is never blocked.
         let rows = try await database.run(
             """
@@ -85,20 +85,20 @@ extension JobsTable {
 }
 
 /// How a model's jobs ended lately.
-public struct RecentJobCounts: Sendable, Equatable {
-    public var completed: Int
-    public var failed: Int
+package struct RecentJobCounts: Sendable, Equatable {
+    package var completed: Int
+    package var failed: Int
     /// Jobs that ended after more than one attempt.
-    public var retried: Int
+    package var retried: Int
 }
 
 extension JobsTable {
     /// The most recently ended jobs one count reads: a model ending more jobs than that in the
     /// window is counted up to it, so the read stays bounded.
-    public static let maxRecentJobsCounted = 100_000
+    package static let maxRecentJobsCounted = 100_000
 
     /// Jobs of `model` that ended within the last `withinSeconds` (RunPod's `/health`).
-    public func recentCounts(
+    package func recentCounts(
         model: String, withinSeconds: Double = 3600, on database: some PostgresQueryable, logger: Logger
     ) async throws -> RecentJobCounts {
         // A constant LIMIT: a parameter would be planned as unknown and could start the JIT.

@@ -40,7 +40,7 @@ extension JobsTable {
 extension JobsTable {
     /// The tenant's pending jobs over every model, counted up to `limit` (so a deep backlog costs
     /// no more than the quota it is checked against).
-    public func pendingCount(tenant: String, upTo limit: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pendingCount(tenant: String, upTo limit: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         try await database.run(
             "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant = \(tenant) AND status = 'pending' LIMIT \(limit)) AS waiting",
             logger: logger

@@ -4,14 +4,14 @@ import PostgresNIO
 import SpoolCore
 
 /// What a lease waiting on a broker takes a handed-over job on: the same terms its claim would use.
-public struct HandoverLease: Sendable, Equatable {
+package struct HandoverLease: Sendable, Equatable {
     /// Every model the lease serves: a job of any of them waiting goes first.
-    public var models: [String]
-    public var workerID: String
-    public var leaseSeconds: Double
-    public var maxRunSeconds: Double
+    package var models: [String]
+    package var workerID: String
+    package var leaseSeconds: Double
+    package var maxRunSeconds: Double
 
-    public init(models: [String], workerID: String, leaseSeconds: Double, maxRunSeconds: Double) {
+    package init(models: [String], workerID: String, leaseSeconds: Double, maxRunSeconds: Double) {
         self.models = models
         self.workerID = workerID
         self.leaseSeconds = leaseSeconds
@@ -23,11 +23,10 @@ extension JobsTable {
     /// Inserts a submitted job already claimed by `lease` when none of the lease's models has a job
     /// waiting (so it is the job that lease's claim would take), and answers it; otherwise inserts it
     /// pending and announces it like any submit, and answers nil. One statement, one transaction.
-    public func insertHandedOver(
+    package func insertHandedOver(
         _ job: NewJob, to lease: HandoverLease, on database: some PostgresQueryable, logger: Logger
     ) async throws -> ClaimedJob? {
-        guard let claim = JobStateMachine.next(from: .pending, on: .claim) else { return nil }
-        let statement = InsertHandedOverStatement(job: job, lease: lease, running: claim.status.rawValue)
+        let statement = InsertHandedOverStatement(job: job, lease: lease, running: JobsTable.claim.to.rawValue)
         for try await row in try await database.run(statement, logger: logger) {
             guard let leaseToken = row.4, let leaseExpiresAt = row.9, let runDeadlineAt = row.10 else { return nil }
             return ClaimedJob(
@@ -52,7 +51,7 @@ struct InsertHandedOverStatement: PostgresPreparedStatement {
         queue AS MATERIALIZED (
             -- Read before the insert: a job of the lease's models that waits is claimed before this one.
             SELECT NOT EXISTS (
-                SELECT 1 FROM jobs WHERE status = 'pending' AND model = ANY ($14::text[])
+                SELECT 1 FROM jobs WHERE status = \(JobsTable.claim.from.sql) AND model = ANY ($14::text[])
                   AND (start_deadline_at IS NULL OR start_deadline_at > now())
             ) AS idle
         ),
@@ -65,7 +64,7 @@ struct InsertHandedOverStatement: PostgresPreparedStatement {
                    CASE WHEN item.start_timeout >= 0 THEN now() + make_interval(secs => item.start_timeout) END,
                    nullif(item.webhook_url, ''), nullif(item.webhook_format, ''), item.tenant, \(JobsTable.fairTagSQL),
                    CASE WHEN item.max_run > 0 THEN item.max_run END,
-                   CASE WHEN queue.idle THEN $18::text ELSE 'pending' END,
+                   CASE WHEN queue.idle THEN $18::text ELSE \(JobsTable.claim.from.sql) END,
                    CASE WHEN queue.idle THEN 1 ELSE 0 END,
                    CASE WHEN queue.idle THEN gen_random_uuid() END,
                    CASE WHEN queue.idle THEN $15::float8 END,
@@ -83,7 +82,7 @@ struct InsertHandedOverStatement: PostgresPreparedStatement {
                inserted.payload, inserted.info, inserted.path, inserted.lease_expires_at, inserted.run_deadline_at
         FROM inserted
         LEFT JOIN LATERAL (
-            SELECT pg_notify('\(JobsTable.pendingChannel)', inserted.model) WHERE inserted.status = 'pending'
+            SELECT pg_notify('\(JobsTable.pendingChannel)', inserted.model) WHERE inserted.status = \(JobsTable.claim.from.sql)
         ) AS woken ON true
         """
     typealias Row = (Int64, UUID, String, Int32, UUID?, Int32, String, String, String?, Date?, Date?)

@@ -4,7 +4,7 @@ import PostgresNIO
 import SpoolCore
 
 /// What a worker write found when it did not apply.
-public enum LeaseRefusal: Error, Sendable, Equatable {
+package enum LeaseRefusal: Error, Sendable, Equatable {
     /// No job has that request id.
     case notFound
     /// The job has moved on from the writer's lease (it expired and was requeued, claimed again,
@@ -15,22 +15,22 @@ public enum LeaseRefusal: Error, Sendable, Equatable {
 }
 
 /// A heartbeat's answer: the lease's new end, and why the job should stop, if it should.
-public struct HeartbeatOutcome: Sendable, Equatable {
-    public var leaseExpiresAt: Date
-    public var stopReason: StopReason?
+package struct HeartbeatOutcome: Sendable, Equatable {
+    package var leaseExpiresAt: Date
+    package var stopReason: StopReason?
     /// The job's stored log lines after this write, for the log cap.
-    public var logs: StoredLogs
+    package var logs: StoredLogs
 }
 
 /// A job's stored log lines and their bytes, as its counters say: what the log cap is checked against.
-public struct StoredLogs: Sendable, Equatable {
-    public var jobID: Int64
-    public var lines: Int64
-    public var bytes: Int64
+package struct StoredLogs: Sendable, Equatable {
+    package var jobID: Int64
+    package var lines: Int64
+    package var bytes: Int64
 }
 
 /// How a worker ends its attempt.
-public enum AttemptEnd: Sendable, Equatable {
+package enum AttemptEnd: Sendable, Equatable {
     case complete(outputs: [String: JSONValue])
     case fail(error: String, retryable: Bool)
     case release
@@ -45,24 +45,24 @@ public enum AttemptEnd: Sendable, Equatable {
 }
 
 /// Where an ended attempt left the job.
-public struct FinishOutcome: Sendable, Equatable {
-    public var status: JobStatus
-    public var retries: Int32
+package struct FinishOutcome: Sendable, Equatable {
+    package var status: JobStatus
+    package var retries: Int32
     /// True when the attempt had already ended with this lease token (a retried write): nothing changed.
-    public var replayed: Bool
-    public var model: String
+    package var replayed: Bool
+    package var model: String
     /// How long the attempt ran, by the database's clock.
-    public var runSeconds: Double
+    package var runSeconds: Double
     /// The job's stored log lines after this write; nil when the write was a replay.
-    public var logs: StoredLogs?
+    package var logs: StoredLogs?
 }
 
 /// A job's emits and log lines that arrive with a worker write.
-public struct AttemptReport: Sendable, Equatable {
-    public var infoPatch: [String: JSONValue]
-    public var logs: [JobLogLine]
+package struct AttemptReport: Sendable, Equatable {
+    package var infoPatch: [String: JSONValue]
+    package var logs: [JobLogLine]
 
-    public init(infoPatch: [String: JSONValue] = [:], logs: [JobLogLine] = []) {
+    package init(infoPatch: [String: JSONValue] = [:], logs: [JobLogLine] = []) {
         self.infoPatch = infoPatch
         self.logs = logs
     }
@@ -74,7 +74,7 @@ extension JobsTable {
     /// Extends a running job's lease, merges `report.infoPatch` into its info and appends log lines.
     ///
     /// A job asked to stop keeps its lease end: heartbeats no longer extend it.
-    public func heartbeat(
+    package func heartbeat(
         requestID: UUID, leaseToken: UUID, leaseSeconds: Double?, report: AttemptReport,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> Result<HeartbeatOutcome, LeaseRefusal> {
@@ -94,11 +94,7 @@ extension JobsTable {
                   AND octet_length((info || \(patch)::jsonb)::text) <= \(Self.maxInfoBytes)
                 RETURNING id, attempt, lease_expires_at, stop_reason, log_lines, log_bytes
             ), logged AS (
-                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
-                SELECT beat.id, beat.attempt, line.level, line.source, line.message,
-                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
-                FROM beat, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
-                                  \(logs.times)::text[]) AS line(level, source, message, logged_at)
+                \(insertingLogs: logs, of: "beat")
             )
             SELECT lease_expires_at, stop_reason, id, log_lines, log_bytes FROM beat
             """, logger: logger)
@@ -113,14 +109,14 @@ extension JobsTable {
 
     /// The most a job's `info` holds, as JSON text: an emit past it is refused (a heartbeat's with
     /// 413), and a last emit or a retry-history entry past it is dropped, so a job's row stays small.
-    public static let maxInfoBytes = 1 << 20
+    package static let maxInfoBytes = 1 << 20
 
     /// Ends the attempt that holds `leaseToken`: complete, fail or release, as `JobStateMachine` decides.
     ///
     /// A retryable fail or a release returns the job to pending (waking waiting workers); a retry
     /// that reaches `retryLimit` fails it. The same write repeated with the same token after it
     /// succeeded is answered with the job's state and changes nothing.
-    public func finish(
+    package func finish(
         requestID: UUID, leaseToken: UUID, end: AttemptEnd, report: AttemptReport, retryLimit: Int,
         on client: PostgresClient, logger: Logger
     ) async throws -> Result<FinishOutcome, LeaseRefusal> {
@@ -177,15 +173,15 @@ extension JobsTable {
     static let maxRunTimeError = "The job ran past the broker's maximum run time and was stopped."
 
     /// The codes of `error_type`, named as fal's clients know them.
-    public enum ErrorType {
+    package enum ErrorType {
         /// The worker failed the job.
-        public static let runnerError = "runner_error"
+        package static let runnerError = "runner_error"
         /// Its lease expired on every attempt: the workers died or lost the broker.
-        public static let runnerDisconnected = "runner_disconnected"
+        package static let runnerDisconnected = "runner_disconnected"
         /// It ran past the maximum run time.
-        public static let runnerTimeout = "runner_timeout"
+        package static let runnerTimeout = "runner_timeout"
         /// It did not start before its start deadline.
-        public static let requestTimeout = "request_timeout"
+        package static let requestTimeout = "request_timeout"
     }
 
     /// Writes an attempt's end; shared by worker writes and the lease-expiry requeue.
@@ -231,11 +227,7 @@ extension JobsTable {
                 WHERE jobs.id = merged.id AND jobs.status = 'running' AND jobs.lease_token = \(leaseToken)
                 RETURNING jobs.id, jobs.attempt, jobs.model, jobs.log_lines, jobs.log_bytes
             ), logged AS (
-                INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
-                SELECT ended.id, ended.attempt, line.level, line.source, line.message,
-                       coalesce(nullif(line.logged_at, '')::timestamptz, now())
-                FROM ended, unnest(\(logs.levels)::text[], \(logs.sources)::text[], \(logs.messages)::text[],
-                                   \(logs.times)::text[]) AS line(level, source, message, logged_at)
+                \(insertingLogs: logs, of: "ended")
             )
             SELECT ended.id, ended.log_lines, ended.log_bytes FROM ended
             -- A job back in the queue wakes the leases waiting for its model.
@@ -254,53 +246,39 @@ extension JobsTable {
     ) async throws
         -> LeaseRefusal
     {
+        try await checkLease(requestID: requestID, leaseToken: leaseToken, on: database, logger: logger) ?? .infoTooLarge
+    }
+
+    /// Whether `leaseToken` is the lease of the job's running attempt: nil when it is, else why not
+    /// (what a worker's file upload checks at its start, and under `FOR SHARE` at its end).
+    package func checkLease(
+        requestID: UUID, leaseToken: UUID, locking: Bool = false, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> LeaseRefusal? {
         let rows = try await database.run(
-            "SELECT status, attempt, lease_token = \(leaseToken) FROM jobs WHERE request_id = \(requestID)", logger: logger)
+            """
+            SELECT status, attempt, lease_token = \(leaseToken) FROM jobs WHERE request_id = \(requestID)
+            \(unescaped: locking ? "FOR SHARE" : "")
+            """, logger: logger)
         for try await (status, attempt, holds) in rows.decode((String, Int32, Bool?).self) {
             let status = try Self.status(status)
-            return status == .running && holds == true ? .infoTooLarge : .leaseLost(status: status, attempt: attempt)
+            return status == .running && holds == true ? nil : .leaseLost(status: status, attempt: attempt)
         }
         return .notFound
     }
 }
 
-/// Log lines as parallel arrays, for `unnest` in one INSERT.
-struct LogColumns {
-    var levels: [String] = []
-    var sources: [String] = []
-    var messages: [String] = []
-    /// RFC 3339 text, or empty for "when the broker wrote it".
-    var times: [String] = []
-    /// The messages' bytes, for the job's log counters.
-    var bytes: Int64 = 0
-
-    var count: Int32 { Int32(messages.count) }
-
-    init(_ lines: [JobLogLine]) {
-        for line in lines {
-            levels.append(line.level)
-            sources.append(line.source)
-            // PostgreSQL text cannot hold NUL.
-            let message = line.message.replacingOccurrences(of: "\u{0}", with: "")
-            messages.append(message)
-            bytes += Int64(message.utf8.count)
-            times.append(line.timestamp ?? "")
-        }
-    }
-}
-
 /// How many log lines, and how many bytes of them, a job keeps: past either, the oldest are dropped.
-public struct JobLogLimits: Sendable, Equatable {
-    public var maxLines: Int
-    public var maxBytes: Int64
+package struct JobLogLimits: Sendable, Equatable {
+    package var maxLines: Int
+    package var maxBytes: Int64
 
-    public init(maxLines: Int, maxBytes: Int64) {
+    package init(maxLines: Int, maxBytes: Int64) {
         self.maxLines = maxLines
         self.maxBytes = maxBytes
     }
 
     /// The newest of `lines` that fit the limits on their own (a write larger than the cap keeps its end).
-    public func newest(_ lines: [JobLogLine]) -> [JobLogLine] {
+    package func newest(_ lines: [JobLogLine]) -> [JobLogLine] {
         var bytes: Int64 = 0
         var kept = 0
         for line in lines.reversed() {
@@ -312,17 +290,17 @@ public struct JobLogLimits: Sendable, Equatable {
     }
 
     /// Whether a job with these stored logs is over the cap.
-    public func exceeded(by logs: StoredLogs) -> Bool { logs.lines > Int64(maxLines) || logs.bytes > maxBytes }
+    package func exceeded(by logs: StoredLogs) -> Bool { logs.lines > Int64(maxLines) || logs.bytes > maxBytes }
 }
 
 /// One completion in a batch.
-public struct Completion: Sendable, Equatable {
-    public var requestID: UUID
-    public var leaseToken: UUID
-    public var outputs: [String: JSONValue]
-    public var report: AttemptReport
+package struct Completion: Sendable, Equatable {
+    package var requestID: UUID
+    package var leaseToken: UUID
+    package var outputs: [String: JSONValue]
+    package var report: AttemptReport
 
-    public init(requestID: UUID, leaseToken: UUID, outputs: [String: JSONValue], report: AttemptReport = AttemptReport()) {
+    package init(requestID: UUID, leaseToken: UUID, outputs: [String: JSONValue], report: AttemptReport = AttemptReport()) {
         self.requestID = requestID
         self.leaseToken = leaseToken
         self.outputs = outputs
@@ -331,20 +309,20 @@ public struct Completion: Sendable, Equatable {
 }
 
 /// A job a batched complete finished.
-public struct Completed: Sendable, Equatable {
-    public var requestID: UUID
-    public var model: String
-    public var retries: Int32
-    public var runSeconds: Double
+package struct Completed: Sendable, Equatable {
+    package var requestID: UUID
+    package var model: String
+    package var retries: Int32
+    package var runSeconds: Double
     /// The job's stored log lines after this write.
-    public var logs: StoredLogs
+    package var logs: StoredLogs
 }
 
 extension JobsTable {
     /// Completes many running jobs in one statement, each fenced by its lease token, with their
     /// last emits and log lines. Returns the jobs it completed; any other (a lease that moved on,
     /// a retried complete, an unknown id) is left unchanged for `finish` to settle and explain.
-    public func completeMany(
+    package func completeMany(
         _ completions: [Completion], on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> [Completed]
@@ -390,20 +368,19 @@ struct CompleteManyStatement: PostgresPreparedStatement {
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $10::int4[], $11::int8[])
                 AS item(request_id, lease_token, outputs, patch, log_lines, log_bytes)
         ), done AS (
-            UPDATE jobs SET status = 'done', outputs = item.outputs::jsonb,
+            UPDATE jobs SET status = \(JobStateMachine.edge(.complete).to.sql), outputs = item.outputs::jsonb,
                             -- A last emit that would take info past its cap is dropped; the outputs are kept.
                             info = CASE WHEN octet_length((jobs.info || item.patch::jsonb)::text) <= \(JobsTable.maxInfoBytes)
                                         THEN jobs.info || item.patch::jsonb ELSE jobs.info END,
                             done_at = now(), lease_expires_at = NULL, error = NULL, error_type = NULL,
                             log_lines = jobs.log_lines + item.log_lines, log_bytes = jobs.log_bytes + item.log_bytes
             FROM input AS item
-            WHERE jobs.request_id = item.request_id AND jobs.status = 'running' AND jobs.lease_token = item.lease_token
+            WHERE jobs.request_id = item.request_id AND jobs.status = \(JobStateMachine.edge(.complete).from.sql)
+              AND jobs.lease_token = item.lease_token
             RETURNING jobs.id, jobs.attempt, jobs.request_id, jobs.model, jobs.retries,
                       extract(epoch FROM now() - jobs.claimed_at)::float8 AS run, jobs.log_lines, jobs.log_bytes
         ), logged AS (
-            INSERT INTO job_logs (job_id, attempt, level, source, message, logged_at)
-            SELECT done.id, done.attempt, line.level, line.source, line.message,
-                   coalesce(nullif(line.logged_at, '')::timestamptz, now())
+            \(JobLogsTable.insertSQL(attempts: "done"))
             FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[]) AS line(request_id, level, source, message, logged_at)
             JOIN done ON done.request_id = line.request_id
         )
@@ -439,33 +416,12 @@ struct CompleteManyStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// Whether a worker's lease still holds its job.
-public enum LeaseCheck: Sendable, Equatable {
-    case holds
-    /// The job moved on: where it is now.
-    case lost(status: JobStatus, attempt: Int32)
-    case noSuchJob
-}
-
-extension JobsTable {
-    /// Whether `leaseToken` is the lease of the job's running attempt: what a worker's file upload checks first.
-    public func checkLease(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> LeaseCheck {
-        let rows = try await database.run(
-            "SELECT status, attempt, lease_token = \(leaseToken) FROM jobs WHERE request_id = \(requestID)", logger: logger)
-        for try await (status, attempt, matches) in rows.decode((String, Int32, Bool?).self) {
-            let status = try Self.status(status)
-            return status == .running && matches == true ? .holds : .lost(status: status, attempt: attempt)
-        }
-        return .noSuchJob
-    }
-}
-
 extension JobsTable {
     /// Drops a job's oldest log lines until it keeps at most `keepLines` lines and `keepBytes`
     /// bytes, and sets its counters to match; returns how many lines it dropped. Called when a
     /// write takes a job over its cap, with a target below the cap so trims are rare.
     @discardableResult
-    public func trimLogs(
+    package func trimLogs(
         jobID: Int64, keepLines: Int, keepBytes: Int64, on database: some PostgresQueryable, logger: Logger
     )
         async throws -> Int
@@ -499,7 +455,7 @@ extension JobsTable {
     /// retry is counted. Fenced by each lease token; a job asked to stop meanwhile is left to its
     /// lease, to end as the stop says. Returns how many went back.
     @discardableResult
-    public func handBack(
+    package func handBack(
         _ leases: [(requestID: UUID, leaseToken: UUID)], on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         guard !leases.isEmpty, let transition = JobStateMachine.next(from: .running, on: .undelivered) else { return 0 }

@@ -4,18 +4,18 @@ import PostgresNIO
 import SpoolCore
 
 /// What the dashboard's job list filters on; every field is optional.
-public struct JobListFilter: Sendable, Equatable {
-    public var model: String?
-    public var status: JobStatus?
-    public var priority: Int32?
-    public var createdAfter: Date?
-    public var createdBefore: Date?
+package struct JobListFilter: Sendable, Equatable {
+    package var model: String?
+    package var status: JobStatus?
+    package var priority: Int32?
+    package var createdAfter: Date?
+    package var createdBefore: Date?
     /// Lowercase hex digits a request id starts with (1–32, dashes removed).
-    public var requestIDPrefix: String?
+    package var requestIDPrefix: String?
     /// Only this tenant's jobs; nil: every tenant's.
-    public var tenant: String?
+    package var tenant: String?
 
-    public init(
+    package init(
         model: String? = nil, status: JobStatus? = nil, priority: Int32? = nil, createdAfter: Date? = nil, createdBefore: Date? = nil,
         requestIDPrefix: String? = nil, tenant: String? = nil
     ) {
@@ -30,19 +30,19 @@ public struct JobListFilter: Sendable, Equatable {
 }
 
 /// Where the next page starts: below a job id (newest first), or after a request id (a prefix search).
-public enum JobListCursor: Sendable, Equatable {
+package enum JobListCursor: Sendable, Equatable {
     case beforeID(Int64)
     case afterRequestID(UUID)
 
     /// The opaque text a client sends back: `i<id>` or `r<uuid>`.
-    public var text: String {
+    package var text: String {
         switch self {
         case .beforeID(let id): "i\(id)"
         case .afterRequestID(let id): "r\(id.uuidString.lowercased())"
         }
     }
 
-    public init?(text: String) {
+    package init?(text: String) {
         guard let kind = text.first else { return nil }
         let rest = String(text.dropFirst())
         switch kind {
@@ -58,45 +58,45 @@ public enum JobListCursor: Sendable, Equatable {
 }
 
 /// One row of the job list: what a table shows, not the payload.
-public struct JobListRow: Sendable, Equatable {
-    public var id: Int64
-    public var requestID: UUID
-    public var model: String
-    public var status: JobStatus
-    public var priority: Int32
-    public var retries: Int32
-    public var createdAt: Date
-    public var claimedAt: Date?
-    public var doneAt: Date?
-    public var errorType: String?
-    public var workerID: String?
+package struct JobListRow: Sendable, Equatable {
+    package var id: Int64
+    package var requestID: UUID
+    package var model: String
+    package var status: JobStatus
+    package var priority: Int32
+    package var retries: Int32
+    package var createdAt: Date
+    package var claimedAt: Date?
+    package var doneAt: Date?
+    package var errorType: String?
+    package var workerID: String?
     /// `info.progress` when it is a number.
-    public var progress: Double?
+    package var progress: Double?
 }
 
 /// A page of the job list and where the next one starts (nil: nothing older, or nothing after).
-public struct JobListPage: Sendable, Equatable {
-    public var rows: [JobListRow]
-    public var nextCursor: JobListCursor?
+package struct JobListPage: Sendable, Equatable {
+    package var rows: [JobListRow]
+    package var nextCursor: JobListCursor?
     /// Index entries the page read when it stopped short of its limit (a sparse filter); nil when the page filled.
-    public var scanned: Int?
+    package var scanned: Int?
 }
 
 /// Jobs that ended in one minute of the last hour, per model and end status.
-public struct FinishedMinute: Sendable, Equatable {
-    public var model: String
-    public var status: JobStatus
+package struct FinishedMinute: Sendable, Equatable {
+    package var model: String
+    package var status: JobStatus
     /// 0: the current minute, 59: the oldest.
-    public var minutesAgo: Int
-    public var count: Int
+    package var minutesAgo: Int
+    package var count: Int
 }
 
 /// The last hour's ends, counted per minute, and whether the count stopped at its bound.
-public struct FinishedHistory: Sendable, Equatable {
-    public var now: Date
-    public var minutes: [FinishedMinute]
+package struct FinishedHistory: Sendable, Equatable {
+    package var now: Date
+    package var minutes: [FinishedMinute]
     /// The newest `maxHistoryJobs` ends were counted and older ones in the hour were not.
-    public var capped: Bool
+    package var capped: Bool
 }
 
 // The dashboard's reads: a keyset-paged job list whose every page reads a bounded slice of one
@@ -104,15 +104,15 @@ public struct FinishedHistory: Sendable, Equatable {
 extension JobsTable {
     /// The most index entries one page reads: a filter that matches rarely answers a short (even
     /// empty) page with a cursor, instead of walking millions of rows in one request.
-    public static let maxListScan = 20_000
+    package static let maxListScan = 20_000
     /// The most rows a page holds.
-    public static let maxListLimit = 200
+    package static let maxListLimit = 200
     /// The most ends the history counts (the newest); past it, its older minutes are short.
-    public static let maxHistoryJobs = 100_000
+    package static let maxHistoryJobs = 100_000
 
     /// A page of jobs matching `filter`: newest first on `jobs_model_order` (model given) or the
     /// primary key, or in request-id order on `jobs_request_id_key` for a request-id prefix.
-    public func list(
+    package func list(
         _ filter: JobListFilter, cursor: JobListCursor?, limit: Int, on database: some PostgresQueryable, logger: Logger
     ) async throws -> JobListPage {
         let statements = try Self.listStatements(filter, cursor: cursor, limit: limit)
@@ -143,16 +143,16 @@ extension JobsTable {
     }
 
     /// The two statements of a page, exactly as `list` runs them (tests read their plans).
-    public struct JobListStatements: Sendable {
+    package struct JobListStatements: Sendable {
         /// The page: at most `limit + 1` matching rows of one slice of at most `maxListScan` index entries.
-        public var page: PostgresQuery
+        package var page: PostgresQuery
         /// The slice's last entry and the one after it, read from the index alone: two rows mean more follow.
-        public var edge: PostgresQuery
-        public var byRequestID: Bool
-        public var limit: Int
+        package var edge: PostgresQuery
+        package var byRequestID: Bool
+        package var limit: Int
     }
 
-    public static func listStatements(_ filter: JobListFilter, cursor: JobListCursor?, limit: Int) throws -> JobListStatements {
+    package static func listStatements(_ filter: JobListFilter, cursor: JobListCursor?, limit: Int) throws -> JobListStatements {
         let limit = min(max(limit, 1), maxListLimit)
         var bindings = PostgresBindings()
         func bind(_ value: some PostgresEncodable & Sendable) throws -> String {
@@ -219,7 +219,7 @@ extension JobsTable {
 
     /// Jobs that ended done or failed in each of the last 60 minutes, per model: the newest
     /// `maxHistoryJobs` ends, read newest first on `jobs_done_at`.
-    public func finishedPerMinute(on database: some PostgresQueryable, logger: Logger) async throws -> FinishedHistory {
+    package func finishedPerMinute(on database: some PostgresQueryable, logger: Logger) async throws -> FinishedHistory {
         // Constant LIMITs: a parameter would be planned as unknown and could start the JIT.
         let rows = try await database.run(
             """

@@ -3,10 +3,10 @@ import Logging
 import PostgresNIO
 
 /// Pending jobs of one priority whose fair tags fall in one bucket of `JobsTable.positionBucketSize`.
-public struct PendingBucket: Sendable, Equatable {
-    public var priority: Int32
-    public var bucket: Int64
-    public var count: Int
+package struct PendingBucket: Sendable, Equatable {
+    package var priority: Int32
+    package var bucket: Int64
+    package var count: Int
 }
 
 // Queue positions: how many pending jobs of the model a claim takes before a given job.
@@ -15,10 +15,10 @@ public struct PendingBucket: Sendable, Equatable {
 // add up bucket counts (read in one pass and cached by the broker) and count only inside J's bucket.
 extension JobsTable {
     /// Fair tags per bucket: the exact count inside one bucket reads about this many index entries per tenant.
-    public static let positionBucketSize: Int64 = 1024
+    package static let positionBucketSize: Int64 = 1024
 
     /// Pending jobs ahead of the job with `id`, `priority` and `fairTag`, counted exactly.
-    public func pendingAhead(
+    package func pendingAhead(
         model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         let statement = PendingAheadStatement(model: model, priority: priority, fairTag: fairTag, id: id)
@@ -27,7 +27,7 @@ extension JobsTable {
     }
 
     /// Pending jobs ahead of the job with `id` within its own priority and fair-tag bucket, counted exactly.
-    public func pendingAheadInBucket(
+    package func pendingAheadInBucket(
         model: String, priority: Int32, fairTag: Double, id: Int64, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         let start = Double(Self.positionBucket(of: fairTag) * Self.positionBucketSize)
@@ -37,10 +37,10 @@ extension JobsTable {
     }
 
     /// The bucket a fair tag falls in.
-    public static func positionBucket(of fairTag: Double) -> Int64 { Int64((fairTag / Double(positionBucketSize)).rounded(.down)) }
+    package static func positionBucket(of fairTag: Double) -> Int64 { Int64((fairTag / Double(positionBucketSize)).rounded(.down)) }
 
     /// Every bucket of the model's pending jobs, in claim order: one pass over its pending index.
-    public func pendingBuckets(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> [PendingBucket] {
+    package func pendingBuckets(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> [PendingBucket] {
         let rows = try await database.run(
             """
             SELECT priority, floor(fair_tag / \(Self.positionBucketSize))::int8 AS bucket, count(*)
@@ -57,7 +57,7 @@ extension JobsTable {
 
     /// Each model's mean run time, claim to end, of its attempts that ended done or failed in the
     /// last `seconds` (the newest 100,000 at most, on `jobs_done_at`); a model with none is absent.
-    public func meanRunSeconds(within seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: Double] {
+    package func meanRunSeconds(within seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> [String: Double] {
         // A constant LIMIT: a parameter would be planned as unknown and could start the JIT.
         let rows = try await database.run(
             """
@@ -73,7 +73,7 @@ extension JobsTable {
     }
 
     /// Running jobs of a model, from its partial index.
-    public func running(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func running(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         try await database.run("SELECT count(*) FROM jobs WHERE model = \(model) AND status = 'running'", logger: logger)
             .collect().first?.decode(Int.self) ?? 0
     }

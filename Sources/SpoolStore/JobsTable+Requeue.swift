@@ -4,11 +4,11 @@ import PostgresNIO
 import SpoolCore
 
 /// A job whose lease ran out, and where the requeue sent it.
-public struct ExpiredLease: Sendable, Equatable {
-    public var requestID: UUID
-    public var model: String
-    public var status: JobStatus
-    public var retries: Int32
+package struct ExpiredLease: Sendable, Equatable {
+    package var requestID: UUID
+    package var model: String
+    package var status: JobStatus
+    package var retries: Int32
 }
 
 // Maintenance every broker replica runs: it is safe to run on all of them at once, since each
@@ -16,7 +16,7 @@ public struct ExpiredLease: Sendable, Equatable {
 extension JobsTable {
     /// Returns running jobs whose lease expired to pending (retries + 1), or fails them at the retry
     /// limit; jobs asked to stop end as the stop says. Handles at most `batchSize` jobs per call.
-    public func requeueExpiredLeases(
+    package func requeueExpiredLeases(
         retryLimit: Int, batchSize: Int = 500, on client: PostgresClient, logger: Logger
     ) async throws -> [ExpiredLease] {
         do {
@@ -91,7 +91,7 @@ extension JobsTable {
 
     /// Asks running jobs past their run deadline to stop: their next heartbeat says so, their lease
     /// is cut to `graceSeconds` and no longer extended, and when it ends they fail. Returns how many.
-    public func stopJobsPastRunDeadline(
+    package func stopJobsPastRunDeadline(
         graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         // Running jobs are few (one per busy GPU slot); their partial index bounds this scan.
@@ -99,9 +99,9 @@ extension JobsTable {
             """
             WITH stopped AS (
                 UPDATE jobs
-                SET stop_reason = 'max_run_time',
+                SET stop_reason = \(StopReason.maxRunTime.rawValue),
                     lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
-                WHERE status = 'running' AND stop_reason IS NULL AND run_deadline_at <= now()
+                WHERE status = \(JobStateMachine.edge(.askToStop).from) AND stop_reason IS NULL AND run_deadline_at <= now()
                 RETURNING 1
             )
             SELECT count(*) FROM stopped
@@ -110,19 +110,20 @@ extension JobsTable {
     }
 
     /// Fails pending jobs whose start deadline passed (fal's `X-Fal-Request-Timeout`); returns how many per model.
-    public func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+    package func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+        let timeout = JobStateMachine.edge(.startTimeout)
         let rows = try await database.run(
             """
             WITH late AS (
                 SELECT id FROM jobs
-                WHERE status = 'pending' AND start_deadline_at <= now()
+                WHERE status = \(timeout.from) AND start_deadline_at <= now()
                 LIMIT 1000
                 FOR UPDATE SKIP LOCKED
             ), failed AS (
-                UPDATE jobs SET status = 'failed', done_at = now(), error_type = \(ErrorType.requestTimeout),
+                UPDATE jobs SET status = \(timeout.to), done_at = now(), error_type = \(ErrorType.requestTimeout),
                                 error = 'The job did not start before its start timeout ('
                                         || round(extract(epoch FROM start_deadline_at - created_at)::numeric, 1) || ' s).'
-                WHERE id = ANY (ARRAY(SELECT id FROM late)) AND status = 'pending'
+                WHERE id = ANY (ARRAY(SELECT id FROM late)) AND status = \(timeout.from)
                 RETURNING model
             )
             SELECT model, count(*) FROM failed GROUP BY model
@@ -136,7 +137,7 @@ extension JobsTable {
     /// in `info.retry_history` (where its failure put it) beside an entry saying who requeued it, its webhook delivery is forgotten so its next
     /// end is delivered again, and the audit trail records `actor`, all in one statement. A batch's
     /// job is not requeued (its batch's files are written once).
-    public func requeueFailed(
+    package func requeueFailed(
         model: String, requestID: UUID, tenant: String?, actor: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> RequeueOutcome {
         guard let transition = JobStateMachine.next(from: .failed, on: .requeue) else { return .notFound }
@@ -179,7 +180,7 @@ extension JobsTable {
 }
 
 /// What an operator's requeue found.
-public enum RequeueOutcome: Sendable, Equatable {
+package enum RequeueOutcome: Sendable, Equatable {
     case requeued
     /// The job is not failed; it keeps this status.
     case unchanged(JobStatus)

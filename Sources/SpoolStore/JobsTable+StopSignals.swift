@@ -4,9 +4,9 @@ import PostgresNIO
 import SpoolCore
 
 /// An attempt a worker is told to stop.
-public struct StopSignal: Sendable, Equatable {
-    public var requestID: UUID
-    public var leaseToken: UUID
+package struct StopSignal: Sendable, Equatable {
+    package var requestID: UUID
+    package var leaseToken: UUID
 }
 
 // Stops told to a worker on its own channel (RunPod's job-stop) rather than at a heartbeat.
@@ -14,7 +14,7 @@ extension JobsTable {
     /// The running jobs of `model` that `workerID` holds and that were asked to stop (canceled, or
     /// past their maximum run time). Their leases end now, so the lease sweep ends each as its stop
     /// says, and no later read tells the same stop twice.
-    public func takeStopSignals(
+    package func takeStopSignals(
         model: String, workerID: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> [StopSignal] {
         // Running jobs are few (one per busy GPU slot); their partial index bounds this scan.
@@ -32,7 +32,7 @@ extension JobsTable {
 
     /// Whether the attempt holding `leaseToken` is the one that ended the job (a finished job keeps
     /// its last token): a late write from it is stale but harmless, not another attempt's.
-    public func endedBy(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
+    package func endedBy(requestID: UUID, leaseToken: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
         let rows = try await database.run(
             """
             SELECT 1 FROM jobs

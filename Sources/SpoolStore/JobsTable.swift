@@ -4,39 +4,39 @@ import PostgresNIO
 import SpoolCore
 
 /// A job as stored, for status reads.
-public struct JobRecord: Sendable, Equatable {
+package struct JobRecord: Sendable, Equatable {
     /// Submission order (the claim's FIFO order within a priority).
-    public var id: Int64
-    public var requestID: UUID
-    public var model: String
-    public var status: JobStatus
-    public var priority: Int32
-    public var payload: [String: JSONValue]
-    public var info: [String: JSONValue]
-    public var outputs: [String: JSONValue]?
-    public var error: String?
-    public var retries: Int32
-    public var createdAt: Date
-    public var claimedAt: Date?
-    public var doneAt: Date?
+    package var id: Int64
+    package var requestID: UUID
+    package var model: String
+    package var status: JobStatus
+    package var priority: Int32
+    package var payload: [String: JSONValue]
+    package var info: [String: JSONValue]
+    package var outputs: [String: JSONValue]?
+    package var error: String?
+    package var retries: Int32
+    package var createdAt: Date
+    package var claimedAt: Date?
+    package var doneAt: Date?
     /// Attempts so far: 0 until the first claim.
-    public var attempt: Int32
+    package var attempt: Int32
     /// Set while a running job is asked to stop.
-    public var stopReason: StopReason?
+    package var stopReason: StopReason?
     /// The endpoint within the app, for fal's `/{owner}/{app}/{path}`.
-    public var path: String?
+    package var path: String?
     /// Why a failed job failed, as a code (`runner_error`, `runner_disconnected`, `runner_timeout`, `request_timeout`).
-    public var errorType: String?
+    package var errorType: String?
     /// Where the job's terminal state is delivered, if anywhere.
-    public var webhookURL: String?
+    package var webhookURL: String?
     /// The tenant whose job it is.
-    public var tenant: String
+    package var tenant: String
     /// Its place within its priority: the claim takes the smallest tag first (fair share).
-    public var fairTag: Double
+    package var fairTag: Double
 }
 
 /// What a cancel found.
-public enum CancelOutcome: Sendable, Equatable {
+package enum CancelOutcome: Sendable, Equatable {
     /// The job was pending and is now canceled.
     case canceled
     /// The job was running and is now asked to stop; it ends `canceled` when its worker stops.
@@ -49,18 +49,18 @@ public enum CancelOutcome: Sendable, Equatable {
 }
 
 /// The `jobs` table: every query on it, each written once.
-public struct JobsTable: Sendable {
-    public init() {}
+package struct JobsTable: Sendable {
+    package init() {}
 
     /// The channel that carries a model name whenever jobs of that model become pending.
     ///
     /// Brokers LISTEN on it to wake their waiting leases. NOTIFY is sent by the statement that
     /// makes the job pending, so it is delivered at commit, and PostgreSQL folds repeats of one
     /// model within a transaction into one.
-    public static let pendingChannel = "spool_pending"
+    package static let pendingChannel = "spool_pending"
 
     /// Inserts a pending job and wakes the workers waiting for its model.
-    public func insert(
+    package func insert(
         _ submit: SubmitRequest, requestID: UUID, submittedBy: String, tenant: String = NewJob.defaultTenant, weight: Double = 1,
         on database: some PostgresQueryable, logger: Logger
     ) async throws {
@@ -70,14 +70,14 @@ public struct JobsTable: Sendable {
     }
 
     /// Inserts jobs in one statement, ids in the order given, and wakes each model's waiting leases once.
-    public func insertMany(_ jobs: [NewJob], on database: some PostgresQueryable, logger: Logger) async throws {
+    package func insertMany(_ jobs: [NewJob], on database: some PostgresQueryable, logger: Logger) async throws {
         guard !jobs.isEmpty else { return }
         for try await _ in try await database.run(InsertJobsStatement(jobs: jobs), logger: logger) {}
     }
 
     /// The job with this request id, if it belongs to `model` and to `tenant` (nil: any tenant):
     /// another tenant's job reads exactly as no job, from the same statement.
-    public func find(
+    package func find(
         model: String, requestID: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger
     ) async throws -> JobRecord? {
         // Prepared: every status read runs it, and planning it each time cost more than running it.
@@ -99,7 +99,7 @@ public struct JobsTable: Sendable {
     ///
     /// With `auditActor` (an operator's cancel), the audit trail records the cancel or the stop in
     /// the same statement.
-    public func cancel(
+    package func cancel(
         model: String, requestID: UUID, tenant: String?, stopRunning: Bool = false, graceSeconds: Double = 30, auditActor: String? = nil,
         on database: some PostgresQueryable, logger: Logger
     ) async throws -> CancelOutcome {
@@ -121,17 +121,18 @@ public struct JobsTable: Sendable {
     ) async throws -> CancelOutcome {
         // One statement: each UPDATE touches only the status it names; the last SELECT reports
         // what the job was when neither applied.
+        let (cancel, stop) = (JobStateMachine.edge(.cancel), JobStateMachine.edge(.askToStop))
         let rows = try await database.run(
             """
             WITH canceled AS (
-                UPDATE jobs SET status = 'canceled', done_at = now()
-                WHERE request_id = \(requestID) AND model = \(model) AND status = 'pending'
+                UPDATE jobs SET status = \(cancel.to), done_at = now()
+                WHERE request_id = \(requestID) AND model = \(model) AND status = \(cancel.from)
                   AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 'now_canceled'::text AS outcome
             ), stopping AS (
                 UPDATE jobs SET stop_reason = 'canceled',
                                 lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
-                WHERE request_id = \(requestID) AND model = \(model) AND status = 'running' AND \(stopRunning)
+                WHERE request_id = \(requestID) AND model = \(model) AND status = \(stop.from) AND \(stopRunning)
                   AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 'now_stopping'::text AS outcome
             ), audited AS (
@@ -159,7 +160,7 @@ public struct JobsTable: Sendable {
     }
 
     /// Keeps changes to a job announced on `spool_job` for `seconds` more: a status stream is open.
-    public func watch(requestID: UUID, seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws {
+    package func watch(requestID: UUID, seconds: Double, on database: some PostgresQueryable, logger: Logger) async throws {
         try await database.run(
             """
             UPDATE jobs SET watched_until = now() + make_interval(secs => \(seconds))
@@ -168,24 +169,25 @@ public struct JobsTable: Sendable {
     }
 
     /// The channel that carries a watched job's request id whenever its row changes.
-    public static let watchedJobChannel = "spool_job"
+    package static let watchedJobChannel = "spool_job"
 
     /// A job's model, if the job exists: what a worker key's model patterns are checked against.
-    public func model(of requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> String? {
+    package func model(of requestID: UUID, on database: some PostgresQueryable, logger: Logger) async throws -> String? {
         try await database.run("SELECT model FROM jobs WHERE request_id = \(requestID)", logger: logger)
             .collect().first?.decode(String.self)
     }
 
     /// Cancels every pending job of a model (of one tenant's, when `tenant` is given), recording
     /// who did it in the audit trail in the same statement; returns how many.
-    public func cancelPending(
+    package func cancelPending(
         model: String, tenant: String? = nil, actor: String, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
+        let cancel = JobStateMachine.edge(.cancel)
         let rows = try await database.run(
             """
             WITH canceled AS (
-                UPDATE jobs SET status = 'canceled', done_at = now()
-                WHERE model = \(model) AND status = 'pending' AND (\(tenant)::text IS NULL OR tenant = \(tenant))
+                UPDATE jobs SET status = \(cancel.to), done_at = now()
+                WHERE model = \(model) AND status = \(cancel.from) AND (\(tenant)::text IS NULL OR tenant = \(tenant))
                 RETURNING 1
             ), counted AS (
                 SELECT count(*) AS jobs FROM canceled
@@ -200,7 +202,7 @@ public struct JobsTable: Sendable {
     }
 
     /// Jobs waiting and running for a model, each counted from its own partial index.
-    public func depth(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> (waiting: Int, running: Int) {
+    package func depth(model: String, on database: some PostgresQueryable, logger: Logger) async throws -> (waiting: Int, running: Int) {
         let rows = try await database.run(
             """
             SELECT (SELECT count(*) FROM jobs WHERE model = \(model) AND status = 'pending'),
@@ -223,18 +225,18 @@ public struct JobsTable: Sendable {
 }
 
 /// A job to insert: what was submitted, its new request id, and who submitted it.
-public struct NewJob: Sendable {
+package struct NewJob: Sendable {
     /// The tenant of a key that names none, and of every job from before tenants.
-    public static let defaultTenant = "default"
+    package static let defaultTenant = "default"
 
-    public var request: SubmitRequest
-    public var requestID: UUID
-    public var submittedBy: String
-    public var tenant: String
+    package var request: SubmitRequest
+    package var requestID: UUID
+    package var submittedBy: String
+    package var tenant: String
     /// The tenant's fair-share weight: a tenant of weight 2 starts two jobs for another's one.
-    public var weight: Double
+    package var weight: Double
 
-    public init(request: SubmitRequest, requestID: UUID, submittedBy: String, tenant: String = defaultTenant, weight: Double = 1) {
+    package init(request: SubmitRequest, requestID: UUID, submittedBy: String, tenant: String = defaultTenant, weight: Double = 1) {
         self.request = request
         self.requestID = requestID
         self.submittedBy = submittedBy

@@ -2,10 +2,10 @@ import Logging
 import PostgresNIO
 
 /// One numbered schema change from `migrations/`, carried in the binary.
-public struct Migration: Sendable {
-    public let version: Int
-    public let name: String
-    public let sql: String
+package struct Migration: Sendable {
+    package let version: Int
+    package let name: String
+    package let sql: String
 }
 
 /// Applies the schema in `migrations/` to a database, safely from many brokers at once.
@@ -13,9 +13,9 @@ public struct Migration: Sendable {
 /// Every migration runs in its own transaction under a transaction-scoped advisory lock, so
 /// brokers that start together queue up on the lock: the first applies, the rest find nothing
 /// left to do.
-public struct Migrator: Sendable {
+package struct Migrator: Sendable {
     /// Every migration, in order. `migrations/` is the source; a test checks this list matches it.
-    public static let all: [Migration] = [
+    package static let all: [Migration] = [
         Migration(version: 1, name: "jobs", sql: String(decoding: PackageResources._001_jobs_sql, as: UTF8.self)),
         Migration(version: 2, name: "idempotency_keys", sql: String(decoding: PackageResources._002_idempotency_keys_sql, as: UTF8.self)),
         Migration(version: 3, name: "api_keys", sql: String(decoding: PackageResources._003_api_keys_sql, as: UTF8.self)),
@@ -39,21 +39,21 @@ public struct Migrator: Sendable {
     let client: PostgresClient
     let migrations: [Migration]
 
-    public init(client: PostgresClient, migrations: [Migration] = Migrator.all) {
+    package init(client: PostgresClient, migrations: [Migration] = Migrator.all) {
         self.client = client
         self.migrations = migrations
     }
 
     /// Applies the pending migrations and returns the versions it applied.
     @discardableResult
-    public func migrate(logger: Logger) async throws -> [Int] {
+    package func migrate(logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
             try await applyPending(on: connection, logger: logger)
         }
     }
 
     /// The versions recorded as applied, in order; empty for a database Spool never touched.
-    public func appliedVersions(logger: Logger) async throws -> [Int] {
+    package func appliedVersions(logger: Logger) async throws -> [Int] {
         try await Self.appliedVersions(on: client, logger: logger)
     }
 

@@ -7,7 +7,7 @@ import Synchronization
 /// Each table's queries are written once against this, and used from either. Every query reads
 /// its rows in full before its connection goes back to the pool, and none can wait forever on a
 /// connection that closed under it (``PostgresConnection/guarded(_:)``).
-public protocol PostgresQueryable: Sendable {
+package protocol PostgresQueryable: Sendable {
     /// Runs a query and reads its rows.
     func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow>
 
@@ -23,38 +23,38 @@ public protocol PostgresQueryable: Sendable {
 /// A pooler in transaction mode that does not track prepared statements (PgBouncer before 1.21,
 /// many managed poolers) hands a connection's named statements to other clients' transactions;
 /// unnamed ones pass through any pooler, for a parse and a plan per statement.
-public enum PreparedStatements {
+package enum PreparedStatements {
     private static let unnamed = Atomic<Bool>(false)
 
-    public static var areUnnamed: Bool { unnamed.load(ordering: .relaxed) }
+    package static var areUnnamed: Bool { unnamed.load(ordering: .relaxed) }
 
     /// Set once at start-up, before the first statement (`--unnamed-statements`).
-    public static func sendUnnamed(_ value: Bool) { unnamed.store(value, ordering: .relaxed) }
+    package static func sendUnnamed(_ value: Bool) { unnamed.store(value, ordering: .relaxed) }
 }
 
 /// Rows read in full: iterated, collected, or decoded (`rows.decode((Int, String).self)`) as
 /// PostgresNIO's row sequence is.
-public struct Rows<Element: Sendable>: AsyncSequence, Sendable {
-    public let elements: [Element]
+package struct Rows<Element: Sendable>: AsyncSequence, Sendable {
+    package let elements: [Element]
 
-    public init(_ elements: [Element]) { self.elements = elements }
+    package init(_ elements: [Element]) { self.elements = elements }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         var base: IndexingIterator<[Element]>
-        public mutating func next() async -> Element? { base.next() }
+        package mutating func next() async -> Element? { base.next() }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: elements.makeIterator()) }
+    package func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: elements.makeIterator()) }
 
-    public func collect() async throws -> [Element] { elements }
+    package func collect() async throws -> [Element] { elements }
 }
 
 extension PostgresConnection: PostgresQueryable {
-    public func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow> {
+    package func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow> {
         try await guarded { Rows(try await self.query(query, logger: logger, file: file, line: line).collect()) }
     }
 
-    public func preparedRows<Statement: PostgresPreparedStatement>(
+    package func preparedRows<Statement: PostgresPreparedStatement>(
         _ statement: Statement, logger: Logger, file: String, line: Int
     )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
@@ -108,8 +108,8 @@ extension PostgresConnection: PostgresQueryable {
 /// A statement whose connection closed before its answer came: PostgreSQL crashed, restarted or
 /// failed over. Retrying on a new connection is safe for reads; a write's fate is unknown to the
 /// broker, which is why writes are idempotent or fenced.
-public struct DatabaseConnectionLost: Error, CustomStringConvertible {
-    public var description: String { "The database connection closed before the statement's answer came." }
+package struct DatabaseConnectionLost: Error, CustomStringConvertible {
+    package var description: String { "The database connection closed before the statement's answer came." }
 }
 
 /// The first of an operation's answer and its watchdog's verdict; the other is dropped.
@@ -145,11 +145,11 @@ private final class GuardedOutcome<Value: Sendable>: Sendable {
 }
 
 extension PostgresClient: PostgresQueryable {
-    public func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow> {
+    package func rows(_ query: PostgresQuery, logger: Logger, file: String, line: Int) async throws -> Rows<PostgresRow> {
         try await withConnection { connection in try await connection.rows(query, logger: logger, file: file, line: line) }
     }
 
-    public func preparedRows<Statement: PostgresPreparedStatement>(
+    package func preparedRows<Statement: PostgresPreparedStatement>(
         _ statement: Statement, logger: Logger, file: String, line: Int
     )
         async throws -> Rows<Statement.Row> where Statement.Row: Sendable
@@ -158,7 +158,7 @@ extension PostgresClient: PostgresQueryable {
     }
 
     /// Runs `body` in one transaction on a pooled connection (``PostgresConnection/transaction(logger:_:)``).
-    public func transaction<Result: Sendable>(
+    package func transaction<Result: Sendable>(
         logger: Logger, isolation: isolated (any Actor)? = #isolation, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withConnection(isolation: isolation) { connection in
@@ -171,7 +171,7 @@ extension PostgresConnection {
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws (its
     /// error is rethrown as it is). Every statement, the BEGIN and COMMIT included, is guarded
     /// against a connection that closes under it.
-    public func transaction<Result: Sendable>(
+    package func transaction<Result: Sendable>(
         logger: Logger, isolation: isolated (any Actor)? = #isolation, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await run("BEGIN", logger: logger)
@@ -204,7 +204,7 @@ extension PostgresQueryable {
 
 extension PostgresQueryable {
     /// A round trip that reads nothing, labelled so operators can tell it in pg_stat_activity.
-    public func healthCheck(_ label: HealthCheck, logger: Logger) async throws {
+    package func healthCheck(_ label: HealthCheck, logger: Logger) async throws {
         switch label {
         case .readiness: try await run("SELECT 'spool readiness'", logger: logger)
         case .listener: try await run("SELECT 'spool listener health'", logger: logger)
@@ -213,7 +213,7 @@ extension PostgresQueryable {
 }
 
 /// Who asks the database whether it answers.
-public enum HealthCheck: Sendable {
+package enum HealthCheck: Sendable {
     /// `/readyz`.
     case readiness
     /// The LISTEN connection, checking that it is alive.

@@ -13,7 +13,7 @@ import SpoolCore
 /// `pg_is_in_recovery()`, `transaction_read_only`), then joins the pool's connection to that
 /// server byte for byte (TLS included, end to end). After a failover the old primary's
 /// connections break, the pool opens new ones, and they reach the promoted server.
-public final class PrimaryRelay: Sendable {
+package final class PrimaryRelay: Sendable {
     let url: DatabaseURL
     let logger: Logger
     let channel: any Channel
@@ -24,10 +24,10 @@ public final class PrimaryRelay: Sendable {
     static let probeTimeout: Duration = .seconds(5)
 
     /// The port on 127.0.0.1 the pool connects to.
-    public var port: Int { channel.localAddress?.port ?? 0 }
+    package var port: Int { channel.localAddress?.port ?? 0 }
 
     /// The pool's configuration: this relay's address, the URL's user, database and TLS.
-    public var configuration: PostgresClient.Configuration { url.relayed(port: port) }
+    package var configuration: PostgresClient.Configuration { url.relayed(port: port) }
 
     private init(url: DatabaseURL, logger: Logger, channel: any Channel) {
         self.url = url
@@ -36,7 +36,7 @@ public final class PrimaryRelay: Sendable {
     }
 
     /// Starts a relay for `url`'s servers; close it when the pool has stopped.
-    public static func start(_ url: DatabaseURL, logger: Logger) async throws -> PrimaryRelay {
+    package static func start(_ url: DatabaseURL, logger: Logger) async throws -> PrimaryRelay {
         let relay = NIOLockedValueBox<PrimaryRelay?>(nil)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -57,7 +57,7 @@ public final class PrimaryRelay: Sendable {
         return started
     }
 
-    public func close() async {
+    package func close() async {
         try? await channel.close()
     }
 

@@ -2,13 +2,13 @@ import Logging
 import PostgresNIO
 
 /// The `rate_buckets` table: each tenant's submit token bucket, one row, shared by every replica.
-public struct RateBucketsTable: Sendable {
-    public init() {}
+package struct RateBucketsTable: Sendable {
+    package init() {}
 
     /// Takes `count` tokens from the tenant's bucket (refilled at `rate` per second up to `burst`),
     /// or none when it holds fewer: then the seconds until enough are back. One statement: the row
     /// lock orders concurrent submits across replicas.
-    public func take(
+    package func take(
         tenant: String, rate: Double, burst: Int, count: Int = 1, on database: some PostgresQueryable, logger: Logger
     ) async throws -> (taken: Bool, retryAfterSeconds: Double) {
         let count = Double(count)

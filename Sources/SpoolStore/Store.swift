@@ -4,7 +4,7 @@ import PostgresNIO
 import SpoolCore
 
 /// What a submit did.
-public enum SubmitOutcome: Sendable, Equatable {
+package enum SubmitOutcome: Sendable, Equatable {
     /// A new pending job.
     case created(UUID)
     /// A retry with the same idempotency key and body: the first job, nothing created.
@@ -14,7 +14,7 @@ public enum SubmitOutcome: Sendable, Equatable {
 }
 
 /// What a bulk submit did.
-public enum BulkSubmitOutcome: Sendable {
+package enum BulkSubmitOutcome: Sendable {
     /// Every job's request id, in order; `replayed` when its idempotency key named an earlier job.
     case submitted([(requestID: UUID, replayed: Bool)])
     /// The job at `index` has an idempotency key used for a different request: nothing stored.
@@ -22,26 +22,26 @@ public enum BulkSubmitOutcome: Sendable {
 }
 
 /// The broker's view of PostgreSQL: the pool and every table, and the operations that span tables.
-public struct SpoolStore: Sendable {
-    public let client: PostgresClient
-    public let jobs = JobsTable()
-    public let idempotencyKeys = IdempotencyKeysTable()
-    public let apiKeys = APIKeysTable()
-    public let audit = AuditEventsTable()
-    public let jobLogs = JobLogsTable()
-    public let webhookDeliveries = WebhookDeliveriesTable()
-    public let workers = WorkersTable()
-    public let files = FilesTable()
-    public let rateBuckets = RateBucketsTable()
-    public let batches = BatchesTable()
-    public let streamChunks = JobStreamChunksTable()
+package struct SpoolStore: Sendable {
+    package let client: PostgresClient
+    package let jobs = JobsTable()
+    package let idempotencyKeys = IdempotencyKeysTable()
+    package let apiKeys = APIKeysTable()
+    package let audit = AuditEventsTable()
+    package let jobLogs = JobLogsTable()
+    package let webhookDeliveries = WebhookDeliveriesTable()
+    package let workers = WorkersTable()
+    package let files = FilesTable()
+    package let rateBuckets = RateBucketsTable()
+    package let batches = BatchesTable()
+    package let streamChunks = JobStreamChunksTable()
 
-    public init(client: PostgresClient) {
+    package init(client: PostgresClient) {
         self.client = client
     }
 
     /// Submits a job; with an idempotency key, the key and the job commit together or not at all.
-    public func submit(
+    package func submit(
         _ request: SubmitRequest, submittedBy: String, tenant: String, weight: Double,
         idempotency: (key: String, requestHash: String, windowSeconds: Int)?, logger: Logger
     ) async throws -> SubmitOutcome {
@@ -71,7 +71,7 @@ public struct SpoolStore: Sendable {
     /// Submits many jobs in one transaction, each with its own optional idempotency key (its
     /// position in `idempotency` matches `jobs`): all are stored, or, when a key was used for
     /// another request, none. Jobs whose key replays an earlier submit are not stored again.
-    public func submitMany(
+    package func submitMany(
         _ jobs: [NewJob], idempotency: [(key: String, requestHash: String)?], owner: String, windowSeconds: Int, logger: Logger
     ) async throws -> BulkSubmitOutcome {
         precondition(jobs.count == idempotency.count, "one idempotency entry per job")

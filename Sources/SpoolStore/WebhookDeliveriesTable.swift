@@ -3,30 +3,30 @@ import Logging
 import PostgresNIO
 
 /// A webhook delivery taken by a sender for one attempt.
-public struct DueDelivery: Sendable, Equatable {
-    public var id: Int64
-    public var webhookID: String
-    public var url: String
-    public var body: String
+package struct DueDelivery: Sendable, Equatable {
+    package var id: Int64
+    package var webhookID: String
+    package var url: String
+    package var body: String
     /// This attempt's number (1 for the first); the write of its result names it (fencing).
-    public var attempt: Int32
-    public var createdAt: Date
+    package var attempt: Int32
+    package var createdAt: Date
 }
 
 /// A delivery as the status API shows it.
-public struct DeliveryRecord: Sendable, Equatable {
-    public var webhookID: String
-    public var url: String
-    public var state: String
-    public var attempts: Int32
-    public var lastStatusCode: Int32?
-    public var lastError: String?
-    public var lastAttemptAt: Date?
-    public var nextAttemptAt: Date?
+package struct DeliveryRecord: Sendable, Equatable {
+    package var webhookID: String
+    package var url: String
+    package var state: String
+    package var attempts: Int32
+    package var lastStatusCode: Int32?
+    package var lastError: String?
+    package var lastAttemptAt: Date?
+    package var nextAttemptAt: Date?
 }
 
 /// How an attempt went.
-public enum DeliveryResult: Sendable, Equatable {
+package enum DeliveryResult: Sendable, Equatable {
     /// 2xx: done.
     case delivered(statusCode: Int)
     /// 410 Gone: the receiver wants no more; no retries.
@@ -37,15 +37,15 @@ public enum DeliveryResult: Sendable, Equatable {
 }
 
 /// The `webhook_deliveries` table: the outbox that the `jobs_enqueue_webhook` trigger fills.
-public struct WebhookDeliveriesTable: Sendable {
-    public init() {}
+package struct WebhookDeliveriesTable: Sendable {
+    package init() {}
 
     /// The channel that announces new deliveries, so a sender starts the first attempt at once.
-    public static let channel = "spool_webhook"
+    package static let channel = "spool_webhook"
 
     /// Takes up to `limit` due deliveries for one attempt each. Each is leased for `leaseSeconds`:
     /// if this broker dies mid-attempt, another one retries it when the lease ends.
-    public func takeDue(
+    package func takeDue(
         limit: Int, leaseSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> [DueDelivery]
@@ -76,7 +76,7 @@ public struct WebhookDeliveriesTable: Sendable {
     /// failed attempt is retried only while the retry falls within `retrySeconds` of the delivery's
     /// creation, both by the database's clock.
     @discardableResult
-    public func record(
+    package func record(
         _ result: DeliveryResult, of delivery: DueDelivery, retrySeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws -> String? {
         let state: String
@@ -118,7 +118,7 @@ public struct WebhookDeliveriesTable: Sendable {
     }
 
     /// The delivery of a job, if it has ended and named a URL.
-    public func find(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> DeliveryRecord? {
+    package func find(jobID: Int64, on database: some PostgresQueryable, logger: Logger) async throws -> DeliveryRecord? {
         let rows = try await database.run(
             """
             SELECT webhook_id, url, state, attempts, last_status_code, last_error, last_attempt_at,
@@ -134,7 +134,7 @@ public struct WebhookDeliveriesTable: Sendable {
     }
 
     /// Deliveries waiting for their next attempt (for metrics).
-    public func pendingCount(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pendingCount(on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         try await database.run("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'", logger: logger)
             .collect().first?.decode(Int.self) ?? 0
     }

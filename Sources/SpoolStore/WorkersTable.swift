@@ -3,29 +3,29 @@ import Logging
 import PostgresNIO
 
 /// A worker as the broker last saw it.
-public struct WorkerRecord: Sendable, Equatable {
-    public var id: String
-    public var host: String?
-    public var models: [String]
-    public var firstSeenAt: Date
+package struct WorkerRecord: Sendable, Equatable {
+    package var id: String
+    package var host: String?
+    package var models: [String]
+    package var firstSeenAt: Date
     /// Its last lease request or, if later, its last heartbeat on a running job.
-    public var lastSeenAt: Date
+    package var lastSeenAt: Date
     /// Whether it is waiting in a long-poll now.
-    public var waiting: Bool
+    package var waiting: Bool
     /// Jobs it is running now.
-    public var jobsInHand: Int
-    public var live: Bool
+    package var jobsInHand: Int
+    package var live: Bool
 }
 
 /// The `workers` table: written at each lease, read by operators and by the "why is it waiting" warnings.
-public struct WorkersTable: Sendable {
-    public init() {}
+package struct WorkersTable: Sendable {
+    package init() {}
 
     /// How recently a worker must have leased or heartbeated to count as live.
-    public static let liveSeconds: Double = 60
+    package static let liveSeconds: Double = 60
 
     /// Records a lease request: who, where, which models, and how long it will wait.
-    public func sawLease(
+    package func sawLease(
         workerID: String, host: String?, models: [String], waitSeconds: Double, on database: some PostgresQueryable, logger: Logger
     ) async throws {
         try await database.run(
@@ -38,7 +38,7 @@ public struct WorkersTable: Sendable {
     }
 
     /// Every worker seen within `withinSeconds`, most recent first.
-    public func list(withinSeconds: Double = 24 * 3600, on database: some PostgresQueryable, logger: Logger) async throws -> [WorkerRecord] {
+    package func list(withinSeconds: Double = 24 * 3600, on database: some PostgresQueryable, logger: Logger) async throws -> [WorkerRecord] {
         // A busy worker does not lease; its heartbeats show as the last beat on its running jobs'
         // leases (lease_expires_at - lease_seconds).
         let rows = try await database.run(
@@ -67,7 +67,7 @@ public struct WorkersTable: Sendable {
     }
 
     /// Live workers per model they serve.
-    public func liveCounts(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+    package func liveCounts(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
         var counts: [String: Int] = [:]
         for worker in try await list(withinSeconds: Self.liveSeconds * 2, on: database, logger: logger) where worker.live {
             for model in worker.models { counts[model, default: 0] += 1 }
@@ -76,7 +76,7 @@ public struct WorkersTable: Sendable {
     }
 
     /// Forgets workers not seen for `olderThanSeconds`; returns how many.
-    public func prune(olderThanSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func prune(olderThanSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH gone AS (

@@ -3,7 +3,8 @@ import Testing
 
 @Suite struct JobStateMachineTests {
     static let events: [JobEvent] = [
-        .claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .leaseExpired, .undelivered, .requeue,
+        .claim, .complete, .fail(retryable: false), .fail(retryable: true), .release, .cancel, .askToStop, .startTimeout, .leaseExpired,
+        .undelivered, .requeue,
     ]
 
     /// Every (status, event) pair of a job with retries to spare and no stop request: the allowed transitions and nothing else.
@@ -20,13 +21,28 @@ import Testing
             allowed == [
                 "pending --claim--> running",
                 "pending --cancel--> canceled",
+                "pending --startTimeout--> failed",
                 "running --complete--> done",
                 "running --fail(retryable: false)--> failed",
                 "running --fail(retryable: true)--> pending (retry)",
                 "running --release--> pending",
+                "running --askToStop--> running",
                 "running --leaseExpired--> pending (retry)",
                 "running --undelivered--> pending",
                 "failed --requeue--> pending",
+            ])
+    }
+
+    /// The edges the SQL of claims, cancels, completes, stop requests and timeouts takes its statuses from.
+    @Test func singleEdgesForTheSQL() {
+        let edges = [JobEvent.claim, .complete, .cancel, .askToStop, .startTimeout, .requeue].map { event in
+            let edge = JobStateMachine.edge(event)
+            return "\(event): \(edge.from.rawValue) -> \(edge.to.rawValue)"
+        }
+        #expect(
+            edges == [
+                "claim: pending -> running", "complete: running -> done", "cancel: pending -> canceled", "askToStop: running -> running",
+                "startTimeout: pending -> failed", "requeue: failed -> pending",
             ])
     }
 

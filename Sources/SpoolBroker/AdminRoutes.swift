@@ -5,7 +5,7 @@ import SpoolStore
 
 /// `/v1/admin`: API keys (create, list, revoke) and the audit trail. Admin scope only.
 struct AdminRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     /// The largest body a key's create may have: a name, scopes, a tenant and 100 model patterns.
     static let maxBodyBytes = 64 * 1024
 

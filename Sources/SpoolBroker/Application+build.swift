@@ -50,7 +50,7 @@ func buildApplication(
         listenDatabase.options.maximumConnections = 2
         return PostgresClient(configuration: listenDatabase, backgroundLogger: logger)
     }
-    let store = SpoolStore(client: client)
+    let store = Store(client: client)
     let authenticator = Authenticator(configuredKeys: configuration.apiKeys, store: store)
 
     let schema = SchemaReadiness()
@@ -79,7 +79,7 @@ func buildApplication(
     let quotas = TenantQuotas(store: store, settings: configuration.tenants)
     let submitter = Submitter(
         store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
-        batcher: SubmitBatcher(store: store, logger: logger), quotas: quotas, waiters: connections.waiters)
+        inserts: SubmitGroupCommit(store: store, logger: logger), quotas: quotas, waiters: connections.waiters)
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
     let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
@@ -87,7 +87,7 @@ func buildApplication(
     JobRoutes(store: store, configuration: configuration, metrics: metrics).register(on: clients, admins: admins)
     let workerRoutes = WorkerRoutes(
         store: store, waiters: connections.waiters, configuration: configuration, metrics: metrics,
-        completions: CompletionBatcher(store: store, logger: logger))
+        completions: CompletionGroupCommit(store: store, logger: logger))
     workerRoutes.register(on: workers)
     FalRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: clients)

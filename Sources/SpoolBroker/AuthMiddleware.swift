@@ -10,7 +10,7 @@ import SpoolStore
 /// `api_keys` table. Keys are compared by SHA-256 hash; the keys themselves are never kept.
 package final class Authenticator: Sendable {
     private let configured: [String: Caller]
-    private let store: SpoolStore
+    private let store: Store
     /// Table lookups are cached briefly so a key costs one query per minute, not one per request;
     /// a change to the keys (NOTIFY) empties the cache on every replica at once.
     private let cache = NIOLockedValueBox<[String: (caller: Caller, until: ContinuousClock.Instant)]>([:])
@@ -22,7 +22,7 @@ package final class Authenticator: Sendable {
     static let unknownLifetime: Duration = .seconds(5)
     static let cacheLimit = 10_000
 
-    init(configuredKeys: [String], store: SpoolStore) {
+    init(configuredKeys: [String], store: Store) {
         var configured: [String: Caller] = [:]
         for key in configuredKeys {
             let hash = APIKeyHash.of(key)

@@ -7,7 +7,7 @@ import SpoolStore
 /// Together's batch API: `POST /v1/batches`, `GET /v1/batches/{id}`, `GET /v1/batches`,
 /// `POST /v1/batches/{id}/cancel`. The work itself is done by ``BatchRunner``.
 struct BatchRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let quotas: TenantQuotas
     /// Raised when a batch is created, so a runner validates it at once.

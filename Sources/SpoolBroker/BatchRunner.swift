@@ -12,7 +12,7 @@ import SpoolStore
 /// batch's row (others skip it), so a broker that dies midway leaves nothing half done: the next
 /// pass, on any replica, starts that step again.
 struct BatchRunner: Service, CustomStringConvertible {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
     let wakeups: Signal

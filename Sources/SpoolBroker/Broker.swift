@@ -78,7 +78,7 @@ package enum Broker {
 
     /// Runs `body` with a migrated store, for admin commands that run beside or without a broker.
     package static func withStore<Result: Sendable>(
-        _ configuration: BrokerConfiguration, logger: Logger, _ body: @Sendable (SpoolStore) async throws -> Result
+        _ configuration: BrokerConfiguration, logger: Logger, _ body: @Sendable (Store) async throws -> Result
     ) async throws -> Result {
         try await withDatabase(configuration, logger: logger) { database in
             let client = PostgresClient(configuration: database, backgroundLogger: logger)
@@ -86,7 +86,7 @@ package enum Broker {
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
                 try await Migrator(client: client).migrate(logger: logger)
-                return try await body(SpoolStore(client: client))
+                return try await body(Store(client: client))
             }
         }
     }

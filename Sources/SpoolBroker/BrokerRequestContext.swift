@@ -56,7 +56,7 @@ package struct Caller: Sendable, Equatable {
 extension Caller {
     /// Throws a 403 unless this key serves the job's model. Keys without model patterns (most)
     /// cost nothing; an unknown job is left to the write, which answers 404.
-    func requireModel(ofJob requestID: UUID, store: SpoolStore, logger: Logger) async throws {
+    func requireModel(ofJob requestID: UUID, store: Store, logger: Logger) async throws {
         guard models != nil else { return }
         guard let model = try await store.jobs.model(of: requestID, on: store.client, logger: logger) else { return }
         try requireModel(model)

@@ -10,7 +10,7 @@ import SpoolStore
 /// The app id `{owner}/{app}` is the model workers serve; a submit's further path is the job's
 /// `path`. The jobs are the same jobs the Together API sees.
 struct FalRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let submitter: Submitter
     let views: JobViews

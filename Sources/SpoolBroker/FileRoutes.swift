@@ -11,7 +11,7 @@ import SpoolStore
 /// Files: Together's upload (`POST /v1/files` → 302 → `PUT` → `preprocess`), a plain multipart
 /// upload like OpenAI's, retrieve, list, content and delete; and the upload of a worker's file output.
 struct FileRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     /// Uploads in progress per API key on this broker, capped.
     let uploads: UploadSlots

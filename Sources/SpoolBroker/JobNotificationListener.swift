@@ -13,7 +13,7 @@ import SpoolStore
 /// interval also asks the database which waited-for models have pending jobs, and streams re-read
 /// their job on an interval of their own.
 struct JobNotificationListener: Service, CustomStringConvertible {
-    let store: SpoolStore
+    let store: Store
     /// Where the LISTEN connection comes from: the store's pool, or one that bypasses a transaction pooler.
     let listenClient: PostgresClient
     let waiters: LeaseWaiters
@@ -56,7 +56,7 @@ struct JobNotificationListener: Service, CustomStringConvertible {
                                     failing = false
                                     backoff.reset()
                                     // Anything that happened while we were not listening: look again.
-                                    wakeEveryWaitedForModel()
+                                    waiters.wakeAll()
                                     webhooks.raise()
                                     keys.raise()
                                     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -134,9 +134,5 @@ struct JobNotificationListener: Service, CustomStringConvertible {
                 logger.debug("pending-job poll failed", metadata: ["error": "\(error)"])
             }
         }
-    }
-
-    private func wakeEveryWaitedForModel() {
-        for model in waiters.waitedForModels { waiters.notify(model: model) }
     }
 }

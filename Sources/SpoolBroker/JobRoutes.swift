@@ -7,7 +7,7 @@ import SpoolStore
 /// The job list (`GET /v1/jobs`, a caller's own tenant unless it is an admin) and an operator's
 /// requeue of a failed job (`POST /v1/queue/requeue`, admin): what the dashboard's Jobs page uses.
 struct JobRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let metrics: BrokerMetrics
 

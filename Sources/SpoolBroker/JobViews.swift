@@ -16,7 +16,7 @@ struct JobView: Sendable {
 
 /// Reads jobs for status answers and streams, in Together's shape or fal's.
 struct JobViews: Sendable {
-    let store: SpoolStore
+    let store: Store
     let positions: QueuePositions
     let monitor: QueueDepthMonitor
     /// Most log lines a status answer carries: the newest ones.

@@ -9,7 +9,7 @@ import SpoolStore
 /// Every replica runs it; the statements lock what they change and skip what another replica
 /// holds, so no job is requeued twice.
 struct LeaseReaper: Service, CustomStringConvertible {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
     let metrics: BrokerMetrics

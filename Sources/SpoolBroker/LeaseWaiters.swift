@@ -33,6 +33,8 @@ final class LeaseWaiters: Sendable {
         var closed = false
         /// In arrival order: the first waiter for a model is woken first.
         var waiters: [Waiter] = []
+        /// How many times ``wakeAll`` ran (the listener does so each time it starts listening).
+        var wakeAlls = 0
     }
 
     private let state = Mutex(State())
@@ -175,6 +177,19 @@ final class LeaseWaiters: Sendable {
         }
         for continuation in continuations { continuation.resume() }
     }
+
+    /// Wakes the longest waiter of every waited-for model to claim again: anything may have been
+    /// submitted while no one listened (a claim that fills its lease wakes the next waiter).
+    func wakeAll() {
+        let models = state.withLock { state in
+            state.wakeAlls += 1
+            return Set(state.waiters.flatMap(\.models))
+        }
+        for model in models { notify(model: model) }
+    }
+
+    /// How many times ``wakeAll`` ran (for tests: above 0 once the listener listens).
+    var wakeAlls: Int { state.withLock { $0.wakeAlls } }
 
     /// The models some waiter serves: what the fallback poll asks the database about.
     var waitedForModels: [String] {

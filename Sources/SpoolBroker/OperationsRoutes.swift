@@ -8,7 +8,7 @@ import SpoolStore
 /// What operators and their tools read: health, readiness, metrics, the API document, the workers
 /// brokers have seen, the depth of every model's queue, and the last hour's ends per minute.
 struct OperationsRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let schema: SchemaReadiness
     let metrics: BrokerMetrics
     let monitor: QueueDepthMonitor
@@ -18,7 +18,7 @@ struct OperationsRoutes: Sendable {
     let history: ThroughputHistory
 
     init(
-        store: SpoolStore, schema: SchemaReadiness, metrics: BrokerMetrics, monitor: QueueDepthMonitor, connections: BrokerConnections,
+        store: Store, schema: SchemaReadiness, metrics: BrokerMetrics, monitor: QueueDepthMonitor, connections: BrokerConnections,
         metricsKey: String?
     ) {
         self.store = store

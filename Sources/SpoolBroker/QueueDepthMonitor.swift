@@ -15,14 +15,14 @@ final class QueueDepthMonitor: Service, Sendable {
         var takenAt: ContinuousClock.Instant?
     }
 
-    let store: SpoolStore
+    let store: Store
     let metrics: BrokerMetrics
     let schema: SchemaReadiness
     let interval: Duration
     let logger: Logger
     private let latest = Mutex(Snapshot())
 
-    init(store: SpoolStore, metrics: BrokerMetrics, schema: SchemaReadiness, interval: Duration, logger: Logger) {
+    init(store: Store, metrics: BrokerMetrics, schema: SchemaReadiness, interval: Duration, logger: Logger) {
         self.store = store
         self.metrics = metrics
         self.schema = schema

@@ -25,7 +25,7 @@ final class QueuePositions: Sendable {
         var takenAt: ContinuousClock.Instant
     }
 
-    let store: SpoolStore
+    let store: Store
     let exactLimit: Int
     let snapshotSeconds: Double
     /// The window whose ended attempts give a model's mean run time.
@@ -36,7 +36,7 @@ final class QueuePositions: Sendable {
     /// One refresh per model at a time: concurrent status calls wait for it rather than repeat it.
     private let refreshing = Mutex<[String: Task<[PendingBucket], any Error>]>([:])
 
-    init(store: SpoolStore, exactLimit: Int = 2048, snapshotSeconds: Double = 2) {
+    init(store: Store, exactLimit: Int = 2048, snapshotSeconds: Double = 2) {
         self.store = store
         self.exactLimit = exactLimit
         self.snapshotSeconds = snapshotSeconds

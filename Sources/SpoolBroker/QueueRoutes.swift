@@ -9,7 +9,7 @@ import SpoolStore
 
 /// Together's Queue API: `/v1/queue/submit`, `status` (and its live stream), `cancel`, `clear`, `metrics`.
 struct QueueRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let submitter: Submitter
     let views: JobViews

@@ -10,7 +10,7 @@ import SpoolStore
 /// Jobs go in small batches through the `done_at` index, skipping locked rows, so pruning never
 /// blocks the queue; every replica may run it at once.
 struct RetentionService: Service, CustomStringConvertible {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
     let logger: Logger

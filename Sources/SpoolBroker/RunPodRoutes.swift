@@ -10,7 +10,7 @@ import SpoolStore
 /// here by `spool-broker runpod-env`). The endpoint id is the model; the jobs are the same jobs
 /// the other APIs see. Keys may be sent bare (`Authorization: <key>`) as well as `Bearer <key>`.
 struct RunPodRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let submitter: Submitter
     let watchers: JobWatchers

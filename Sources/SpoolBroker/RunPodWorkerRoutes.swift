@@ -13,7 +13,7 @@ import SpoolStore
 /// job-stop tells the worker which of its jobs were cancelled or ran out of time. The worker sees
 /// each attempt as `<request id>.<lease token>`, so every write is fenced by the token.
 struct RunPodWorkerRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let metrics: BrokerMetrics
     let leases: WorkerRoutes

@@ -18,7 +18,7 @@ struct StatusLongPoll: Sendable {
     /// The longest `wait` accepted: under the idle timeouts of common proxies (60 s).
     static let maxWaitSeconds = 50
 
-    let store: SpoolStore
+    let store: Store
     let watchers: JobWatchers
     let views: JobViews
 

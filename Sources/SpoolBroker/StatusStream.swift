@@ -14,7 +14,7 @@ import SpoolStore
 /// stream is open); a pending job is also re-read every second, since its queue position moves
 /// without its row changing, and a running one every few seconds in case a notification was lost.
 struct StatusStream: Sendable {
-    let store: SpoolStore
+    let store: Store
     let watchers: JobWatchers
     let keepAlive: Duration
 

@@ -7,12 +7,12 @@ import SpoolStore
 
 /// Stores submitted jobs for every client API, honouring `Idempotency-Key`.
 struct Submitter: Sendable {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let targets: WebhookTargets
     let metrics: BrokerMetrics
     /// Submits without an idempotency key, written many to a statement under load.
-    let batcher: SubmitBatcher
+    let inserts: SubmitGroupCommit
     let quotas: TenantQuotas
     /// Leases waiting on this broker: an idle one takes a submitted job without a NOTIFY or a claim.
     let waiters: LeaseWaiters
@@ -41,7 +41,7 @@ struct Submitter: Sendable {
         guard let idempotency else {
             let requestID = UUID()
             let job = NewJob(request: submit, requestID: requestID, submittedBy: context.caller.id, tenant: tenant, weight: weight)
-            if try await !handOver(job, logger: context.logger) { try await batcher.submit(job) }
+            if try await !handOver(job, logger: context.logger) { try await inserts.submit(job) }
             metrics.count("submitted", model: submit.model)
             return (requestID, false)
         }

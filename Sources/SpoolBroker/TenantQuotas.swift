@@ -7,7 +7,7 @@ import SpoolStore
 /// bucket in the database, shared by every replica) and jobs waiting at once. Over either, the
 /// submit is a 429 naming the limit, with `Retry-After`, and nothing is stored.
 struct TenantQuotas: Sendable {
-    let store: SpoolStore
+    let store: Store
     let settings: TenantSettings
 
     /// Admits `count` jobs (a bulk submit's) as a whole or refuses them all.

@@ -7,12 +7,12 @@ import SpoolStore
 /// hour, read at most once per `maxAge` per replica however many dashboards poll it (their
 /// requests share one read in flight).
 actor ThroughputHistory {
-    let store: SpoolStore
+    let store: Store
     let maxAge: Duration
     private var cached: (at: ContinuousClock.Instant, answer: JSONValue)?
     private var reading: Task<JSONValue, any Error>?
 
-    init(store: SpoolStore, maxAge: Duration = .seconds(5)) {
+    init(store: Store, maxAge: Duration = .seconds(5)) {
         self.store = store
         self.maxAge = maxAge
     }

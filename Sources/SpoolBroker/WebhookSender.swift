@@ -12,7 +12,7 @@ import SpoolStore
 /// retry period, stopped by a 410. Runs on every replica; each attempt leases its delivery, so two
 /// replicas never make the same attempt, and a delivery whose sender died is retried by another.
 struct WebhookSender: Service, CustomStringConvertible {
-    let store: SpoolStore
+    let store: Store
     let configuration: BrokerConfiguration
     let signer: WebhookSigner
     let targets: WebhookTargets

@@ -10,14 +10,14 @@ import Synchronization
 
 /// The worker protocol (docs/worker-protocol.md): lease with long-poll, heartbeat, complete, fail, release.
 struct WorkerRoutes: Sendable {
-    let store: SpoolStore
+    let store: Store
     let waiters: LeaseWaiters
     let configuration: BrokerConfiguration
     let metrics: BrokerMetrics
     /// When this broker last wrote each worker's row: one write per worker per few seconds, not per lease.
     let seen = WorkerSightings()
     /// Concurrent completions share one statement.
-    let completions: CompletionBatcher
+    let completions: CompletionGroupCommit
 
     func register(on router: some RouterMethods<BrokerRequestContext>) {
         let worker = router.group("v1/worker")
@@ -32,7 +32,7 @@ struct WorkerRoutes: Sendable {
                 JobWriteResponse(request_id: result.request_id, status: status, retries: result.retries ?? 0),
                 headers: result.replayed ? [.idempotentReplayed: "true"] : [:])
         }
-        worker.post("complete", use: completeBatch)
+        worker.post("complete", use: completeMany)
         worker.post("jobs/:request_id/fail") { request, context in
             let body = try FailRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
@@ -175,8 +175,8 @@ struct WorkerRoutes: Sendable {
 
     /// Several completions in one request; one result per completion, in order. The request's
     /// completions join the shared statement together (one wait, not one task each).
-    @Sendable func completeBatch(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        let items = try CompleteBatchRequest.items(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
+    @Sendable func completeMany(_ request: Request, context: BrokerRequestContext) async throws -> Response {
+        let items = try CompleteManyRequest.items(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
         var results = [CompleteResult?](repeating: nil, count: items.count)
         var accepted: [(index: Int, completion: Completion)] = []
         for (index, item) in items.enumerated() {
@@ -206,11 +206,11 @@ struct WorkerRoutes: Sendable {
             }
         }
         return JSONResponse.make(
-            CompleteBatchResponse(
+            CompleteManyResponse(
                 results: results.compactMap { $0 }.map { result in
-                    CompleteBatchResult(
+                    CompleteManyResult(
                         request_id: result.request_id, status: result.status, retries: result.retries,
-                        error: result.refusal.map { BatchItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
+                        error: result.refusal.map { CompleteManyItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
                 }))
     }
 

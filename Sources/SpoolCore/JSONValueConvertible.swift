@@ -223,7 +223,7 @@ extension JobWriteResponse: JSONValueEncodable, JSONValueDecodable {
     }
 }
 
-extension CompleteBatchItem: JSONValueEncodable {
+extension CompleteManyItem: JSONValueEncodable {
     public var jsonValue: JSONValue {
         guard case .object(var members) = complete.jsonValue else { return .null }
         members["request_id"] = .string(request_id)
@@ -231,11 +231,11 @@ extension CompleteBatchItem: JSONValueEncodable {
     }
 }
 
-extension CompleteBatchRequest: JSONValueEncodable {
+extension CompleteManyRequest: JSONValueEncodable {
     public var jsonValue: JSONValue { .object(["completions": .array(completions.map(\.jsonValue))]) }
 }
 
-extension BatchItemError: JSONValueEncodable, JSONValueDecodable {
+extension CompleteManyItemError: JSONValueEncodable, JSONValueDecodable {
     public var jsonValue: JSONValue {
         .object(["code": .string(code), "message": .string(message), "http_status": .int(Int64(http_status))])
     }
@@ -246,7 +246,7 @@ extension BatchItemError: JSONValueEncodable, JSONValueDecodable {
     }
 }
 
-extension CompleteBatchResult: JSONValueEncodable, JSONValueDecodable {
+extension CompleteManyResult: JSONValueEncodable, JSONValueDecodable {
     public var jsonValue: JSONValue {
         var members: [String: JSONValue] = ["request_id": .string(request_id)]
         members.set("status", status?.rawValue)
@@ -260,16 +260,16 @@ extension CompleteBatchResult: JSONValueEncodable, JSONValueDecodable {
         self.init(
             request_id: try result.string("request_id"), status: try result.rawValue("status", as: JobStatus.self),
             retries: try result.optionalInt32("retries"),
-            error: try result.optionalObject("error").map { value throws(JSONShapeError) in try BatchItemError(jsonValue: value) })
+            error: try result.optionalObject("error").map { value throws(JSONShapeError) in try CompleteManyItemError(jsonValue: value) })
     }
 }
 
-extension CompleteBatchResponse: JSONValueEncodable, JSONValueDecodable {
+extension CompleteManyResponse: JSONValueEncodable, JSONValueDecodable {
     public var jsonValue: JSONValue { .object(["results": .array(results.map(\.jsonValue))]) }
 
     public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        var results: [CompleteBatchResult] = []
-        for result in try JSONMembers(jsonValue).array("results") { results.append(try CompleteBatchResult(jsonValue: result)) }
+        var results: [CompleteManyResult] = []
+        for result in try JSONMembers(jsonValue).array("results") { results.append(try CompleteManyResult(jsonValue: result)) }
         self.init(results: results)
     }
 }

@@ -303,29 +303,29 @@ public struct JobWriteResponse: Sendable, Codable, Equatable {
 }
 
 /// `POST /v1/worker/complete`: several completions in one request (a worker finishing many short jobs).
-public struct CompleteBatchRequest: Sendable, Codable, Equatable {
-    public var completions: [CompleteBatchItem]
+public struct CompleteManyRequest: Sendable, Codable, Equatable {
+    public var completions: [CompleteManyItem]
 
     public static let maxItems = 1000
 
-    public init(completions: [CompleteBatchItem]) { self.completions = completions }
+    public init(completions: [CompleteManyItem]) { self.completions = completions }
 
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)
         guard let items = try body.optionalArray("completions"), !items.isEmpty, items.count <= Self.maxItems else {
             throw .invalidRequest("'completions' must hold 1 to \(Self.maxItems) completions.", code: "invalid_field", param: "completions")
         }
-        var completions: [CompleteBatchItem] = []
+        var completions: [CompleteManyItem] = []
         for item in items {
             let fields = try RequestFields(item)
             completions.append(
-                CompleteBatchItem(request_id: try fields.requiredString("request_id"), complete: try CompleteRequest(json: item)))
+                CompleteManyItem(request_id: try fields.requiredString("request_id"), complete: try CompleteRequest(json: item)))
         }
         self.completions = completions
     }
 }
 
-extension CompleteBatchRequest {
+extension CompleteManyRequest {
     /// The broker's reading of a batch: the envelope must be right (else the whole request is a
     /// 400), but each completion is judged on its own, so a bad one is refused alone.
     public static func items(json: JSONValue) throws(SpoolError) -> [(requestID: String, complete: Result<CompleteRequest, SpoolError>)] {
@@ -347,7 +347,7 @@ extension CompleteBatchRequest {
 }
 
 /// One completion of a batch: the job it is for, and what a single complete would carry.
-public struct CompleteBatchItem: Sendable, Codable, Equatable {
+public struct CompleteManyItem: Sendable, Codable, Equatable {
     public var request_id: String
     public var lease_token: String
     public var outputs: [String: JSONValue]
@@ -366,19 +366,19 @@ public struct CompleteBatchItem: Sendable, Codable, Equatable {
 }
 
 /// The answer to a batch: one result per completion, in order.
-public struct CompleteBatchResponse: Sendable, Codable, Equatable {
-    public var results: [CompleteBatchResult]
-    public init(results: [CompleteBatchResult]) { self.results = results }
+public struct CompleteManyResponse: Sendable, Codable, Equatable {
+    public var results: [CompleteManyResult]
+    public init(results: [CompleteManyResult]) { self.results = results }
 }
 
 /// Where one completion left its job, or why it was refused (`error`: lease_lost, job_not_found, …).
-public struct CompleteBatchResult: Sendable, Codable, Equatable {
+public struct CompleteManyResult: Sendable, Codable, Equatable {
     public var request_id: String
     public var status: JobStatus?
     public var retries: Int32?
-    public var error: BatchItemError?
+    public var error: CompleteManyItemError?
 
-    public init(request_id: String, status: JobStatus? = nil, retries: Int32? = nil, error: BatchItemError? = nil) {
+    public init(request_id: String, status: JobStatus? = nil, retries: Int32? = nil, error: CompleteManyItemError? = nil) {
         self.request_id = request_id
         self.status = status
         self.retries = retries
@@ -387,7 +387,7 @@ public struct CompleteBatchResult: Sendable, Codable, Equatable {
 }
 
 /// Why one item of a batch was refused: the code and message a single request would have answered.
-public struct BatchItemError: Sendable, Codable, Equatable {
+public struct CompleteManyItemError: Sendable, Codable, Equatable {
     public var code: String
     public var message: String
     public var http_status: Int

@@ -189,12 +189,14 @@ package struct BatchesTable: Sendable {
 
     /// Deletes up to `batchSize` batches that ended longer ago than `retentionSeconds`, with their
     /// output and error files, and their input files unless a batch still kept uses them; returns how many.
-    package func pruneEnded(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pruneEnded(
+        retentionSeconds: Double, batchSize: Int, now: Date? = nil, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
         let rows = try await database.run(
             """
             WITH old AS (
                 SELECT id FROM batches
-                WHERE completed_at < now() - make_interval(secs => \(retentionSeconds))
+                WHERE completed_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(retentionSeconds))
                   AND status IN (\(BatchStatus.allCases.filter(\.isTerminal)))
                 ORDER BY completed_at LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
@@ -292,11 +294,11 @@ package struct BatchesTable: Sendable {
     }
 
     /// Marks batches whose completion window has passed as ending; returns them.
-    package func expireOverdue(on database: some PostgresQueryable, logger: Logger) async throws -> [UUID] {
+    package func expireOverdue(now: Date? = nil, on database: some PostgresQueryable, logger: Logger) async throws -> [UUID] {
         let rows = try await database.run(
             """
             UPDATE batches SET ending = \(BatchEnding.expire.rawValue)
-            WHERE status IN (\(BatchStateMachine.sources(of: .expire))) AND ending IS NULL AND job_deadline <= now()
+            WHERE status IN (\(BatchStateMachine.sources(of: .expire))) AND ending IS NULL AND job_deadline <= coalesce(\(now)::timestamptz, now())
             RETURNING id
             """, logger: logger)
         var ids: [UUID] = []

@@ -209,14 +209,15 @@ package struct FilesTable: Sendable {
     /// Deletes up to `batchSize` uploads that never finished within `olderThanSeconds` (and are not
     /// under way: no holder active in the last `idleSeconds`), with what they stored; returns how many.
     package func pruneAbandonedUploads(
-        olderThanSeconds: Double, idleSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger
+        olderThanSeconds: Double, idleSeconds: Double, batchSize: Int, now: Date? = nil, on database: some PostgresQueryable,
+        logger: Logger
     ) async throws -> Int {
         let rows = try await database.run(
             """
             WITH abandoned AS (
                 SELECT id FROM files
-                WHERE status = 'uploading' AND created_at < now() - make_interval(secs => \(olderThanSeconds))
-                  AND (upload_holder IS NULL OR upload_active_at < now() - make_interval(secs => \(idleSeconds)))
+                WHERE status = 'uploading' AND created_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(olderThanSeconds))
+                  AND (upload_holder IS NULL OR upload_active_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(idleSeconds)))
                 ORDER BY created_at LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
             ), pruned AS (

@@ -70,11 +70,11 @@ package struct IdempotencyKeysTable: Sendable {
     }
 
     /// Deletes keys older than the window; returns how many.
-    package func prune(windowSeconds: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func prune(windowSeconds: Int, now: Date? = nil, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH pruned AS (
-                DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => \(windowSeconds)) RETURNING 1
+                DELETE FROM idempotency_keys WHERE created_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(windowSeconds)) RETURNING 1
             )
             SELECT count(*) FROM pruned
             """, logger: logger)

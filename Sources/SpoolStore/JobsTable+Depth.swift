@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import SpoolCore
 
 /// How deep one model's queue is.
 package struct ModelDepth: Sendable, Equatable {
@@ -57,16 +58,19 @@ extension JobsTable {
 
     /// Deletes up to `batchSize` jobs that ended more than `retentionSeconds` ago, oldest first;
     /// their log lines and webhook deliveries go with them; lines of batches still running stay. Returns how many.
-    package func pruneFinished(retentionSeconds: Double, batchSize: Int, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func pruneFinished(
+        retentionSeconds: Double, batchSize: Int, now: Date? = nil, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> Int {
         // Small batches through the done_at index, skipping rows anyone holds: the queue is never blocked.
         let rows = try await database.run(
             """
             WITH old AS (
                 SELECT id FROM jobs
-                WHERE done_at < now() - make_interval(secs => \(retentionSeconds)) AND status IN ('done', 'failed', 'canceled')
+                WHERE done_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(retentionSeconds))
+                  AND status IN (\(JobStatus.allCases.filter(\.isTerminal)))
                   -- A batch still running needs its finished lines for its output file.
                   AND (batch_id IS NULL OR NOT EXISTS (
-                      SELECT 1 FROM batches b WHERE b.id = jobs.batch_id AND b.status IN ('VALIDATING', 'IN_PROGRESS', 'CANCELLING')))
+                      SELECT 1 FROM batches b WHERE b.id = jobs.batch_id AND b.status IN (\(BatchStatus.allCases.filter { !$0.isTerminal }))))
                   -- A webhook still being delivered keeps its job (its delivery would go with it).
                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.job_id = jobs.id AND d.state = 'pending')
                 ORDER BY done_at

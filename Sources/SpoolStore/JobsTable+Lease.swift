@@ -308,7 +308,7 @@ package struct Completion: Sendable, Equatable {
     }
 }
 
-/// A job a batched complete finished.
+/// A job a grouped complete finished.
 package struct Completed: Sendable, Equatable {
     package var requestID: UUID
     package var model: String

@@ -16,20 +16,25 @@ package struct ExpiredLease: Sendable, Equatable {
 extension JobsTable {
     /// Returns running jobs whose lease expired to pending (retries + 1), or fails them at the retry
     /// limit; jobs asked to stop end as the stop says. Handles at most `batchSize` jobs per call.
+    ///
+    /// `now`, here and in the other sweeps, stands in for the database's clock when deciding what is
+    /// due (nil: the database's `now()`), so tests move time instead of sleeping.
     package func requeueExpiredLeases(
-        retryLimit: Int, batchSize: Int = 500, on client: PostgresClient, logger: Logger
+        retryLimit: Int, batchSize: Int = 500, now: Date? = nil, on client: PostgresClient, logger: Logger
     ) async throws -> [ExpiredLease] {
         do {
-            return try await requeueExpiredLeases(retryLimit: retryLimit, batchSize: batchSize, isolatingEach: false, on: client, logger: logger)
+            return try await requeueExpiredLeases(
+                retryLimit: retryLimit, batchSize: batchSize, now: now, isolatingEach: false, on: client, logger: logger)
         } catch let failure where !(failure is DatabaseConnectionLost) {
             // One job's update failed and took the batch with it: again, each job under its own
             // savepoint, so that one cannot leave the others running forever, pass after pass.
-            return try await requeueExpiredLeases(retryLimit: retryLimit, batchSize: batchSize, isolatingEach: true, on: client, logger: logger)
+            return try await requeueExpiredLeases(
+                retryLimit: retryLimit, batchSize: batchSize, now: now, isolatingEach: true, on: client, logger: logger)
         }
     }
 
     private func requeueExpiredLeases(
-        retryLimit: Int, batchSize: Int, isolatingEach: Bool, on client: PostgresClient, logger: Logger
+        retryLimit: Int, batchSize: Int, now: Date?, isolatingEach: Bool, on client: PostgresClient, logger: Logger
     ) async throws -> [ExpiredLease] {
         try await client.transaction(logger: logger) { connection in
             // SKIP LOCKED: a replica running the same sweep, or a worker finishing one of these jobs
@@ -38,7 +43,7 @@ extension JobsTable {
                 """
                 SELECT id, request_id, model, retries, stop_reason, lease_token
                 FROM jobs
-                WHERE status = 'running' AND lease_expires_at <= now()
+                WHERE status = \(JobStatus.running) AND lease_expires_at <= coalesce(\(now)::timestamptz, now())
                 ORDER BY lease_expires_at
                 LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
@@ -92,7 +97,7 @@ extension JobsTable {
     /// Asks running jobs past their run deadline to stop: their next heartbeat says so, their lease
     /// is cut to `graceSeconds` and no longer extended, and when it ends they fail. Returns how many.
     package func stopJobsPastRunDeadline(
-        graceSeconds: Double, on database: some PostgresQueryable, logger: Logger
+        graceSeconds: Double, now: Date? = nil, on database: some PostgresQueryable, logger: Logger
     ) async throws -> Int {
         // Running jobs are few (one per busy GPU slot); their partial index bounds this scan.
         let rows = try await database.run(
@@ -101,7 +106,7 @@ extension JobsTable {
                 UPDATE jobs
                 SET stop_reason = \(StopReason.maxRunTime.rawValue),
                     lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
-                WHERE status = \(JobStateMachine.edge(.askToStop).from) AND stop_reason IS NULL AND run_deadline_at <= now()
+                WHERE status = \(JobStateMachine.edge(.askToStop).from) AND stop_reason IS NULL AND run_deadline_at <= coalesce(\(now)::timestamptz, now())
                 RETURNING 1
             )
             SELECT count(*) FROM stopped
@@ -110,13 +115,15 @@ extension JobsTable {
     }
 
     /// Fails pending jobs whose start deadline passed (fal's `X-Fal-Request-Timeout`); returns how many per model.
-    package func failJobsPastStartDeadline(on database: some PostgresQueryable, logger: Logger) async throws -> [String: Int] {
+    package func failJobsPastStartDeadline(
+        now: Date? = nil, on database: some PostgresQueryable, logger: Logger
+    ) async throws -> [String: Int] {
         let timeout = JobStateMachine.edge(.startTimeout)
         let rows = try await database.run(
             """
             WITH late AS (
                 SELECT id FROM jobs
-                WHERE status = \(timeout.from) AND start_deadline_at <= now()
+                WHERE status = \(timeout.from) AND start_deadline_at <= coalesce(\(now)::timestamptz, now())
                 LIMIT 1000
                 FOR UPDATE SKIP LOCKED
             ), failed AS (

@@ -16,8 +16,14 @@ extension Sequence where Element == BatchStatus {
     var sql: String { map(\.sql).joined(separator: ", ") }
 }
 
+extension Sequence where Element == JobStatus {
+    /// `'done', 'failed'`: the inside of a `status IN (…)`.
+    var sql: String { map(\.sql).joined(separator: ", ") }
+}
+
 extension PostgresQuery.StringInterpolation {
     mutating func appendInterpolation(_ status: JobStatus) { appendInterpolation(unescaped: status.sql) }
     mutating func appendInterpolation(_ status: BatchStatus) { appendInterpolation(unescaped: status.sql) }
     mutating func appendInterpolation(_ statuses: [BatchStatus]) { appendInterpolation(unescaped: statuses.sql) }
+    mutating func appendInterpolation(_ statuses: [JobStatus]) { appendInterpolation(unescaped: statuses.sql) }
 }

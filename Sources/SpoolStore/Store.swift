@@ -22,7 +22,7 @@ package enum BulkSubmitOutcome: Sendable {
 }
 
 /// The broker's view of PostgreSQL: the pool and every table, and the operations that span tables.
-package struct SpoolStore: Sendable {
+package struct Store: Sendable {
     package let client: PostgresClient
     package let jobs = JobsTable()
     package let idempotencyKeys = IdempotencyKeysTable()

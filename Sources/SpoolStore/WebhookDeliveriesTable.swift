@@ -46,7 +46,7 @@ package struct WebhookDeliveriesTable: Sendable {
     /// Takes up to `limit` due deliveries for one attempt each. Each is leased for `leaseSeconds`:
     /// if this broker dies mid-attempt, another one retries it when the lease ends.
     package func takeDue(
-        limit: Int, leaseSeconds: Double, on database: some PostgresQueryable, logger: Logger
+        limit: Int, leaseSeconds: Double, now: Date? = nil, on database: some PostgresQueryable, logger: Logger
     ) async throws
         -> [DueDelivery]
     {
@@ -54,7 +54,7 @@ package struct WebhookDeliveriesTable: Sendable {
             """
             WITH due AS (
                 SELECT id FROM webhook_deliveries
-                WHERE state = 'pending' AND next_attempt_at <= now()
+                WHERE state = 'pending' AND next_attempt_at <= coalesce(\(now)::timestamptz, now())
                 ORDER BY next_attempt_at
                 LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED

@@ -76,11 +76,11 @@ package struct WorkersTable: Sendable {
     }
 
     /// Forgets workers not seen for `olderThanSeconds`; returns how many.
-    package func prune(olderThanSeconds: Double, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
+    package func prune(olderThanSeconds: Double, now: Date? = nil, on database: some PostgresQueryable, logger: Logger) async throws -> Int {
         let rows = try await database.run(
             """
             WITH gone AS (
-                DELETE FROM workers WHERE last_seen_at < now() - make_interval(secs => \(olderThanSeconds))
+                DELETE FROM workers WHERE last_seen_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(olderThanSeconds))
                   AND NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND worker_id = workers.id)
                 RETURNING 1
             )

@@ -133,7 +133,7 @@ public struct Worker: Service {
             case .success(let outputs):
                 // Completions of many short jobs share requests; see CompletionSender.
                 let result = try await completions.complete(
-                    CompleteBatchItem(
+                    CompleteManyItem(
                         request_id: leased.request_id,
                         complete: CompleteRequest(lease_token: leased.lease_token, outputs: outputs, info: info, logs: logs)))
                 if let error = result.error {

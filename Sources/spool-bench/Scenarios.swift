@@ -617,7 +617,7 @@ struct Scenarios: Sendable {
         for backlog in [sizes.fairBacklog / 10, sizes.fairBacklog] {
             let name = try await database.fresh("fair")
             try await database.withClient(database: name, connections: 1) { client in
-                let store = SpoolStore(client: client)
+                let store = Store(client: client)
                 var left = backlog
                 while left > 0 {
                     let count = min(5000, left)

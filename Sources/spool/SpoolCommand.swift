@@ -37,17 +37,17 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
-    func client() -> SpoolClient {
+    func client() -> BrokerClient {
         let environment = ProcessInfo.processInfo.environment
         let url = broker ?? environment["SPOOL_BROKER_URL"]?.split(separator: ",").first.map(String.init) ?? "http://127.0.0.1:8080"
-        return SpoolClient(
+        return BrokerClient(
             baseURL: url.trimmingCharacters(in: .whitespaces), apiKey: apiKey ?? environment["SPOOL_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
             caFile: caFile ?? environment["SPOOL_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 })
     }
 }
 
 /// Runs `body` with a client and turns its errors into the documented exit codes.
-func withClient(_ options: ConnectionOptions, _ body: (SpoolClient) async throws -> Void) async throws {
+func withClient(_ options: ConnectionOptions, _ body: (BrokerClient) async throws -> Void) async throws {
     let client = options.client()
     do {
         try await body(client)
@@ -145,7 +145,7 @@ struct Submit: AsyncParsableCommand {
 
     /// One job: a plain submit. Many: bulk submits of up to 1,000 jobs each (one statement per
     /// request), `concurrency` requests in flight; ids come back in the file's order.
-    func submitAll(_ jobs: [SubmitRequest], client: SpoolClient) async throws -> [String] {
+    func submitAll(_ jobs: [SubmitRequest], client: BrokerClient) async throws -> [String] {
         if jobs.count == 1 { return [try await client.submit(jobs[0], idempotencyKey: idempotencyKey)] }
         let progress = Progress(total: jobs.count, enabled: true)
         let chunks = stride(from: 0, to: jobs.count, by: BulkSubmitItem.maxJobs).map { $0..<min($0 + BulkSubmitItem.maxJobs, jobs.count) }

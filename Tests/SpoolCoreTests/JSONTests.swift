@@ -59,10 +59,10 @@ import Testing
             FailRequest(lease_token: "t", error: "boom", retryable: true),
             ReleaseRequest(lease_token: "t", info: ["a": 1]),
             JobWriteResponse(request_id: "r", status: .done, retries: 1),
-            CompleteBatchRequest(completions: [CompleteBatchItem(request_id: "r", complete: CompleteRequest(lease_token: "t", outputs: [:]))]),
-            CompleteBatchResponse(results: [
-                CompleteBatchResult(request_id: "a", status: .done, retries: 0),
-                CompleteBatchResult(request_id: "b", error: BatchItemError(code: "lease_lost", message: "gone", http_status: 409)),
+            CompleteManyRequest(completions: [CompleteManyItem(request_id: "r", complete: CompleteRequest(lease_token: "t", outputs: [:]))]),
+            CompleteManyResponse(results: [
+                CompleteManyResult(request_id: "a", status: .done, retries: 0),
+                CompleteManyResult(request_id: "b", error: CompleteManyItemError(code: "lease_lost", message: "gone", http_status: 409)),
             ]),
             SubmitResponse(requestId: "r"),
             JobStatusResponse(
@@ -87,11 +87,11 @@ import Testing
         #expect(try LeaseResponse(jsonValue: JSONValue.parse(lease.jsonValue.jsonBytes)) == lease)
         let beat = HeartbeatResponse(lease_expires_at: Date(), stop_reason: .canceled)
         #expect(try HeartbeatResponse(jsonValue: JSONValue.parse(beat.jsonValue.jsonBytes)) == beat)
-        let batch = CompleteBatchResponse(results: [
-            CompleteBatchResult(request_id: "a", status: .failed, retries: 3),
-            CompleteBatchResult(request_id: "b", error: BatchItemError(code: "job_not_found", message: "no", http_status: 404)),
+        let batch = CompleteManyResponse(results: [
+            CompleteManyResult(request_id: "a", status: .failed, retries: 3),
+            CompleteManyResult(request_id: "b", error: CompleteManyItemError(code: "job_not_found", message: "no", http_status: 404)),
         ])
-        #expect(try CompleteBatchResponse(jsonValue: JSONValue.parse(batch.jsonValue.jsonBytes)) == batch)
+        #expect(try CompleteManyResponse(jsonValue: JSONValue.parse(batch.jsonValue.jsonBytes)) == batch)
         #expect(throws: JSONShapeError.self) { try LeaseResponse(jsonValue: ["jobs": [["request_id": 1]]]) }
         #expect(throws: JSONShapeError.self) { try JobWriteResponse(jsonValue: ["request_id": "r", "status": "lost", "retries": 0]) }
     }

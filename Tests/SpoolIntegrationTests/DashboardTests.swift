@@ -78,7 +78,7 @@ import Testing
                 try await Self.fill(client, model: model, count: 100_000)
                 try await Self.fill(client, model: model, count: 7, status: "failed")
                 try await Self.fill(client, model: "other/model", count: 5, tenant: "globex")
-                _ = try await SpoolStore(client: client).apiKeys.create(
+                _ = try await Store(client: client).apiKeys.create(
                     CreateKeyRequest(name: "globex", scopes: [.client], tenant: "globex"), key: clientKey, createdBy: "cli", on: client,
                     logger: TestDatabase.logger)
             }
@@ -198,7 +198,7 @@ import Testing
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             let clientKey = "dashboard-client-\(UUID().uuidString)"
             try await TestDatabase.withClient(database: database) { client in
-                _ = try await SpoolStore(client: client).apiKeys.create(
+                _ = try await Store(client: client).apiKeys.create(
                     CreateKeyRequest(name: "client", scopes: [.client, .worker]), key: clientKey, createdBy: "cli", on: client,
                     logger: TestDatabase.logger)
             }

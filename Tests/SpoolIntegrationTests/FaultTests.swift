@@ -121,7 +121,7 @@ import Glibc
     @Test func aJobWhoseRequeueFailsHoldsUpNoOther() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             try await TestDatabase.withClient(database: database) { client in
-                let store = SpoolStore(client: client)
+                let store = Store(client: client)
                 let logger = TestDatabase.logger
                 let model = uniqueModel("requeue")
                 let ids = [UUID(), UUID(), UUID()]

@@ -29,6 +29,8 @@ import Testing
         // No fallback poll within the test: the job comes by handover (or NOTIFY, which the counter tells apart).
         try await withTestBroker({ $0.pendingPollSeconds = 60 }) { broker in
             let model = uniqueModel()
+            // The listener wakes every lease when it starts listening; one woken then is not idle for the submit.
+            try await eventually("the broker listens") { broker.connections.waiters.wakeAlls > 0 }
             async let leased = broker.lease(models: [model], worker: "gpu-hand", waitSeconds: 20, leaseSeconds: 40)
             try await eventually("the lease is idle in its wait") { broker.connections.waiters.idleCount > 0 }
             let id = try await Self.submitOverAnotherConnection(broker, model: model, payload: ["prompt": "a cat"])

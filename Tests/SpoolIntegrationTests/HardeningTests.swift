@@ -183,7 +183,7 @@ extension HardeningTests {
 
                 // `spool-broker keys create` on its database closes it at once, without a restart.
                 try await TestDatabase.withClient(database: database) { client in
-                    _ = try await SpoolStore(client: client).apiKeys.create(
+                    _ = try await Store(client: client).apiKeys.create(
                         CreateKeyRequest(name: "first", scopes: Set(KeyScope.allCases)), key: "first-key-\(UUID().uuidString)", createdBy: "cli",
                         on: client, logger: TestDatabase.logger)
                 }
@@ -200,7 +200,7 @@ extension HardeningTests {
     @Test func retentionPrunesFilesAndBatchesAndSparesPendingWebhooks() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             try await TestDatabase.withClient(database: database) { client in
-                let store = SpoolStore(client: client)
+                let store = Store(client: client)
                 let logger = TestDatabase.logger
                 func run(_ sql: PostgresQuery) async throws { try await client.query(sql, logger: logger) }
                 func count(_ sql: PostgresQuery) async throws -> Int {

@@ -311,7 +311,7 @@ extension HostileClientTests {
                 #expect(claimed.count == 2)
                 let routes = WorkerRoutes(
                     store: store, waiters: LeaseWaiters(), configuration: BrokerConfiguration(), metrics: BrokerMetrics(),
-                    completions: CompletionBatcher(store: store, logger: TestDatabase.logger))
+                    completions: CompletionGroupCommit(store: store, logger: TestDatabase.logger))
                 // The response that carried them is dropped unwritten.
                 _ = LeaseHandover(jobs: claimed, routes: routes, logger: TestDatabase.logger)
                 for id in ids {

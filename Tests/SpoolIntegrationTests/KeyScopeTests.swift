@@ -203,13 +203,13 @@ import Testing
             try await TestDatabase.withClient(database: database) { client in
                 for scope in KeyScope.allCases {
                     let key = "\(scope.rawValue)-key-\(UUID().uuidString)"
-                    _ = try await SpoolStore(client: client).apiKeys.create(
+                    _ = try await Store(client: client).apiKeys.create(
                         CreateKeyRequest(name: scope.rawValue, scopes: [scope]), key: key, createdBy: "cli", on: client, logger: TestDatabase.logger)
                     keys[scope.rawValue] = key
                 }
                 for tenant in ["globex", "limited"] {
                     let key = "\(tenant)-key-\(UUID().uuidString)"
-                    _ = try await SpoolStore(client: client).apiKeys.create(
+                    _ = try await Store(client: client).apiKeys.create(
                         CreateKeyRequest(name: tenant, scopes: [.client], tenant: tenant), key: key, createdBy: "cli", on: client,
                         logger: TestDatabase.logger)
                     keys[tenant] = key

@@ -119,7 +119,7 @@ import Testing
     @Test func aLateTenantIsServedInTurnWithABacklogAndWeightsDivideTheClaims() async throws {
         try await TestDatabase.withFreshDatabase(migrated: true) { database in
             try await TestDatabase.withClient(database: database) { client in
-                let store = SpoolStore(client: client)
+                let store = Store(client: client)
                 let logger = TestDatabase.logger
                 func submit(_ tenant: String, _ count: Int, model: String, weight: Double = 1, priority: Int32 = 0) async throws -> Set<UUID> {
                     let jobs = (0..<count).map { _ in

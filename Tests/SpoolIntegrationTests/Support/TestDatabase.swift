@@ -95,15 +95,15 @@ enum TestDatabase {
     }
 
     /// Runs `body` with a store on the shared, migrated database.
-    static func withStore<Result: Sendable>(_ body: (SpoolStore) async throws -> Result) async throws -> Result {
-        try await withClient(database: try await migrated()) { client in try await body(SpoolStore(client: client)) }
+    static func withStore<Result: Sendable>(_ body: (Store) async throws -> Result) async throws -> Result {
+        try await withClient(database: try await migrated()) { client in try await body(Store(client: client)) }
     }
 
     /// Runs `body` with a store on a new migrated database of its own, for tests that leave many
     /// leased jobs behind: on the shared one, every other test's broker would spend its sweeps requeuing them.
-    static func withFreshStore<Result: Sendable>(_ body: (SpoolStore) async throws -> Result) async throws -> Result {
+    static func withFreshStore<Result: Sendable>(_ body: (Store) async throws -> Result) async throws -> Result {
         try await withFreshDatabase(migrated: true) { name in
-            try await withClient(database: name) { client in try await body(SpoolStore(client: client)) }
+            try await withClient(database: name) { client in try await body(Store(client: client)) }
         }
     }
 

@@ -23,10 +23,10 @@ extension PSQLError {
 
 /// Completions: a job whose lease moved on (or an unknown or retried one) comes back nil for the
 /// route to settle on its own.
-typealias CompletionBatcher = GroupCommit<Completion, Completed?>
+typealias CompletionGroupCommit = GroupCommit<Completion, Completed?>
 
 extension GroupCommit where Item == Completion, Output == Completed? {
-    convenience init(store: SpoolStore, logger: Logger) {
+    convenience init(store: Store, logger: Logger) {
         self.init(maxBatch: 500, maxWriters: 4, isItemError: isRefusedValue) { batch in
             let completed = try await store.jobs.completeMany(batch, on: store.client, logger: logger)
             let byID = Dictionary(completed.map { ($0.requestID, $0) }, uniquingKeysWith: { first, _ in first })
@@ -38,10 +38,10 @@ extension GroupCommit where Item == Completion, Output == Completed? {
 }
 
 /// Submits without an idempotency key: many clients' jobs in one INSERT, ids in arrival order.
-typealias SubmitBatcher = GroupCommit<NewJob, Void>
+typealias SubmitGroupCommit = GroupCommit<NewJob, Void>
 
 extension GroupCommit where Item == NewJob, Output == Void {
-    convenience init(store: SpoolStore, logger: Logger) {
+    convenience init(store: Store, logger: Logger) {
         self.init(maxBatch: 500, maxWriters: 4, isItemError: isRefusedValue) { batch in
             try await store.jobs.insertMany(batch, on: store.client, logger: logger)
             return batch.map { _ in }

@@ -8,12 +8,12 @@ import NIOSSL
 /// A client of a Spool broker: Together's Queue API, its streams, and the operations endpoints.
 ///
 /// ```swift
-/// let client = SpoolClient(baseURL: "http://127.0.0.1:8080", apiKey: key)
+/// let client = BrokerClient(baseURL: "http://127.0.0.1:8080", apiKey: key)
 /// let id = try await client.submit(SubmitRequest(model: "demo/reverse", payload: ["prompt": "hi"]))
 /// for try await status in client.watch(model: "demo/reverse", requestID: id) { print(status.status) }
 /// try await client.shutdown()
 /// ```
-public final class SpoolClient: Sendable {
+public final class BrokerClient: Sendable {
     public let baseURL: String
     let apiKey: String?
     let http: HTTPClient

@@ -73,20 +73,22 @@ struct ErrorMiddleware: RouterMiddleware {
 
 /// JSON responses with compact, slash-preserving encoding.
 enum JSONResponse {
-    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-        let body: ByteBuffer
-        if let json = value as? JSONValue {
-            body = ByteBuffer(bytes: json.jsonBytes)
-        } else if let fast = value as? any JSONValueEncodable {
-            body = ByteBuffer(bytes: fast.jsonValue.jsonBytes)
-        } else {
-            let encoder = JSONEncoder()
-            // Sorted: the same answer is the same bytes (another tenant's 404 is an unknown id's, byte for byte).
-            encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-            body = ByteBuffer(bytes: (try? encoder.encode(value)) ?? Data("{}".utf8))
-        }
+    /// An answer that writes itself (a JSONValue, or a type with the hand-written encoding).
+    static func make(_ value: some JSONValueEncodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        make(bytes: ByteBuffer(bytes: value.jsonValue.jsonBytes), status: status, headers: headers)
+    }
+
+    /// An answer of a type that has only Codable; a failure to encode is thrown (a 500), never an empty 200.
+    static func make(encoding value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        let encoder = JSONEncoder()
+        // Sorted: the same answer is the same bytes (another tenant's 404 is an unknown id's, byte for byte).
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        return make(bytes: ByteBuffer(bytes: try encoder.encode(value)), status: status, headers: headers)
+    }
+
+    private static func make(bytes: ByteBuffer, status: HTTPResponse.Status, headers: HTTPFields) -> Response {
         var headers = headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: bytes))
     }
 }

@@ -46,8 +46,9 @@ struct FalRoutes: Sendable {
         let position =
             try await views.load(model: model, requestID: submitted.requestID, withLogs: false, caller: context.caller, logger: context.logger)?
             .position?.position ?? 0
-        return JSONResponse.make(
-            FalSubmitResponse(request_id: id, baseURL: baseURL(request, model: model, requestID: id), queue_position: position),
+        return try JSONResponse.make(
+            encoding:
+                FalSubmitResponse(request_id: id, baseURL: baseURL(request, model: model, requestID: id), queue_position: position),
             headers: Self.requestHeaders(id))
     }
 
@@ -60,7 +61,7 @@ struct FalRoutes: Sendable {
         else { throw Self.notFound(requestID) }
         let id = requestID.uuidString.lowercased()
         let status = JobViews.fal(view, baseURL: baseURL(request, model: model, requestID: id))
-        return JSONResponse.make(status, status: status.status == .completed ? .ok : .accepted, headers: Self.requestHeaders(id))
+        return try JSONResponse.make(encoding: status, status: status.status == .completed ? .ok : .accepted, headers: Self.requestHeaders(id))
     }
 
     /// Server-Sent Events: one status per change, closed after COMPLETED.
@@ -130,13 +131,13 @@ struct FalRoutes: Sendable {
         {
         case .canceled:
             metrics.count("canceled", model: model)
-            return JSONResponse.make(FalCancelResponse(status: "OK"), headers: headers)
+            return try JSONResponse.make(encoding: FalCancelResponse(status: "OK"), headers: headers)
         case .stopRequested:
-            return JSONResponse.make(FalCancelResponse(status: "CANCELLATION_REQUESTED"), status: .accepted, headers: headers)
+            return try JSONResponse.make(encoding: FalCancelResponse(status: "CANCELLATION_REQUESTED"), status: .accepted, headers: headers)
         case .unchanged:
-            return JSONResponse.make(FalCancelResponse(status: "ALREADY_COMPLETED"), status: .badRequest, headers: headers)
+            return try JSONResponse.make(encoding: FalCancelResponse(status: "ALREADY_COMPLETED"), status: .badRequest, headers: headers)
         case .notFound:
-            return JSONResponse.make(FalCancelResponse(status: "NOT_FOUND"), status: .notFound, headers: headers)
+            return try JSONResponse.make(encoding: FalCancelResponse(status: "NOT_FOUND"), status: .notFound, headers: headers)
         }
     }
 

@@ -132,7 +132,8 @@ struct FileRoutes: Sendable {
             var headers = HTTPFields()
             headers[.location] = "\(configuration.publicRoot(request))/v1/files/\(id)/upload?token=\(token)"
             headers[.togetherFileID] = id
-            return JSONResponse.make(["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
+            return try JSONResponse.make(
+                encoding: ["id": JSONValue.string(id), "upload_url": .string(headers[.location]!)], status: .found, headers: headers)
         } catch {
             if let upload {
                 try? await store.files.abandonUpload(fileID: id, holder: upload.holder, keepFile: false, on: store.client, logger: logger)

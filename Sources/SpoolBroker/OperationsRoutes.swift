@@ -35,7 +35,7 @@ struct OperationsRoutes: Sendable {
 
     /// Routes that need no key: probes and scrapers carry none.
     func registerPublic(on router: some RouterMethods<BrokerRequestContext>) {
-        router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"]) }
+        router.get("healthz") { _, _ in try JSONResponse.make(encoding: ["status": "ok"]) }
         router.get("readyz", use: ready)
         router.get("metrics", use: scrape)
         router.get("openapi.json") { _, _ in
@@ -52,7 +52,7 @@ struct OperationsRoutes: Sendable {
     /// 200 when the database answers and the migrations are applied; 503 saying which is not so.
     @Sendable func ready(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         guard schema.isReady else {
-            return JSONResponse.make(["status": "starting", "reason": "migrations are not applied yet"], status: .serviceUnavailable)
+            return try JSONResponse.make(encoding: ["status": "starting", "reason": "migrations are not applied yet"], status: .serviceUnavailable)
         }
         // Not a task group: a frozen database answers nothing, and the probe must not wait for it.
         let logger = context.logger
@@ -61,9 +61,9 @@ struct OperationsRoutes: Sendable {
             return true
         }
         guard answered == true else {
-            return JSONResponse.make(["status": "unavailable", "reason": "the database is unreachable"], status: .serviceUnavailable)
+            return try JSONResponse.make(encoding: ["status": "unavailable", "reason": "the database is unreachable"], status: .serviceUnavailable)
         }
-        return JSONResponse.make(["status": "ready"])
+        return try JSONResponse.make(encoding: ["status": "ready"])
     }
 
     @Sendable func scrape(_ request: Request, context: BrokerRequestContext) async throws -> Response {
@@ -91,13 +91,14 @@ struct OperationsRoutes: Sendable {
     /// The workers seen in the last day: id, host, models, last seen, waiting or not, jobs in hand, live.
     @Sendable func workers(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let workers = try await store.workers.list(on: store.client, logger: context.logger)
-        return JSONResponse.make(
-            WorkersResponse(
-                workers: workers.map {
-                    WorkerSummary(
-                        id: $0.id, host: $0.host, models: $0.models, first_seen_at: $0.firstSeenAt, last_seen_at: $0.lastSeenAt,
-                        waiting: $0.waiting, jobs_in_hand: $0.jobsInHand, live: $0.live)
-                }))
+        return try JSONResponse.make(
+            encoding:
+                WorkersResponse(
+                    workers: workers.map {
+                        WorkerSummary(
+                            id: $0.id, host: $0.host, models: $0.models, first_seen_at: $0.firstSeenAt, last_seen_at: $0.lastSeenAt,
+                            waiting: $0.waiting, jobs_in_hand: $0.jobsInHand, live: $0.live)
+                    }))
     }
 
     /// Every model with waiting or running jobs or live workers, from the depth snapshot.
@@ -119,6 +120,6 @@ struct OperationsRoutes: Sendable {
             rows[model] = ModelSummary(
                 model: model, messages_waiting: 0, messages_running: 0, oldest_waiting_seconds: 0, waiting_by_priority: [:], live_workers: live)
         }
-        return JSONResponse.make(ModelsResponse(models: rows.values.sorted { $0.model < $1.model }))
+        return try JSONResponse.make(encoding: ModelsResponse(models: rows.values.sorted { $0.model < $1.model }))
     }
 }

@@ -40,8 +40,9 @@ struct QueueRoutes: Sendable {
                     code: "invalid_idempotency_key", param: "Idempotency-Key")
             }
             let submitted = try await submitter.submitMany(try BulkSubmitItem.parse(items), context: context)
-            return JSONResponse.make(
-                BulkSubmitResponse(data: submitted.map { .init(requestId: $0.requestID.uuidString.lowercased(), replayed: $0.replayed) }))
+            return try JSONResponse.make(
+                encoding:
+                    BulkSubmitResponse(data: submitted.map { .init(requestId: $0.requestID.uuidString.lowercased(), replayed: $0.replayed) }))
         }
         let submitted = try await submitter.submit(SubmitRequest(json: json), body: json, request: request, context: context)
         return JSONResponse.make(
@@ -82,7 +83,7 @@ struct QueueRoutes: Sendable {
             else { return nil }
             let status = JobViews.together(view)
             return StatusStream.Frame(
-                event: try JSONValue.parse(Array(JSONEncoder().encode(status))), isFinal: view.record.status.isTerminal,
+                event: status.jsonValue, isFinal: view.record.status.isTerminal,
                 isQueued: view.record.status == .pending)
         }
     }
@@ -101,11 +102,11 @@ struct QueueRoutes: Sendable {
         {
         case .canceled:
             metrics.count("canceled", model: reference.model)
-            return JSONResponse.make(CancelResponse(status: .canceled))
+            return try JSONResponse.make(encoding: CancelResponse(status: .canceled))
         case .unchanged(.canceled):
-            return JSONResponse.make(CancelResponse(status: .canceled))
+            return try JSONResponse.make(encoding: CancelResponse(status: .canceled))
         case .stopRequested:
-            return JSONResponse.make(CancelResponse(status: .running, cancel_requested: true), status: .accepted)
+            return try JSONResponse.make(encoding: CancelResponse(status: .running, cancel_requested: true), status: .accepted)
         case .unchanged(let status):
             throw SpoolError.conflict(
                 "Only pending jobs can be canceled; this job is \(status.rawValue) and was left unchanged."
@@ -120,13 +121,13 @@ struct QueueRoutes: Sendable {
         let model = try ModelReference(json: try await request.jsonBody(limit: configuration.maxBodyBytes)).model
         let count = try await store.jobs.cancelPending(model: model, actor: context.caller.id, on: store.client, logger: context.logger)
         metrics.count("canceled", model: model, by: count)
-        return JSONResponse.make(ClearResponse(canceled_count: count))
+        return try JSONResponse.make(encoding: ClearResponse(canceled_count: count))
     }
 
     @Sendable func metrics(_ request: Request, context: BrokerRequestContext) async throws -> Response {
         let model = try ModelReference(json: try request.queryJSON()).model
         let depth = try await store.jobs.depth(model: model, on: store.client, logger: context.logger)
-        return JSONResponse.make(QueueMetricsResponse(messages_waiting: depth.waiting, messages_running: depth.running))
+        return try JSONResponse.make(encoding: QueueMetricsResponse(messages_waiting: depth.waiting, messages_running: depth.running))
     }
 
     static func jobNotFound(_ reference: JobReference) -> SpoolError {

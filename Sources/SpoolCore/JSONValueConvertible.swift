@@ -7,6 +7,10 @@ public protocol JSONValueEncodable {
     var jsonValue: JSONValue { get }
 }
 
+extension JSONValue: JSONValueEncodable {
+    public var jsonValue: JSONValue { self }
+}
+
 /// A message read straight from parsed JSON without Codable.
 public protocol JSONValueDecodable {
     init(jsonValue: JSONValue) throws(JSONShapeError)

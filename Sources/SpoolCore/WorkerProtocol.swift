@@ -21,7 +21,7 @@ public enum WorkerProtocolLimits {
 }
 
 /// `POST /v1/worker/lease`: the models a worker serves and how many jobs it can take now.
-public struct LeaseRequest: Sendable, Codable, Equatable {
+public struct LeaseRequest: Sendable, Equatable {
     /// Names the worker in job records and logs; stable across its leases.
     public var worker_id: String
     public var models: [String]
@@ -61,7 +61,7 @@ public struct LeaseRequest: Sendable, Codable, Equatable {
 }
 
 /// A job handed to a worker: what to run and the lease token that fences its writes.
-public struct LeasedJob: Sendable, Codable, Equatable {
+public struct LeasedJob: Sendable, Equatable {
     public var request_id: String
     public var model: String
     /// Names this attempt; every write about the job must carry it.
@@ -96,7 +96,7 @@ public struct LeasedJob: Sendable, Codable, Equatable {
 }
 
 /// The answer to a lease: the claimed jobs, or none when the wait ended first.
-public struct LeaseResponse: Sendable, Codable, Equatable {
+public struct LeaseResponse: Sendable, Equatable {
     public var jobs: [LeasedJob]
     public init(jobs: [LeasedJob]) { self.jobs = jobs }
 }
@@ -159,8 +159,9 @@ public struct JobLogLine: Sendable, Codable, Equatable {
         return String(decoding: message.utf8.prefix(WorkerProtocolLimits.maxLogLineBytes), as: UTF8.self) + "…"
     }
 
-    static func lines(_ body: RequestFields, field: String = "logs") throws(SpoolError) -> [JobLogLine] {
-        guard let entries = try body.optionalArray(field) else { return [] }
+    /// The lines of a write; nil when it sent none (as the worker's encoding leaves them out).
+    static func lines(_ body: RequestFields, field: String = "logs") throws(SpoolError) -> [JobLogLine]? {
+        guard let entries = try body.optionalArray(field) else { return nil }
         guard entries.count <= WorkerProtocolLimits.maxLogLinesPerWrite else {
             throw .invalidRequest(
                 "'\(field)' holds \(entries.count) lines; send at most \(WorkerProtocolLimits.maxLogLinesPerWrite) per request.",
@@ -173,7 +174,7 @@ public struct JobLogLine: Sendable, Codable, Equatable {
 }
 
 /// `POST /v1/worker/jobs/{request_id}/heartbeat`: keeps the lease, emits progress into `info`, adds log lines.
-public struct HeartbeatRequest: Sendable, Codable, Equatable {
+public struct HeartbeatRequest: Sendable, Equatable {
     public var lease_token: String
     /// Merged into the job's `info` (top-level keys replace): this is `emit`.
     public var info: [String: JSONValue]?
@@ -198,7 +199,7 @@ public struct HeartbeatRequest: Sendable, Codable, Equatable {
 }
 
 /// The answer to a heartbeat: the new lease deadline, and whether the job should stop.
-public struct HeartbeatResponse: Sendable, Codable, Equatable {
+public struct HeartbeatResponse: Sendable, Equatable {
     public var lease_expires_at: String
     /// True once the broker asked the job to stop (canceled, or past its maximum run time).
     public var stop: Bool
@@ -209,17 +210,10 @@ public struct HeartbeatResponse: Sendable, Codable, Equatable {
         self.stop = stop_reason != nil
         self.stop_reason = stop_reason
     }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(lease_expires_at, forKey: .lease_expires_at)
-        try container.encode(stop, forKey: .stop)
-        try container.encode(stop_reason, forKey: .stop_reason)
-    }
 }
 
 /// `POST /v1/worker/jobs/{request_id}/complete`: the job's outputs.
-public struct CompleteRequest: Sendable, Codable, Equatable {
+public struct CompleteRequest: Sendable, Equatable {
     public var lease_token: String
     public var outputs: [String: JSONValue]
     /// A last emit, merged into `info` with the completion.
@@ -243,7 +237,7 @@ public struct CompleteRequest: Sendable, Codable, Equatable {
 }
 
 /// `POST /v1/worker/jobs/{request_id}/fail`: why the job failed, and whether it may run again.
-public struct FailRequest: Sendable, Codable, Equatable {
+public struct FailRequest: Sendable, Equatable {
     public var lease_token: String
     public var error: String
     /// Defaults to false: a job a worker fails is not retried unless the worker says it may be.
@@ -270,7 +264,7 @@ public struct FailRequest: Sendable, Codable, Equatable {
 }
 
 /// `POST /v1/worker/jobs/{request_id}/release`: a draining worker hands an unfinished job back.
-public struct ReleaseRequest: Sendable, Codable, Equatable {
+public struct ReleaseRequest: Sendable, Equatable {
     public var lease_token: String
     public var info: [String: JSONValue]?
     public var logs: [JobLogLine]?
@@ -290,7 +284,7 @@ public struct ReleaseRequest: Sendable, Codable, Equatable {
 }
 
 /// The answer to complete, fail and release: where the job went.
-public struct JobWriteResponse: Sendable, Codable, Equatable {
+public struct JobWriteResponse: Sendable, Equatable {
     public var request_id: String
     public var status: JobStatus
     public var retries: Int32
@@ -303,7 +297,7 @@ public struct JobWriteResponse: Sendable, Codable, Equatable {
 }
 
 /// `POST /v1/worker/complete`: several completions in one request (a worker finishing many short jobs).
-public struct CompleteManyRequest: Sendable, Codable, Equatable {
+public struct CompleteManyRequest: Sendable, Equatable {
     public var completions: [CompleteManyItem]
 
     public static let maxItems = 1000
@@ -347,7 +341,7 @@ extension CompleteManyRequest {
 }
 
 /// One completion of a batch: the job it is for, and what a single complete would carry.
-public struct CompleteManyItem: Sendable, Codable, Equatable {
+public struct CompleteManyItem: Sendable, Equatable {
     public var request_id: String
     public var lease_token: String
     public var outputs: [String: JSONValue]
@@ -366,13 +360,13 @@ public struct CompleteManyItem: Sendable, Codable, Equatable {
 }
 
 /// The answer to a batch: one result per completion, in order.
-public struct CompleteManyResponse: Sendable, Codable, Equatable {
+public struct CompleteManyResponse: Sendable, Equatable {
     public var results: [CompleteManyResult]
     public init(results: [CompleteManyResult]) { self.results = results }
 }
 
 /// Where one completion left its job, or why it was refused (`error`: lease_lost, job_not_found, …).
-public struct CompleteManyResult: Sendable, Codable, Equatable {
+public struct CompleteManyResult: Sendable, Equatable {
     public var request_id: String
     public var status: JobStatus?
     public var retries: Int32?
@@ -387,7 +381,7 @@ public struct CompleteManyResult: Sendable, Codable, Equatable {
 }
 
 /// Why one item of a batch was refused: the code and message a single request would have answered.
-public struct CompleteManyItemError: Sendable, Codable, Equatable {
+public struct CompleteManyItemError: Sendable, Equatable {
     public var code: String
     public var message: String
     public var http_status: Int

@@ -156,6 +156,24 @@ extension JobsTable {
         """
 }
 
+extension JobsTable {
+    /// The first `$2` claimable rows of one pending index range (`condition` picks it), locked: the
+    /// candidates of the claim with running limits, with and without limits set.
+    static func limitedClaimHead(where condition: String) -> String {
+        """
+        SELECT * FROM (
+            SELECT id, priority, fair_tag, model, tenant FROM jobs
+            WHERE status = \(claim.from.sql) AND \(condition)
+              -- A job past its start deadline is failed by the sweep, never started late.
+              AND (start_deadline_at IS NULL OR start_deadline_at > now())
+            ORDER BY priority DESC, fair_tag, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) AS head LIMIT \(maxClaimLimit)
+        """
+    }
+}
+
 /// The claim with running limits per tenant, prepared once per connection.
 ///
 /// Tenants at their limit are skipped, and the rest take at most their room.
@@ -178,15 +196,7 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
             CROSS JOIN LATERAL (
                 -- The constant limit keeps the planner's estimates (a parameter's is a tenth of the
                 -- table) small: a large estimated cost turns on JIT, which took a second per claim.
-                SELECT * FROM (
-                    SELECT id, priority, fair_tag, model, tenant FROM jobs
-                    WHERE status = \(JobsTable.claim.from.sql) AND model = wanted.model AND NOT $9::bool
-                      -- A job past its start deadline is failed by the sweep, never started late.
-                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
-                    ORDER BY priority DESC, fair_tag, id
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                ) AS head LIMIT \(JobsTable.maxClaimLimit)
+                \(JobsTable.limitedClaimHead(where: "model = wanted.model AND NOT $9::bool"))
             ) AS candidate
             UNION ALL
             -- With running limits: per model and per tenant with room, its first $2 rows of the
@@ -200,14 +210,7 @@ struct LimitedClaimStatement: PostgresPreparedStatement {
                       SELECT 1 FROM room WHERE room.model = wanted.model AND room.tenant = fair_share_tags.tenant AND room.room <= 0)
             ) AS open
             CROSS JOIN LATERAL (
-                SELECT * FROM (
-                    SELECT id, priority, fair_tag, model, tenant FROM jobs
-                    WHERE status = \(JobsTable.claim.from.sql) AND tenant = open.tenant AND model = wanted.model
-                      AND (start_deadline_at IS NULL OR start_deadline_at > now())
-                    ORDER BY priority DESC, fair_tag, id
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                ) AS head LIMIT \(JobsTable.maxClaimLimit)
+                \(JobsTable.limitedClaimHead(where: "tenant = open.tenant AND model = wanted.model"))
             ) AS candidate
         ), claimable AS MATERIALIZED (
             SELECT id FROM (

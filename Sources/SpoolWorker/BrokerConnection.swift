@@ -85,7 +85,7 @@ final class BrokerConnection: Sendable {
 
     /// Complete, fail or release, retried through transient failures until `deadline`.
     func finish(
-        requestID: String, action: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant
+        requestID: String, action: String, body: some JSONValueEncodable & Sendable, until deadline: ContinuousClock.Instant
     ) async throws
         -> JobWriteResponse
     {
@@ -94,8 +94,8 @@ final class BrokerConnection: Sendable {
 
     /// A write retried through transient failures (with backoff, on the next replica) until `deadline`.
     /// Worker writes are safe to repeat: each names its lease token.
-    func callRetrying<Answer: Decodable>(
-        _ path: String, body: some Encodable & Sendable, until deadline: ContinuousClock.Instant
+    func callRetrying<Answer: JSONValueDecodable>(
+        _ path: String, body: some JSONValueEncodable & Sendable, until deadline: ContinuousClock.Instant
     )
         async throws -> Answer
     {
@@ -111,20 +111,14 @@ final class BrokerConnection: Sendable {
     }
 
     /// One request to the current broker URL; a transient failure moves to the next URL.
-    func call<Answer: Decodable>(_ path: String, body: some Encodable & Sendable, timeout: Duration) async throws -> Answer {
+    func call<Answer: JSONValueDecodable>(_ path: String, body: some JSONValueEncodable & Sendable, timeout: Duration) async throws -> Answer {
         let index = state.withLock { $0.current }
         let base = urls[index % urls.count]
         var request = HTTPClientRequest(url: base + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        if let fast = body as? any JSONValueEncodable {
-            request.body = .bytes(ByteBuffer(bytes: fast.jsonValue.jsonBytes))
-        } else {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .withoutEscapingSlashes
-            request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
-        }
+        request.body = .bytes(ByteBuffer(bytes: body.jsonValue.jsonBytes))
         let status: Int
         let bytes: ByteBuffer
         do {
@@ -140,10 +134,7 @@ final class BrokerConnection: Sendable {
         case 200..<300:
             recovered(base)
             do {
-                if let fast = Answer.self as? any JSONValueDecodable.Type {
-                    return try fast.init(jsonValue: JSONValue.parse(bytes.readableBytesView)) as! Answer
-                }
-                return try JSONDecoder().decode(Answer.self, from: Data(bytes.readableBytesView))
+                return try Answer(jsonValue: JSONValue.parse(bytes.readableBytesView))
             } catch {
                 throw BrokerCallError.refused(status: status, message: "unreadable answer from \(base)\(path): \(error)")
             }

@@ -42,28 +42,35 @@ import Testing
         }
     }
 
-    @Test func handWrittenEncodingsMatchCodable() throws {
-        let job = LeasedJob(
-            request_id: "r", model: "m", lease_token: "t", attempt: 2, priority: -1, payload: ["a": [1, "x"]], info: ["p": 0.5],
-            lease_expires_at: Date(), run_deadline_at: Date(), path: nil)
-        let line = JobLogLine(message: "hi", level: "stdout", source: "handler", timestamp: Date())
-        let values: [any Encodable & JSONValueEncodable] = [
+    /// The worker protocol has one encoding (jsonValue) and one decoding a side: what a worker
+    /// writes, the broker's reader takes back to the same value, and the reverse for its answers.
+    @Test func workerMessagesRoundTripThroughTheirOneEncoding() throws {
+        let line = JobLogLine(message: "hi", level: "stdout", source: "handler", timestamp: Date(timeIntervalSince1970: 1_795_000_000.5))
+        let leases = [
             LeaseRequest(worker_id: "w", models: ["a", "b"], max_jobs: 3, wait_seconds: 20, lease_seconds: 30.5, host: "h"),
             LeaseRequest(worker_id: "w", models: ["a"]),
-            LeaseResponse(jobs: [job, job]),
-            HeartbeatRequest(lease_token: "t", info: ["progress": 0.5], logs: [line], lease_seconds: 60),
-            HeartbeatRequest(lease_token: "t"),
-            HeartbeatResponse(lease_expires_at: Date(), stop_reason: nil),
-            HeartbeatResponse(lease_expires_at: Date(), stop_reason: .maxRunTime),
-            CompleteRequest(lease_token: "t", outputs: ["x": nil], info: ["done": true], logs: [JobLogLine(message: "m")]),
-            FailRequest(lease_token: "t", error: "boom", retryable: true),
-            ReleaseRequest(lease_token: "t", info: ["a": 1]),
-            JobWriteResponse(request_id: "r", status: .done, retries: 1),
-            CompleteManyRequest(completions: [CompleteManyItem(request_id: "r", complete: CompleteRequest(lease_token: "t", outputs: [:]))]),
-            CompleteManyResponse(results: [
-                CompleteManyResult(request_id: "a", status: .done, retries: 0),
-                CompleteManyResult(request_id: "b", error: CompleteManyItemError(code: "lease_lost", message: "gone", http_status: 409)),
-            ]),
+        ]
+        for lease in leases { #expect(try LeaseRequest(json: JSONValue.parse(lease.jsonValue.jsonBytes)) == lease) }
+        let beats = [
+            HeartbeatRequest(lease_token: "t", info: ["progress": 0.5], logs: [line], lease_seconds: 60), HeartbeatRequest(lease_token: "t"),
+        ]
+        for beat in beats { #expect(try HeartbeatRequest(json: JSONValue.parse(beat.jsonValue.jsonBytes)) == beat) }
+        let complete = CompleteRequest(lease_token: "t", outputs: ["x": nil], info: ["done": true], logs: [JobLogLine(message: "m")])
+        #expect(try CompleteRequest(json: JSONValue.parse(complete.jsonValue.jsonBytes)) == complete)
+        let fail = FailRequest(lease_token: "t", error: "boom", retryable: true)
+        #expect(try FailRequest(json: JSONValue.parse(fail.jsonValue.jsonBytes)) == fail)
+        let release = ReleaseRequest(lease_token: "t", info: ["a": 1])
+        #expect(try ReleaseRequest(json: JSONValue.parse(release.jsonValue.jsonBytes)) == release)
+        let many = CompleteManyRequest(completions: [CompleteManyItem(request_id: "r", complete: complete)])
+        #expect(try CompleteManyRequest(json: JSONValue.parse(many.jsonValue.jsonBytes)) == many)
+        let written = JobWriteResponse(request_id: "r", status: .done, retries: 1)
+        #expect(try JobWriteResponse(jsonValue: JSONValue.parse(written.jsonValue.jsonBytes)) == written)
+    }
+
+    /// The queue API's answers keep Codable (the client SDK decodes them) beside the broker's fast encoding: both give the same JSON.
+    @Test func queueAnswersEncodeAlikeBothWays() throws {
+        let line = JobLogLine(message: "hi", level: "stdout", source: "handler", timestamp: Date())
+        let values: [any Encodable & JSONValueEncodable] = [
             SubmitResponse(requestId: "r"),
             JobStatusResponse(
                 model: "m", request_id: "r", status: .pending, priority: 1, info: [:], inputs: ["a": "b"], outputs: nil, error: nil,

@@ -7,17 +7,7 @@ import Testing
         try SubmitRequest(json: JSONValue.parse(text))
     }
 
-    private func refusal(_ text: String) -> SpoolError? {
-        do {
-            _ = try parse(text)
-            return nil
-        } catch let error as SpoolError {
-            return error
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
-    }
+    private func refusal(_ text: String) -> SpoolError? { SpoolCoreTests.refusal { _ = try parse(text) } }
 
     @Test func acceptsAFullRequest() throws {
         let request = try parse(#"{"model":"video/x","payload":{"prompt":"a cat","n":2},"info":{"user":"u1"},"priority":7}"#)

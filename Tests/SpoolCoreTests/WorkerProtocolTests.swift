@@ -3,18 +3,6 @@ import SpoolCore
 import Testing
 
 @Suite struct WorkerProtocolValidationTests {
-    private func refusal(_ make: () throws -> Void) -> SpoolError? {
-        do {
-            try make()
-            return nil
-        } catch let error as SpoolError {
-            return error
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
-    }
-
     @Test func leaseDefaults() throws {
         let lease = try LeaseRequest(json: JSONValue.parse(#"{"worker_id":"w1","models":["a/b"]}"#))
         #expect(lease == LeaseRequest(worker_id: "w1", models: ["a/b"], max_jobs: 1, wait_seconds: 0, lease_seconds: 30))
@@ -85,10 +73,10 @@ import Testing
 
     @Test func heartbeatAnswerAlwaysNamesTheStop() throws {
         let running = HeartbeatResponse(lease_expires_at: Date(timeIntervalSince1970: 0), stop_reason: nil)
-        let json = try JSONValue.parse(Array(JSONEncoder().encode(running)))
+        let json = running.jsonValue
         #expect(json == ["lease_expires_at": "1970-01-01T00:00:00.000Z", "stop": false, "stop_reason": nil])
         let stopped = HeartbeatResponse(lease_expires_at: Date(timeIntervalSince1970: 0), stop_reason: .maxRunTime)
-        #expect(try JSONValue.parse(Array(JSONEncoder().encode(stopped))).objectValue?["stop_reason"] == "max_run_time")
+        #expect(stopped.jsonValue.objectValue?["stop_reason"] == "max_run_time")
     }
 
     @Test func nulCharactersAreFound() throws {

@@ -1,6 +1,8 @@
 // The hot messages of the worker protocol and the queue API convert to and from JSONValue by
 // hand: Foundation's JSONEncoder and JSONDecoder cost more per job than the claim itself
-// (BENCHMARKS.md). Codable stays for everything else; both give the same JSON.
+// (BENCHMARKS.md). The worker protocol's messages have only this encoding, read back by
+// RequestFields (the broker's reader of requests, and the worker's of answers); the queue API's
+// answers also keep Codable for the client SDK, and a test holds both to the same JSON.
 
 /// A message that writes itself as JSON without Codable.
 public protocol JSONValueEncodable {
@@ -13,84 +15,7 @@ extension JSONValue: JSONValueEncodable {
 
 /// A message read straight from parsed JSON without Codable.
 public protocol JSONValueDecodable {
-    init(jsonValue: JSONValue) throws(JSONShapeError)
-}
-
-/// An answer that does not have the shape its type expects.
-public struct JSONShapeError: Error, Sendable, CustomStringConvertible {
-    public let field: String
-    public let expected: String
-    public var description: String { "'\(field)' is missing or not \(expected)" }
-}
-
-/// Typed access to the members of an object being decoded.
-struct JSONMembers {
-    let members: [String: JSONValue]
-
-    init(_ value: JSONValue, _ name: String = "answer") throws(JSONShapeError) {
-        guard case .object(let members) = value else { throw JSONShapeError(field: name, expected: "an object") }
-        self.members = members
-    }
-
-    func string(_ key: String) throws(JSONShapeError) -> String {
-        guard case .string(let value)? = members[key] else { throw JSONShapeError(field: key, expected: "a string") }
-        return value
-    }
-
-    func optionalString(_ key: String) throws(JSONShapeError) -> String? {
-        switch members[key] {
-        case nil, .null?: return nil
-        case .string(let value)?: return value
-        default: throw JSONShapeError(field: key, expected: "a string")
-        }
-    }
-
-    func int32(_ key: String) throws(JSONShapeError) -> Int32 {
-        guard let value = try optionalInt32(key) else { throw JSONShapeError(field: key, expected: "an integer") }
-        return value
-    }
-
-    func optionalInt32(_ key: String) throws(JSONShapeError) -> Int32? {
-        switch members[key] {
-        case nil, .null?: return nil
-        case .int(let value)? where Int32(exactly: value) != nil: return Int32(value)
-        default: throw JSONShapeError(field: key, expected: "a 32-bit integer")
-        }
-    }
-
-    func int(_ key: String) throws(JSONShapeError) -> Int {
-        guard case .int(let value)? = members[key] else { throw JSONShapeError(field: key, expected: "an integer") }
-        return Int(value)
-    }
-
-    func bool(_ key: String) throws(JSONShapeError) -> Bool {
-        guard case .bool(let value)? = members[key] else { throw JSONShapeError(field: key, expected: "a boolean") }
-        return value
-    }
-
-    func object(_ key: String) throws(JSONShapeError) -> [String: JSONValue] {
-        guard case .object(let value)? = members[key] else { throw JSONShapeError(field: key, expected: "an object") }
-        return value
-    }
-
-    func array(_ key: String) throws(JSONShapeError) -> [JSONValue] {
-        guard case .array(let value)? = members[key] else { throw JSONShapeError(field: key, expected: "an array") }
-        return value
-    }
-
-    func optionalObject(_ key: String) throws(JSONShapeError) -> JSONValue? {
-        switch members[key] {
-        case nil, .null?: return nil
-        case let value? where value.objectValue != nil: return value
-        default: throw JSONShapeError(field: key, expected: "an object")
-        }
-    }
-
-    func rawValue<Value: RawRepresentable<String>>(_ key: String, as type: Value.Type) throws(JSONShapeError) -> Value? {
-        guard let text = try optionalString(key) else { return nil }
-        guard let value = Value(rawValue: text) else { throw JSONShapeError(field: key, expected: "a known \(Value.self)") }
-        return value
-    }
+    init(jsonValue: JSONValue) throws(SpoolError)
 }
 
 /// Building objects: optional members are left out when nil, as Codable's synthesized encoding does.
@@ -130,27 +55,27 @@ extension LeasedJob: JSONValueEncodable, JSONValueDecodable {
         return .object(members)
     }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        let job = try JSONMembers(jsonValue, "jobs[]")
-        request_id = try job.string("request_id")
-        model = try job.string("model")
-        lease_token = try job.string("lease_token")
-        attempt = try job.int32("attempt")
-        priority = try job.int32("priority")
-        payload = try job.object("payload")
-        info = try job.object("info")
-        lease_expires_at = try job.string("lease_expires_at")
-        run_deadline_at = try job.string("run_deadline_at")
-        path = try job.optionalString("path")
+    public init(jsonValue: JSONValue) throws(SpoolError) {
+        let job = try RequestFields(jsonValue, of: "jobs[]")
+        request_id = try job.requiredString("request_id")
+        model = try job.requiredString("model")
+        lease_token = try job.requiredString("lease_token")
+        attempt = try job.requiredInt32("attempt")
+        priority = try job.requiredInt32("priority")
+        payload = try job.requiredObject("payload")
+        info = try job.requiredObject("info")
+        lease_expires_at = try job.requiredString("lease_expires_at")
+        run_deadline_at = try job.requiredString("run_deadline_at")
+        path = try job.optionalString("path", maxLength: .max)
     }
 }
 
 extension LeaseResponse: JSONValueEncodable, JSONValueDecodable {
     public var jsonValue: JSONValue { .object(["jobs": .array(jobs.map(\.jsonValue))]) }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
+    public init(jsonValue: JSONValue) throws(SpoolError) {
         var jobs: [LeasedJob] = []
-        for job in try JSONMembers(jsonValue).array("jobs") { jobs.append(try LeasedJob(jsonValue: job)) }
+        for job in try RequestFields(jsonValue, of: "answer").requiredArray("jobs") { jobs.append(try LeasedJob(jsonValue: job)) }
         self.init(jobs: jobs)
     }
 }
@@ -178,11 +103,11 @@ extension HeartbeatResponse: JSONValueEncodable, JSONValueDecodable {
         .object(["lease_expires_at": .string(lease_expires_at), "stop": .bool(stop), "stop_reason": JSONValue(stop_reason?.rawValue)])
     }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        let answer = try JSONMembers(jsonValue)
-        lease_expires_at = try answer.string("lease_expires_at")
-        stop_reason = try answer.rawValue("stop_reason", as: StopReason.self)
-        stop = try answer.bool("stop")
+    public init(jsonValue: JSONValue) throws(SpoolError) {
+        let answer = try RequestFields(jsonValue, of: "answer")
+        lease_expires_at = try answer.requiredString("lease_expires_at")
+        stop_reason = try answer.optionalRawValue("stop_reason", as: StopReason.self)
+        stop = try answer.requiredBool("stop")
     }
 }
 
@@ -218,12 +143,12 @@ extension JobWriteResponse: JSONValueEncodable, JSONValueDecodable {
         .object(["request_id": .string(request_id), "status": .string(status.rawValue), "retries": .int(Int64(retries))])
     }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        let answer = try JSONMembers(jsonValue)
-        guard let status = try answer.rawValue("status", as: JobStatus.self) else {
-            throw JSONShapeError(field: "status", expected: "a job status")
+    public init(jsonValue: JSONValue) throws(SpoolError) {
+        let answer = try RequestFields(jsonValue, of: "answer")
+        guard let status = try answer.optionalRawValue("status", as: JobStatus.self) else {
+            throw .invalidRequest("'status' is required.", code: "missing_field", param: "status")
         }
-        self.init(request_id: try answer.string("request_id"), status: status, retries: try answer.int32("retries"))
+        self.init(request_id: try answer.requiredString("request_id"), status: status, retries: try answer.requiredInt32("retries"))
     }
 }
 
@@ -244,9 +169,11 @@ extension CompleteManyItemError: JSONValueEncodable, JSONValueDecodable {
         .object(["code": .string(code), "message": .string(message), "http_status": .int(Int64(http_status))])
     }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        let error = try JSONMembers(jsonValue, "error")
-        self.init(code: try error.string("code"), message: try error.string("message"), http_status: try error.int("http_status"))
+    public init(jsonValue: JSONValue) throws(SpoolError) {
+        let error = try RequestFields(jsonValue, of: "error")
+        self.init(
+            code: try error.requiredString("code"), message: try error.requiredString("message"),
+            http_status: Int(try error.requiredInt32("http_status")))
     }
 }
 
@@ -259,21 +186,23 @@ extension CompleteManyResult: JSONValueEncodable, JSONValueDecodable {
         return .object(members)
     }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
-        let result = try JSONMembers(jsonValue, "results[]")
+    public init(jsonValue: JSONValue) throws(SpoolError) {
+        let result = try RequestFields(jsonValue, of: "results[]")
         self.init(
-            request_id: try result.string("request_id"), status: try result.rawValue("status", as: JobStatus.self),
+            request_id: try result.requiredString("request_id"), status: try result.optionalRawValue("status", as: JobStatus.self),
             retries: try result.optionalInt32("retries"),
-            error: try result.optionalObject("error").map { value throws(JSONShapeError) in try CompleteManyItemError(jsonValue: value) })
+            error: try result.optionalObject("error").map { value throws(SpoolError) in try CompleteManyItemError(jsonValue: .object(value)) })
     }
 }
 
 extension CompleteManyResponse: JSONValueEncodable, JSONValueDecodable {
     public var jsonValue: JSONValue { .object(["results": .array(results.map(\.jsonValue))]) }
 
-    public init(jsonValue: JSONValue) throws(JSONShapeError) {
+    public init(jsonValue: JSONValue) throws(SpoolError) {
         var results: [CompleteManyResult] = []
-        for result in try JSONMembers(jsonValue).array("results") { results.append(try CompleteManyResult(jsonValue: result)) }
+        for result in try RequestFields(jsonValue, of: "answer").requiredArray("results") {
+            results.append(try CompleteManyResult(jsonValue: result))
+        }
         self.init(results: results)
     }
 }

@@ -6,11 +6,39 @@ struct RequestFields {
     static let maxModelLength = 256
     let members: [String: JSONValue]
 
-    init(_ json: JSONValue) throws(SpoolError) {
+    /// `what` names the object in errors: a request's body, or (read by a worker or client) an answer or a member of one.
+    init(_ json: JSONValue, of what: String = "request body") throws(SpoolError) {
         guard let members = json.objectValue else {
-            throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).", code: "invalid_body")
+            throw .invalidRequest("The \(what) must be a JSON object, not \(json.typeName).", code: "invalid_body")
         }
         self.members = members
+    }
+
+    /// A missing member's refusal.
+    private func missing(_ name: String) -> SpoolError { .invalidRequest("'\(name)' is required.", code: "missing_field", param: name) }
+
+    func requiredInt32(_ name: String) throws(SpoolError) -> Int32 {
+        guard let value = try optionalInt32(name) else { throw missing(name) }
+        return value
+    }
+
+    func requiredBool(_ name: String) throws(SpoolError) -> Bool {
+        guard let value = try optionalBool(name) else { throw missing(name) }
+        return value
+    }
+
+    func requiredArray(_ name: String) throws(SpoolError) -> [JSONValue] {
+        guard let value = try optionalArray(name) else { throw missing(name) }
+        return value
+    }
+
+    /// A string member naming a case of `Value`.
+    func optionalRawValue<Value: RawRepresentable<String>>(_ name: String, as type: Value.Type) throws(SpoolError) -> Value? {
+        guard let text = try optionalString(name, maxLength: .max) else { return nil }
+        guard let value = Value(rawValue: text) else {
+            throw .invalidRequest("'\(name)' is not a known \(Value.self): '\(text)'.", code: "invalid_field", param: name)
+        }
+        return value
     }
 
     func model() throws(SpoolError) -> String {

@@ -99,8 +99,8 @@ import Testing
             CompleteManyResult(request_id: "b", error: CompleteManyItemError(code: "job_not_found", message: "no", http_status: 404)),
         ])
         #expect(try CompleteManyResponse(jsonValue: JSONValue.parse(batch.jsonValue.jsonBytes)) == batch)
-        #expect(throws: JSONShapeError.self) { try LeaseResponse(jsonValue: ["jobs": [["request_id": 1]]]) }
-        #expect(throws: JSONShapeError.self) { try JobWriteResponse(jsonValue: ["request_id": "r", "status": "lost", "retries": 0]) }
+        #expect(throws: SpoolError.self) { try LeaseResponse(jsonValue: ["jobs": [["request_id": 1]]]) }
+        #expect(throws: SpoolError.self) { try JobWriteResponse(jsonValue: ["request_id": "r", "status": "lost", "retries": 0]) }
     }
 
     /// Codable writes 30.0 as 30; the hand-written encodings keep it a double. Both mean the same number.

@@ -9,6 +9,14 @@ import Testing
 
 /// Together's Queue API against a real broker socket and a real PostgreSQL.
 @Suite struct QueueAPITests {
+    /// Claims up to `limit` of `model`'s jobs as worker "w", straight through the store.
+    static func claim(_ model: String, limit: Int) async throws {
+        try await TestDatabase.withStore { store in
+            _ = try await store.jobs.claim(
+                models: [model], limit: limit, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
+        }
+    }
+
     /// The estimated wait: slot releases ahead of the job at the pace the slots finish attempts.
     @Test func theEstimatedWaitCountsSlotReleases() {
         func wait(_ position: Int, running: Int, live: Int, run: Double?) -> Double? {
@@ -64,10 +72,7 @@ import Testing
         try await withTestBroker { broker in
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
-            try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(
-                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
-            }
+            try await Self.claim(model, limit: 1)
             let status = try await broker.status(model: model, requestID: id)
             #expect(status["status"] == "running")
             #expect(status["claimed_at"]?.stringValue.flatMap(RFC3339.date(from:)) != nil)
@@ -95,9 +100,8 @@ import Testing
         try await withTestBroker { broker in
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
+            try await Self.claim(model, limit: 1)
             try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(
-                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
                 if status != .running {
                     try await store.client.query(
                         """
@@ -124,10 +128,7 @@ import Testing
             let other = uniqueModel()
             let ids = try await (0..<4).asyncMap { _ in try await broker.submit(model: model) }
             let untouched = try await broker.submit(model: other)
-            try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(
-                    models: [model], limit: 1, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
-            }
+            try await Self.claim(model, limit: 1)
             let answer = try await broker.post("/v1/queue/clear", ["model": .string(model)])
             #expect(answer.status == 200)
             #expect(answer.json == ["canceled_count": 3])
@@ -143,10 +144,7 @@ import Testing
             let model = uniqueModel()
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 0, "messages_running": 0, "total_jobs": 0])
             for _ in 0..<5 { _ = try await broker.submit(model: model) }
-            try await TestDatabase.withStore { store in
-                _ = try await store.jobs.claim(
-                    models: [model], limit: 2, leaseSeconds: 30, maxRunSeconds: 3600, workerID: "w", on: store.client, logger: TestDatabase.logger)
-            }
+            try await Self.claim(model, limit: 2)
             #expect(try await broker.metrics(model: model).json == ["messages_waiting": 3, "messages_running": 2, "total_jobs": 5])
         }
     }

@@ -63,7 +63,8 @@ func buildApplication(
     // Every route goes through it, so an existing path asked with another method answers 405.
     let routes = RouteMethodRecorder(router)
     let operations = OperationsRoutes(
-        store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey)
+        store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey,
+        webhooks: configuration.webhookSecret != nil)
     // Routes that need no key; an open broker still refuses browsers there.
     let keyless = routes.group().add(middleware: OpenBrokerGuard(authenticator: authenticator))
     operations.registerPublic(on: keyless)

@@ -60,16 +60,19 @@ func buildApplication(
     let router = Router(context: BrokerRequestContext.self)
     router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    // Every route goes through it, so an existing path asked with another method answers 405.
+    let routes = RouteMethodRecorder(router)
     let operations = OperationsRoutes(
-        store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey)
+        store: store, schema: schema, metrics: metrics, monitor: monitor, connections: connections, metricsKey: configuration.metricsKey,
+        webhooks: configuration.webhookSecret != nil)
     // Routes that need no key; an open broker still refuses browsers there.
-    let keyless = router.group().add(middleware: OpenBrokerGuard(authenticator: authenticator))
+    let keyless = routes.group().add(middleware: OpenBrokerGuard(authenticator: authenticator))
     operations.registerPublic(on: keyless)
     DashboardRoutes(directory: ProcessInfo.processInfo.environment["SPOOL_UI_DIRECTORY"]).register(on: keyless)
     let files = FileRoutes(store: store, configuration: configuration, uploads: UploadSlots(maxPerKey: configuration.maxUploadsPerKey))
     files.registerUpload(on: keyless)
     // Every other route needs a key (the same middleware applies an open broker's browser rules).
-    let authenticated = router.group().add(middleware: AuthMiddleware(authenticator: authenticator))
+    let authenticated = routes.group().add(middleware: AuthMiddleware(authenticator: authenticator))
     // Each route belongs to one scope; a key without it gets 403 naming the scope.
     let clients = authenticated.group().add(middleware: RequireScope(scope: .client))
     let workers = authenticated.group().add(middleware: RequireScope(scope: .worker))
@@ -100,6 +103,9 @@ func buildApplication(
     files.register(on: clients)
     files.registerWorkerUpload(on: workers)
     BatchRoutes(store: store, configuration: configuration, quotas: quotas, wakeup: connections.batches).register(on: clients)
+    routes.narrow(RunPodRoutes.route, by: RunPodRoutes.allowedMethods)
+    // Last, after every route: it wraps only the router's answer to a request no route matched.
+    router.add(middleware: MethodNotAllowedMiddleware(allowed: routes.allowedMethods()))
 
     let listener = JobNotificationListener(
         store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers,

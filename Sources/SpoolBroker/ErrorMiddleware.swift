@@ -41,7 +41,7 @@ struct ErrorMiddleware: RouterMiddleware {
     static func translate(_ error: HTTPError, request: Request) -> SpoolError {
         switch error.status.code {
         case 404: .notFound("No route \(request.method) \(request.uri.path) on this broker.", code: "unknown_route")
-        case 405: .notFound("\(request.method) is not allowed on \(request.uri.path).", code: "method_not_allowed")
+        case 405: .methodNotAllowed(method: "\(request.method)", path: request.uri.path, allowed: [])
         case 413: .payloadTooLarge(limit: 0)
         case 400..<500: .invalidRequest(error.body ?? "The request is not valid.")
         default: .internalError()
@@ -62,6 +62,8 @@ struct ErrorMiddleware: RouterMiddleware {
         // Stainless-generated SDKs (together) retry 409s unless told not to; a conflict will not go away.
         if error.httpStatus == 409 { headers[.xShouldRetry] = "false" }
         if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
+        // A 405 names the methods the path answers (RFC 9110): an empty Allow says none.
+        if error.httpStatus == 405 { headers[.allow] = error.allowedMethods.joined(separator: ", ") }
         guard fal, case .object(var members) = error.body else {
             return JSONResponse.make(error.body, status: .init(code: error.httpStatus), headers: headers)
         }

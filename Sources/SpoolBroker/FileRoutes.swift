@@ -106,6 +106,7 @@ struct FileRoutes: Sendable {
             try endField()
             guard reader.isFinished else { throw MultipartReader.malformed("it ends before its closing boundary") }
             let purpose = try Self.purpose(fields["purpose"])
+            let declaredType = try Self.declaredFileType(fields["file_type"])
             let checksum = fields["checksum"].flatMap { $0.isEmpty ? nil : $0 }
             if let upload, let stored {
                 // A plain multipart upload: the content is here.
@@ -114,7 +115,7 @@ struct FileRoutes: Sendable {
                 }
                 let description = FileDescription(
                     filename: fields["file_name"] ?? stored.filename, purpose: purpose,
-                    fileType: Self.fileType(filename: stored.filename, declared: fields["file_type"]))
+                    fileType: Self.fileType(filename: stored.filename, declared: declaredType))
                 guard
                     case .finished(let record) = try await store.files.finishUpload(
                         fileID: id, holder: upload.holder, bytes: bytes, sha256: sha256, description: description, lease: nil,
@@ -126,7 +127,7 @@ struct FileRoutes: Sendable {
             let filename = fields["file_name"].flatMap { $0.isEmpty ? nil : $0 } ?? "upload.jsonl"
             let token = Self.newToken()
             try await store.files.create(
-                id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: fields["file_type"]),
+                id: id, filename: filename, purpose: purpose, fileType: Self.fileType(filename: filename, declared: declaredType),
                 contentType: "application/octet-stream", expectedSHA256: checksum, uploadTokenHash: APIKeyHash.of(token), owner: caller,
                 tenant: tenant, on: store.client, logger: logger)
             var headers = HTTPFields()
@@ -358,8 +359,22 @@ struct FileRoutes: Sendable {
         return value
     }
 
+    static let fileTypes: Set<String> = ["jsonl", "csv", "parquet"]
+
+    /// The `file_type` field: absent, or one of `fileTypes` (anything else is refused, nothing stored).
+    static func declaredFileType(_ value: String?) throws(SpoolError) -> String? {
+        guard let value else { return nil }
+        guard fileTypes.contains(value) else {
+            throw .invalidRequest(
+                "'file_type' must be one of \(fileTypes.sorted().joined(separator: ", ")); got '\(value)'. Nothing was stored.",
+                code: "invalid_field",
+                param: "file_type")
+        }
+        return value
+    }
+
     static func fileType(filename: String, declared: String?) -> String {
-        if let declared, ["jsonl", "csv", "parquet"].contains(declared) { return declared }
+        if let declared, fileTypes.contains(declared) { return declared }
         let lower = filename.lowercased()
         for type in ["csv", "parquet"] where lower.hasSuffix(".\(type)") { return type }
         return "jsonl"

@@ -16,10 +16,12 @@ struct OperationsRoutes: Sendable {
     /// The key `/metrics` requires, if any (`--metrics-key`), as its hash.
     let metricsKeyHash: String?
     let history: ThroughputHistory
+    /// The OpenAPI document of the whole HTTP API, as this broker takes it (with or without webhooks).
+    let openAPIDocument: ByteBuffer
 
     init(
         store: Store, schema: SchemaReadiness, metrics: BrokerMetrics, monitor: QueueDepthMonitor, connections: BrokerConnections,
-        metricsKey: String?
+        metricsKey: String?, webhooks: Bool
     ) {
         self.store = store
         self.schema = schema
@@ -28,18 +30,17 @@ struct OperationsRoutes: Sendable {
         self.connections = connections
         self.metricsKeyHash = metricsKey.map(APIKeyHash.of)
         self.history = ThroughputHistory(store: store)
+        self.openAPIDocument = OpenAPIDocument.served(webhooks: webhooks)
     }
-
-    /// The OpenAPI document of the whole HTTP API (docs/openapi/openapi.json, carried in the binary).
-    static let openAPIDocument = ByteBuffer(bytes: PackageResources.openapi_json)
 
     /// Routes that need no key: probes and scrapers carry none.
     func registerPublic(on router: some RouterMethods<BrokerRequestContext>) {
         router.get("healthz") { _, _ in try JSONResponse.make(encoding: ["status": "ok"]) }
         router.get("readyz", use: ready)
         router.get("metrics", use: scrape)
+        let document = openAPIDocument
         router.get("openapi.json") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: Self.openAPIDocument))
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
     }
 

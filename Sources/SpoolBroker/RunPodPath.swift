@@ -64,6 +64,11 @@ struct RunPodPath: Equatable {
         }
     }
 
+    /// The methods that `segments` (the path after `/v2/`) answers: GET, POST, both or neither.
+    static func allowedMethods(segments: [Substring]) -> [HTTPRequest.Method] {
+        [.get, .post].filter { parse(method: $0, segments: segments) != nil }
+    }
+
     /// A model name usable as an endpoint id: non-empty parts, printable, no spaces, at most 256 characters.
     static func isValidEndpoint(_ endpoint: String) -> Bool {
         !endpoint.isEmpty && endpoint.unicodeScalars.count <= 256

@@ -28,8 +28,22 @@ struct RunPodRoutes: Sendable {
         v2.post("**", use: dispatch)
     }
 
+    /// The catch-all's route, whose methods `allowedMethods(path:)` narrows for each path.
+    static let route: RouterPath = "v2/**"
+
+    /// The methods a path under `/v2/` answers (for a 405's Allow): none when it names no RunPod route.
+    @Sendable static func allowedMethods(path: Substring) -> [HTTPRequest.Method] {
+        guard path.hasPrefix(pathPrefix) else { return [] }
+        return RunPodPath.allowedMethods(segments: path.dropFirst(pathPrefix.count).split(separator: "/"))
+    }
+
     @Sendable func dispatch(_ request: Request, context: BrokerRequestContext) async throws -> Response {
-        guard let path = RunPodPath.parse(method: request.method, segments: context.parameters.getCatchAll()) else {
+        let segments = context.parameters.getCatchAll()
+        guard let path = RunPodPath.parse(method: request.method, segments: segments) else {
+            let allowed = RunPodPath.allowedMethods(segments: segments)
+            if !allowed.isEmpty {
+                throw SpoolError.methodNotAllowed(method: request.method.rawValue, path: request.uri.path, allowed: allowed.map(\.rawValue))
+            }
             throw SpoolError.notFound(
                 "No RunPod route \(request.method) \(request.uri.path): see docs/client-api.md#runpod and docs/worker-protocol.md#runpod.",
                 code: "unknown_route")

@@ -3,8 +3,8 @@
 /// A struct over a private code enum, so cases can be added without breaking users.
 public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     private enum Kind: Sendable, Equatable {
-        case invalidRequest, unauthorized, forbidden, notFound, conflict, payloadTooLarge, unsupportedMediaType, tooManyRequests
-        case internalError
+        case invalidRequest, unauthorized, forbidden, notFound, methodNotAllowed, conflict, payloadTooLarge, unsupportedMediaType
+        case tooManyRequests, internalError
     }
 
     private let kind: Kind
@@ -18,9 +18,12 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     public let extra: [String: JSONValue]
     /// Seconds to wait before trying again (`Retry-After`), for a 429.
     public let retryAfterSeconds: Int?
+    /// The methods the path answers (`Allow`), for a 405.
+    public let allowedMethods: [String]
 
     private init(
-        _ kind: Kind, _ message: String, code: String, param: String?, extra: [String: JSONValue] = [:], retryAfterSeconds: Int? = nil
+        _ kind: Kind, _ message: String, code: String, param: String?, extra: [String: JSONValue] = [:], retryAfterSeconds: Int? = nil,
+        allowedMethods: [String] = []
     ) {
         self.kind = kind
         self.message = message
@@ -28,6 +31,7 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         self.param = param
         self.extra = extra
         self.retryAfterSeconds = retryAfterSeconds
+        self.allowedMethods = allowedMethods
     }
 
     /// 400: the request is malformed or a field is missing or of the wrong type.
@@ -48,6 +52,13 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 404: no such job, model or route.
     public static func notFound(_ message: String, code: String = "not_found", param: String? = nil) -> SpoolError {
         SpoolError(.notFound, message, code: code, param: param)
+    }
+
+    /// 405: the path exists, but not with this method; `allowed` are the methods it answers (`Allow`).
+    public static func methodNotAllowed(method: String, path: String, allowed: [String]) -> SpoolError {
+        SpoolError(
+            .methodNotAllowed, "\(method) is not allowed on \(path): it answers \(allowed.joined(separator: ", ")).", code: "method_not_allowed",
+            param: nil, allowedMethods: allowed)
     }
 
     /// 409: the request conflicts with the job's current state.
@@ -96,7 +107,7 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         extra["index"] = .int(Int64(index))
         return SpoolError(
             kind, "Job \(index) of the array: \(message)", code: code, param: "[\(index)]" + (param.map { ".\($0)" } ?? ""), extra: extra,
-            retryAfterSeconds: retryAfterSeconds)
+            retryAfterSeconds: retryAfterSeconds, allowedMethods: allowedMethods)
     }
 
     /// The HTTP status code for this error.
@@ -106,6 +117,7 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound: 404
+        case .methodNotAllowed: 405
         case .conflict: 409
         case .payloadTooLarge: 413
         case .unsupportedMediaType: 415
@@ -122,7 +134,7 @@ public struct SpoolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .forbidden: "permission_error"
         case .notFound: "not_found_error"
         case .conflict: "conflict_error"
-        case .payloadTooLarge, .unsupportedMediaType: "invalid_request_error"
+        case .methodNotAllowed, .payloadTooLarge, .unsupportedMediaType: "invalid_request_error"
         case .tooManyRequests: "rate_limit_error"
         case .internalError: "internal_error"
         }

@@ -20,6 +20,10 @@ def ref(name):
 NO_NUL = "^[^\\u0000]*$"  # the broker refuses any string holding U+0000 (PostgreSQL cannot store it)
 HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\u0000]+$"
 JOB_STATUSES = ["pending", "running", "done", "failed", "canceled"]
+INT64_MIN, INT64_MAX = -9223372036854775808, 9223372036854775807
+# Marks what a broker without a webhook secret does not take: the document it serves then has the
+# marked members accept null only and leaves the marked parameters out (OpenAPIDocument.swift).
+NEEDS_WEBHOOK_SECRET = "x-spool-needs-webhook-secret"
 
 
 def nullable(schema):
@@ -37,6 +41,18 @@ def json_content(schema):
 # ---------------------------------------------------------------- schemas
 
 schemas = {}
+
+schemas["JSONValue"] = {
+    "description": "Any JSON value the broker stores: no string or member name holds U+0000 (PostgreSQL cannot store it) and "
+    "no number is beyond the 64-bit integer range (an integer beyond it is refused: it would lose digits; a number written "
+    "with a fraction or an exponent is taken as a double, which JSON Schema cannot tell apart). Nesting is limited to 512 levels.",
+    "pattern": NO_NUL,
+    "if": {"type": "integer"},
+    "then": {"minimum": INT64_MIN, "maximum": INT64_MAX},
+    "propertyNames": {"pattern": NO_NUL},
+    "additionalProperties": ref("JSONValue"),
+    "items": ref("JSONValue"),
+}
 
 schemas["Error"] = {
     "type": "object",
@@ -277,6 +293,7 @@ schemas["SubmitRequest"] = {
             "minLength": 1,
             "maxLength": 2048,
             "pattern": HTTP_URL,
+            NEEDS_WEBHOOK_SECRET: True,
             "description": "An http:// or https:// URL (at most 2048 characters) that receives the job's terminal state as a signed "
             "Standard Webhooks event. Refused with 400 when the broker has no webhook secret (webhooks_disabled), when the URL has no "
             "host or does not parse (invalid_webhook_url), or when its host resolves to a loopback, private, link-local or other "
@@ -623,7 +640,10 @@ schemas["LogLineInput"] = {
                     "format": "date-time",
                     "minLength": 1,
                     "maxLength": 64,
-                    "description": "RFC 3339; default: when the broker received it.",
+                    "pattern": "^([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                    "(\\.[0-9]{1,9})?([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$",
+                    "description": "RFC 3339 that PostgreSQL stores as meant: year 0001 to 9999, at most 9 fraction digits, a UTC "
+                    "offset within ±15:59; default: when the broker received it.",
                 },
             },
         },
@@ -892,6 +912,7 @@ parameters = {
         "the broker has no webhook secret (webhooks_disabled), when the URL does not parse or has no host (invalid_webhook_url), or "
         "when its host resolves to a refused address (webhook_target_refused).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": HTTP_URL},
+        NEEDS_WEBHOOK_SECRET: True,
     },
 }
 
@@ -1053,6 +1074,8 @@ paths["/v1/stats/history"] = {
 }
 
 _list_filter = {"type": "string", "maxLength": 1024, "pattern": NO_NUL}
+# The job list takes an empty query parameter as an absent one.
+_empty_or_time = {"type": "string", "anyOf": [{"maxLength": 0}, {"format": "date-time"}]}
 paths["/v1/jobs"] = {
     "get": {
         "operationId": "listJobs",
@@ -1063,17 +1086,18 @@ paths["/v1/jobs"] = {
         "parameters": [
             {"name": "model", "in": "query", "schema": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
              "description": "Only this model's jobs (empty: every model)."},
-            {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "running", "done", "failed", "canceled"]}},
+            {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["", *JOB_STATUSES]},
+             "description": "Only jobs in this status (empty: every status)."},
             {"name": "priority", "in": "query", "schema": {"type": "integer", "format": "int32", "minimum": -2147483648,
                                                            "maximum": 2147483647}},
-            {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"},
-             "description": "RFC 3339; jobs created at or after it."},
-            {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"},
-             "description": "RFC 3339; jobs created before it."},
-            {"name": "request_id", "in": "query", "schema": {"type": "string", "pattern": "^-*([0-9a-fA-F]-*){1,32}$"},
+            {"name": "created_after", "in": "query", "schema": _empty_or_time,
+             "description": "RFC 3339; jobs created at or after it (empty: no bound)."},
+            {"name": "created_before", "in": "query", "schema": _empty_or_time,
+             "description": "RFC 3339; jobs created before it (empty: no bound)."},
+            {"name": "request_id", "in": "query", "schema": {"type": "string", "pattern": "^(-*([0-9a-fA-F]-*){1,32})?$"},
              "description": "The start of a request id: 1 to 32 hex digits, dashes ignored. Results come in request-id order."},
             {"name": "cursor", "in": "query",
-             "schema": {"type": "string", "pattern": "^(i[1-9][0-9]{0,17}|r[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"},
+             "schema": {"type": "string", "pattern": "^(|i[1-9][0-9]{0,17}|r[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"},
              "description": "A next_cursor of this list with the same filters: `i…` for a newest-first list, `r…` for a request-id "
              "prefix (the other kind is a 400)."},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
@@ -1562,14 +1586,15 @@ schemas["BatchCreateRequest"] = {
     "type": "object",
     "required": ["input_file_id", "endpoint"],
     "properties": {
-        "input_file_id": {"type": "string", "pattern": NO_NUL},
+        "input_file_id": {"type": "string", "minLength": 1, "pattern": NO_NUL},
         "endpoint": {"type": "string", "enum": ["/v1/queue/submit", "/v1/chat/completions"]},
         "completion_window": {
             "type": "string",
-            "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$",
-            "description": "A duration such as 24h (default), 90m, 2d; more than 0 and at most 30 days.",
+            "pattern": "^0*([1-9][0-9]*(\\.[0-9]+)?|0?\\.0*[1-9][0-9]*)[smhd]?$",
+            "description": "A duration such as 24h (default), 90m, 2d: more than 0 and at most 30 days (which the pattern does "
+            "not bound). The broker also takes upper-case units and surrounding spaces.",
         },
-        "model_id": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+        "model_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_NUL},
         "priority": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
     },
 }
@@ -1785,8 +1810,11 @@ paths["/v1/worker/jobs/{request_id}/files"] = {
         "tags": ["worker"],
         "parameters": [
             {"name": "lease_token", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
-            {"name": "name", "in": "query", "required": False, "description": "The file's name: 1 to 255 bytes, no '/'.", "schema": {"type": "string"}},
-            {"name": "sha256", "in": "query", "required": False, "description": "Hex SHA-256 to check the content against.", "schema": {"type": "string"}},
+            {"name": "name", "in": "query", "required": False,
+             "description": "The file's name: 1 to 255 bytes of UTF-8 (the schema counts characters), no '/'; default output.",
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^/\\u0000]+$"}},
+            {"name": "sha256", "in": "query", "required": False, "description": "Hex SHA-256 to check the content against (at most 128 bytes).",
+             "schema": {"type": "string", "maxLength": 128, "pattern": NO_NUL}},
         ],
         "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
         "responses": {
@@ -1846,6 +1874,11 @@ schemas["CreateKeyRequest"] = {
         },
         "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "In the future."},
     },
+    "description": "Body of POST /v1/admin/keys (CreateKeyRequest, KeysAPI.swift). `models` only with the worker scope.",
+    "anyOf": [
+        {"properties": {"scopes": {"contains": {"const": "worker"}}}},
+        {"properties": {"models": {"type": "null"}}},
+    ],
 }
 schemas["APIKey"] = {
     "type": "object",
@@ -1958,7 +1991,7 @@ schemas["RunPodRunRequest"] = {
     "properties": {
         "input": {"type": "object", "description": "What the worker gets as job['input'] (the job's payload)."},
         "webhook": {
-            "type": ["string", "null"], "minLength": 1, "maxLength": 2048, "pattern": NO_NUL,
+            "type": ["string", "null"], "minLength": 1, "maxLength": 2048, "pattern": NO_NUL, NEEDS_WEBHOOK_SECRET: True,
             "description": "An http(s) URL that receives the job's status body (as /status answers it) when it ends, signed with "
             "Standard Webhooks. Refused with 400 when the broker has no webhook secret.",
         },
@@ -2293,6 +2326,57 @@ for path, item in paths.items():
             operation["responses"].setdefault("404", resp("NotFound"))
         operation["responses"] = dict(sorted(operation["responses"].items()))
 
+# What the broker refuses anywhere in a request body, stated on every body's schema: a string or member
+# name holding U+0000, and an integer beyond 64 bits (RequestBody.swift, JSONText.swift). Unknown members
+# are ignored, so they may be any JSON value the broker stores (JSONValue); a member without a schema of
+# its own is one.
+_hardened = set()
+
+
+def _harden(schema, form=False):
+    if not isinstance(schema, dict):
+        return
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if schema["$ref"].startswith("#/components/schemas/") and name not in _hardened:
+            _hardened.add(name)
+            _harden(schemas[name])
+        return
+    for key in ("oneOf", "anyOf", "allOf"):
+        for sub in schema.get(key, []):
+            _harden(sub)
+    types = schema.get("type", [])
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and not any(k in schema for k in ("pattern", "format", "enum", "const", "contentMediaType")):
+        schema["pattern"] = NO_NUL
+    if "object" in types and form:
+        # A form's fields are text: an unknown one is read (and refused holding U+0000), its name is not.
+        schema.setdefault("additionalProperties", {"pattern": NO_NUL})
+        for sub in schema.get("properties", {}).values():
+            _harden(sub)
+    elif "object" in types:
+        schema.setdefault("propertyNames", {"pattern": NO_NUL})
+        schema.setdefault("additionalProperties", ref("JSONValue"))
+        _harden(schema["additionalProperties"])
+        properties = schema.get("properties", {})
+        for name, sub in properties.items():
+            if not set(sub) - {"description"}:
+                properties[name] = {**ref("JSONValue"), **sub}
+            else:
+                _harden(sub)
+    if "array" in types:
+        _harden(schema.get("items"))
+
+
+for item in paths.values():
+    for method, operation in item.items():
+        if isinstance(operation, dict):
+            for media, content in operation.get("requestBody", {}).get("content", {}).items():
+                if media == "application/json":
+                    _harden(content["schema"])
+                elif media == "multipart/form-data":
+                    _harden(schemas[content["schema"]["$ref"].rsplit("/", 1)[1]], form=True)
+
 # Every route that needs a key answers 403 to a key without its scope.
 for item in paths.values():
     for method, operation in item.items():
@@ -2306,6 +2390,8 @@ doc = {
         "version": "1",
         "description": "Spool's broker: Together's Queue API under /v1/queue, its files and batches under /v1/files and /v1/batches, fal's queue API under /fal, RunPod's serverless APIs under /v2, and the worker protocol "
         "under /v1/worker (docs/client-api.md, docs/worker-protocol.md). Errors are JSON in the shape of Together's QueueError. "
+        "A path this document lists, asked with a method it does not list, answers 405 with an Allow header (code "
+        "method_not_allowed); a path it does not list, 404 (unknown_route). "
         "String length limits count characters (Unicode code points), as JSON Schema does.",
     },
     "servers": [{"url": "/"}],

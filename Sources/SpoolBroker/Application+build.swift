@@ -84,7 +84,10 @@ func buildApplication(
         store: store, configuration: configuration, targets: configuration.webhookTargets, metrics: metrics,
         inserts: SubmitGroupCommit(store: store, logger: logger), quotas: quotas, waiters: connections.waiters)
     let views = JobViews(store: store, positions: QueuePositions(store: store), monitor: monitor)
-    let stream = StatusStream(store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds))
+    let stream = StatusStream(
+        store: store, watchers: connections.watchers, keepAlive: .seconds(configuration.streamKeepAliveSeconds),
+        reread: .seconds(configuration.streamRereadSeconds)
+    )
     QueueRoutes(store: store, configuration: configuration, submitter: submitter, views: views, stream: stream, metrics: metrics)
         .register(on: clients, admins: admins)
     JobRoutes(store: store, configuration: configuration, metrics: metrics).register(on: clients, admins: admins)

@@ -52,6 +52,9 @@ package struct BrokerConfiguration: Sendable {
     package var publicURL: String? = nil
     /// Longest quiet gap in a status stream before a keep-alive comment, in seconds. Defaults to 15.
     package var streamKeepAliveSeconds: Double = 15
+    /// How often a status stream re-reads a running job in case a notification was lost, in seconds.
+    /// Defaults to 5; tests raise it to prove that NOTIFY alone carries changes.
+    package var streamRereadSeconds: Double = 5
     /// The Standard Webhooks signing secret (`whsec_…`). Defaults to nil: webhooks are off, and a
     /// submit that names one is refused.
     package var webhookSecret: String? = nil
@@ -156,6 +159,7 @@ package struct BrokerConfiguration: Sendable {
             throw ConfigurationError("--public-url/SPOOL_PUBLIC_URL must be a URL such as https://spool.example.com, got '\(publicURL)'.")
         }
         guard streamKeepAliveSeconds > 0 else { throw ConfigurationError("The stream keep-alive interval must be positive.") }
+        guard streamRereadSeconds > 0 else { throw ConfigurationError("The stream re-read interval must be positive.") }
         if let webhookSecret { _ = try WebhookSigner(secret: webhookSecret) }
         for network in webhookAllowedNetworks {
             guard let parsed = IPNetwork(cidr: network) else {

@@ -17,6 +17,8 @@ struct StatusStream: Sendable {
     let store: Store
     let watchers: JobWatchers
     let keepAlive: Duration
+    /// How often a running job is re-read in case a notification was lost.
+    let reread: Duration
 
     /// One rendered state: the event to send, whether it is the last, and whether the job is still queued.
     struct Frame: Sendable {
@@ -57,7 +59,7 @@ struct StatusStream: Sendable {
                     lastWrite = .now
                 }
                 let untilKeepAlive = keepAlive - (ContinuousClock.now - lastWrite)
-                let poll: Duration = frame.isQueued ? .seconds(1) : .seconds(5)
+                let poll: Duration = frame.isQueued ? .seconds(1) : reread
                 await withGracefulShutdownHandler {
                     await ticket.signal.wait(timeout: min(untilKeepAlive, poll))
                 } onGracefulShutdown: {

@@ -105,10 +105,13 @@ import Testing
         let waiting = Task {
             let started = ContinuousClock.now
             let lease = try await HTTP.post(
-                broker.baseURL + "/v1/worker/lease", ["worker_id": "waiter", "models": [.string(model)], "wait_seconds": 20])
+                broker.baseURL + "/v1/worker/lease", ["worker_id": "waiter", "models": [.string(model)], "wait_seconds": 30])
             return (lease, ContinuousClock.now - started)
         }
-        try await Task.sleep(for: .milliseconds(500))
+        try await eventually("the lease waits") {
+            let lines = try await HTTP.text(broker.baseURL + "/metrics").split(separator: "\n")
+            return lines.contains("spool_long_polls_open 1") || lines.contains("spool_long_polls_open 1.0")
+        }
         _ = try await HTTP.submit(broker: broker, model: model)
         let (lease, waited) = try await waiting.value
         #expect(lease["jobs"]?.arrayValue?.count == 1, "\(lease.json)")

@@ -1,6 +1,28 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The products the targets depend on, named once.
+let postgres: Target.Dependency = .product(name: "PostgresNIO", package: "postgres-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let nioSSL: Target.Dependency = .product(name: "NIOSSL", package: "swift-nio-ssl")
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioConcurrency: Target.Dependency = .product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdCore: Target.Dependency = .product(name: "HummingbirdCore", package: "hummingbird")
+let hummingbirdTLS: Target.Dependency = .product(name: "HummingbirdTLS", package: "hummingbird")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+let httpClient: Target.Dependency = .product(name: "AsyncHTTPClient", package: "async-http-client")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let httpTypes: Target.Dependency = .product(name: "HTTPTypes", package: "swift-http-types")
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let histogram: Target.Dependency = .product(name: "Histogram", package: "hdrhistogram-swift")
+let hummingbirdTesting: Target.Dependency = .product(name: "HummingbirdTesting", package: "hummingbird")
+/// What a target that calls the broker over HTTP(S) takes.
+let httpClientStack: [Target.Dependency] = [httpClient, nioCore, nioHTTP1, nioSSL]
+
 let package = Package(
     name: "spool",
     platforms: [.macOS(.v15)],
@@ -36,123 +58,41 @@ let package = Package(
         // tests write rows of their own to set up scenarios).
         .target(
             name: "SpoolStore",
-            dependencies: [
-                "SpoolCore",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ],
+            dependencies: ["SpoolCore", postgres, logging, crypto, nioSSL, nioCore, nioPosix, nioConcurrency],
             resources: [.embedInCode("Migrations")]
         ),
         // buildApplication(config): routes, auth, error mapping.
         .target(
             name: "SpoolBroker",
             dependencies: [
-                "SpoolCore", "SpoolStore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "HummingbirdTLS", package: "hummingbird"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
+                "SpoolCore", "SpoolStore", hummingbird, hummingbirdCore, hummingbirdTLS, nioSSL, nioPosix, nioHTTP1, httpClient, prometheus, postgres,
+                serviceLifecycle, logging, crypto, nioCore, nioConcurrency, httpTypes,
             ],
             resources: [.embedInCode("OpenAPI"), .embedInCode("UI")]
         ),
-        .executableTarget(
-            name: "spool-broker",
-            dependencies: [
-                "SpoolBroker", "SpoolStore", "SpoolCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
+        .executableTarget(name: "spool-broker", dependencies: ["SpoolBroker", "SpoolStore", "SpoolCore", argumentParser]),
         // The worker SDK: the lease loop, heartbeats, drain; the --exec and --forward handlers.
-        .target(
-            name: "SpoolWorker",
-            dependencies: [
-                "SpoolCore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
-        ),
-        .executableTarget(
-            name: "spool-worker",
-            dependencies: [
-                "SpoolWorker",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
-        ),
+        .target(name: "SpoolWorker", dependencies: ["SpoolCore", logging, serviceLifecycle] + httpClientStack),
+        .executableTarget(name: "spool-worker", dependencies: ["SpoolWorker", argumentParser, serviceLifecycle]),
         // The client SDK (Together's Queue API, streams, operations) and the command line on it.
-        .target(
-            name: "SpoolClient",
-            dependencies: [
-                "SpoolCore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ]
-        ),
-        .executableTarget(
-            name: "spool",
-            dependencies: [
-                "SpoolClient",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
+        .target(name: "SpoolClient", dependencies: ["SpoolCore"] + httpClientStack),
+        .executableTarget(name: "spool", dependencies: ["SpoolClient", argumentParser]),
         // The benchmark: the database floor, submit, drain, pickup, status, depth, memory, churn.
         .executableTarget(
             name: "spool-bench",
-            dependencies: [
-                "SpoolCore", "SpoolStore", "SpoolWorker",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+            dependencies: ["SpoolCore", "SpoolStore", "SpoolWorker", argumentParser, httpClient, histogram, postgres, nioCore, logging]),
         // The README's Swift worker, built with the package so it cannot rot.
         .executableTarget(
             name: "spool-example-worker",
-            dependencies: [
-                "SpoolWorker",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            dependencies: ["SpoolWorker", serviceLifecycle],
             path: "Examples/SwiftWorker"
         ),
         .testTarget(name: "SpoolCoreTests", dependencies: ["SpoolCore"]),
         .testTarget(
             name: "SpoolIntegrationTests",
             dependencies: [
-                "SpoolCore", "SpoolStore", "SpoolBroker", "SpoolWorker", "SpoolClient",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "SpoolCore", "SpoolStore", "SpoolBroker", "SpoolWorker", "SpoolClient", hummingbirdTesting, httpClient, httpTypes, nioCore, nioHTTP1,
+                nioPosix, postgres, crypto, nioSSL,
             ]
         ),
     ]

@@ -48,7 +48,9 @@ package struct ActiveBatch: Sendable {
 }
 
 /// The `batches` table, and the batch's view of its jobs.
-package struct BatchesTable: Sendable {
+package struct BatchesTable: TenantRecordsTable {
+    package static let tableName = "batches"
+    package typealias ID = UUID
     package init() {}
 
     package func create(
@@ -65,27 +67,6 @@ package struct BatchesTable: Sendable {
             """, logger: logger)
         for try await row in rows { return try Self.record(row) }
         throw SpoolStoreError(description: "INSERT INTO batches returned no row.")
-    }
-
-    /// The batch, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no batch.
-    package func find(id: UUID, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> BatchRecord? {
-        let rows = try await database.run(
-            "SELECT \(unescaped: Self.columns) FROM batches WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
-            logger: logger)
-        for try await row in rows { return try Self.record(row) }
-        return nil
-    }
-
-    /// `tenant`'s batches (nil: every tenant's), newest first.
-    package func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [BatchRecord] {
-        let rows = try await database.run(
-            """
-            SELECT \(unescaped: Self.columns) FROM batches WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
-            ORDER BY created_at DESC, id LIMIT \(limit)
-            """, logger: logger)
-        var records: [BatchRecord] = []
-        for try await row in rows { records.append(try Self.record(row)) }
-        return records
     }
 
     /// Cancels a batch: one still validating is canceled outright; one in progress cancels its
@@ -374,12 +355,12 @@ package struct BatchesTable: Sendable {
     }
 
     static let columnCount = 19
-    static let columns = """
+    package static let columns = """
         id, status, endpoint, input_file_id, output_file_id, error_file_id, model_id, priority, completion_window, created_at,
         job_deadline, completed_at, error, file_size_bytes, total_lines, finished_lines, failed_lines, owner, tenant
         """
 
-    static func record(_ row: PostgresRow) throws -> BatchRecord {
+    package static func record(_ row: PostgresRow) throws -> BatchRecord {
         let cells = row.makeRandomAccess()
         func cell<T: PostgresDecodable>(_ index: Int, _ type: T.Type = T.self) throws -> T { try cells[index].decode(T.self) }
         return BatchRecord(

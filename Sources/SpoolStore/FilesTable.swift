@@ -64,7 +64,9 @@ package enum FileUploadError: Error, Sendable, Equatable {
 }
 
 /// The `files` and `file_chunks` tables: metadata, and content in 1 MiB pieces.
-package struct FilesTable: Sendable {
+package struct FilesTable: TenantRecordsTable {
+    package static let tableName = "files"
+    package typealias ID = String
     package init() {}
 
     /// The size of each stored piece: what an upload or a download holds in memory at a time.
@@ -197,15 +199,6 @@ package struct FilesTable: Sendable {
         return try rows.first?.decode(String.self) == "ready"
     }
 
-    /// The file, ready or still uploading, if it is `tenant`'s (nil: any tenant's); another tenant's reads as no file.
-    package func find(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> FileRecord? {
-        let rows = try await database.run(
-            "SELECT \(unescaped: Self.columns) FROM files WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant))",
-            logger: logger)
-        for try await row in rows { return try Self.record(row) }
-        return nil
-    }
-
     /// Deletes up to `batchSize` uploads that never finished within `olderThanSeconds` (and are not
     /// under way: no holder active in the last `idleSeconds`), with what they stored; returns how many.
     package func pruneAbandonedUploads(
@@ -228,18 +221,6 @@ package struct FilesTable: Sendable {
         return try await rows.collect().first?.decode(Int.self) ?? 0
     }
 
-    /// `tenant`'s files (nil: every tenant's), newest first.
-    package func list(limit: Int, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> [FileRecord] {
-        let rows = try await database.run(
-            """
-            SELECT \(unescaped: Self.columns) FROM files WHERE (\(tenant)::text IS NULL OR tenant = \(tenant))
-            ORDER BY created_at DESC, id LIMIT \(limit)
-            """, logger: logger)
-        var records: [FileRecord] = []
-        for try await row in rows { records.append(try Self.record(row)) }
-        return records
-    }
-
     /// Deletes the file and its content, if it is `tenant`'s (nil: any tenant's); false if there was none.
     package func delete(id: String, tenant: String?, on database: some PostgresQueryable, logger: Logger) async throws -> Bool {
         let rows = try await database.run(
@@ -256,9 +237,9 @@ package struct FilesTable: Sendable {
         return nil
     }
 
-    static let columns = "id, filename, purpose, file_type, content_type, bytes, sha256, status, request_id, created_at"
+    package static let columns = "id, filename, purpose, file_type, content_type, bytes, sha256, status, request_id, created_at"
 
-    static func record(_ row: PostgresRow) throws -> FileRecord {
+    package static func record(_ row: PostgresRow) throws -> FileRecord {
         let (id, filename, purpose, fileType, contentType, bytes, sha256, status, requestID, createdAt) = try row.decode(
             (String, String, String, String, String, Int64, String?, String, UUID?, Date).self)
         return FileRecord(

@@ -123,13 +123,7 @@ struct ClaimStatement: PostgresPreparedStatement {
     var workerID: String
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 5)
-        bindings.append(models)
-        bindings.append(limit)
-        bindings.append(leaseSeconds)
-        bindings.append(maxRunSeconds)
-        bindings.append(workerID)
-        return bindings
+        .values(models, limit, leaseSeconds, maxRunSeconds, workerID)
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }

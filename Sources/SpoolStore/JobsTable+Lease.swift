@@ -398,19 +398,7 @@ struct CompleteManyStatement: PostgresPreparedStatement {
     var logs: LogColumns
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 11)
-        bindings.append(requestIDs)
-        bindings.append(leaseTokens)
-        bindings.append(outputs)
-        bindings.append(patches)
-        bindings.append(logIDs)
-        bindings.append(logs.levels)
-        bindings.append(logs.sources)
-        bindings.append(logs.messages)
-        bindings.append(logs.times)
-        bindings.append(lineCounts)
-        bindings.append(byteCounts)
-        return bindings
+        .values(requestIDs, leaseTokens, outputs, patches, logIDs, logs.levels, logs.sources, logs.messages, logs.times, lineCounts, byteCounts)
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }

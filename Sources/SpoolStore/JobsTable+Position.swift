@@ -98,12 +98,7 @@ struct PendingAheadStatement: PostgresPreparedStatement {
     var id: Int64
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 4)
-        bindings.append(model)
-        bindings.append(priority)
-        bindings.append(fairTag)
-        bindings.append(id)
-        return bindings
+        .values(model, priority, fairTag, id)
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }
@@ -128,13 +123,7 @@ struct PendingAheadInBucketStatement: PostgresPreparedStatement {
     var id: Int64
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 5)
-        bindings.append(model)
-        bindings.append(priority)
-        bindings.append(bucketStart)
-        bindings.append(fairTag)
-        bindings.append(id)
-        return bindings
+        .values(model, priority, bucketStart, fairTag, id)
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int.self) }

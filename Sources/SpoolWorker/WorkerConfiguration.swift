@@ -30,6 +30,12 @@ public struct WorkerConfiguration: Sendable {
 
     public init() {}
 
+    /// A worker of `models` at `brokerURLs`, the rest as the defaults above.
+    public init(brokerURLs: [String], models: [String]) {
+        self.brokerURLs = brokerURLs
+        self.models = models
+    }
+
     /// The heartbeat period in effect.
     public var heartbeatInterval: Duration { .seconds(heartbeatSeconds ?? leaseSeconds / 3) }
 

@@ -262,9 +262,7 @@ struct Scenarios: Sendable {
         try await database.insertPending(sizes.drainJobs, model: "bench/drain", database: name)
         let broker = try await BrokerProcess(databaseURL: database.url(database: name))
         defer { broker.stop() }
-        var configuration = WorkerConfiguration()
-        configuration.brokerURLs = [broker.baseURL]
-        configuration.models = ["bench/drain"]
+        var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: ["bench/drain"])
         configuration.concurrency = sizes.drainConcurrency
         configuration.waitSeconds = 5
         let start = ContinuousClock.now
@@ -315,9 +313,7 @@ struct Scenarios: Sendable {
         let broker = try await BrokerProcess(databaseURL: database.url(database: name))
         defer { broker.stop() }
         let starts = StartSignals()
-        var configuration = WorkerConfiguration()
-        configuration.brokerURLs = [broker.baseURL]
-        configuration.models = ["bench/pickup"]
+        var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: ["bench/pickup"])
         configuration.waitSeconds = 20
         let worker = try Worker(configuration: configuration, handler: Recording(starts: starts), logger: logger)
         let running = Task { try await worker.run() }
@@ -356,9 +352,7 @@ struct Scenarios: Sendable {
         let broker = try await BrokerProcess(databaseURL: database.url(database: name))
         defer { broker.stop() }
         let starts = StartSignals()
-        var configuration = WorkerConfiguration()
-        configuration.brokerURLs = [broker.baseURL]
-        configuration.models = ["bench/estimate"]
+        var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: ["bench/estimate"])
         configuration.concurrency = 2
         let worker = try Worker(configuration: configuration, handler: Working(starts: starts, milliseconds: 500), logger: logger)
         let running = Task { try await worker.run() }
@@ -633,9 +627,7 @@ struct Scenarios: Sendable {
             let key = "bench-\(UUID().uuidString)"
             let broker = try await BrokerProcess(databaseURL: database.url(database: name), arguments: ["--api-key", key])
             defer { broker.stop() }
-            var configuration = WorkerConfiguration()
-            configuration.brokerURLs = [broker.baseURL]
-            configuration.models = ["bench/fair"]
+            var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: ["bench/fair"])
             configuration.apiKey = key
             configuration.waitSeconds = 5
             let starts = StartSignals()

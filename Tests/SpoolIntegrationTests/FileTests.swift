@@ -175,9 +175,7 @@ extension HeavyTests {
             }
             let broker = try await BrokerProcess.start(databaseURL: TestDatabase.url(database: TestDatabase.migrated()))
             let model = uniqueModel("file-swift")
-            var configuration = WorkerConfiguration()
-            configuration.brokerURLs = [broker.baseURL]
-            configuration.models = [model]
+            let configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: [model])
             let worker = try Worker(configuration: configuration, handler: Painter(), logger: TestDatabase.logger)
             let running = Task { try await worker.run() }
             let requestID = try await HTTP.submit(broker: broker, model: model)

@@ -104,9 +104,15 @@ import Testing
 
         // Clients that hang up leave nothing held: new files go, Together's files wait for a good PUT.
         for request in stalled { request.hangUp() }
-        try await eventually("every upload is abandoned") {
-            let uploads = try await Self.uploads(named: prefix)
-            return uploads.held == 0 && uploads.rows == 10 && uploads.chunks == 0
+        var last = (held: -1, rows: -1, chunks: -1)
+        do {
+            try await eventually("every upload is abandoned") {
+                last = try await Self.uploads(named: prefix)
+                return last.held == 0 && last.rows == 10 && last.chunks == 0
+            }
+        } catch {
+            Issue.record("uploads held, files, chunks at the end: \(last); the broker said: \(broker.process.output.suffix(4000))")
+            throw error
         }
         #expect(await broker.process.stop() == 0)
     }

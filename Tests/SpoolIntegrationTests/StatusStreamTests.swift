@@ -121,9 +121,7 @@ import Testing
             let model = uniqueModel()
             let id = try await broker.submit(model: model)
             let seen = Seen()
-            var configuration = WorkerConfiguration()
-            configuration.brokerURLs = [broker.baseURL]
-            configuration.models = [model]
+            var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: [model])
             configuration.leaseSeconds = 3
             let worker = try Worker(configuration: configuration, handler: UntilCanceled(seen: seen), logger: TestDatabase.logger)
             let running = Task { try await worker.run() }

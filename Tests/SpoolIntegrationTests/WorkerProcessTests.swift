@@ -291,9 +291,7 @@ import Glibc
         let broker = try await broker()
         let model = uniqueModel("pickup")
         let starts = StartTimes()
-        var configuration = WorkerConfiguration()
-        configuration.brokerURLs = [broker.baseURL]
-        configuration.models = [model]
+        var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: [model])
         configuration.waitSeconds = 20
         let worker = try Worker(configuration: configuration, handler: RecordingHandler(starts: starts), logger: TestDatabase.logger)
         let running = Task { try await worker.run() }

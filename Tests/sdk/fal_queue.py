@@ -13,6 +13,7 @@ import time
 
 import fal_client
 import httpx
+from waiting import wait_for
 
 app = os.environ["SPOOL_APP"]
 idle_app = os.environ["SPOOL_IDLE_APP"]
@@ -24,16 +25,6 @@ def check(condition, message):
     if not condition:
         raise AssertionError(message)
     print("ok:", message, flush=True)
-
-
-def wait_for(what, predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 # Queue positions, with no worker running: claim order is priority, then submission.

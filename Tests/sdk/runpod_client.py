@@ -22,6 +22,7 @@ import requests
 import runpod
 import together
 from standardwebhooks.webhooks import Webhook
+from waiting import wait_for
 
 broker = os.environ["SPOOL_BROKER_URL"]
 key = os.environ["SPOOL_KEY"]
@@ -41,16 +42,6 @@ def check(condition, message):
     if not condition:
         raise AssertionError(message)
     print("ok: [%5.1f s]" % (time.time() - started), message, flush=True)
-
-
-def wait_for(what, predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def raw_status(job_id):

@@ -61,7 +61,7 @@ struct FalRoutes: Sendable {
         else { throw Self.notFound(requestID) }
         let id = requestID.uuidString.lowercased()
         let status = JobViews.fal(view, baseURL: baseURL(request, model: model, requestID: id))
-        return try JSONResponse.make(encoding: status, status: status.status == .completed ? .ok : .accepted, headers: Self.requestHeaders(id))
+        return JSONResponse.make(status, status: status.status == .completed ? .ok : .accepted, headers: Self.requestHeaders(id))
     }
 
     /// Server-Sent Events: one status per change, closed after COMPLETED.
@@ -83,7 +83,7 @@ struct FalRoutes: Sendable {
             else { return nil }
             let status = JobViews.fal(view, baseURL: base)
             return StatusStream.Frame(
-                event: try JSONValue.parse(Array(JSONEncoder().encode(status))), isFinal: status.status == .completed,
+                event: status.jsonValue, isFinal: status.status == .completed,
                 isQueued: status.status == .inQueue)
         }
     }

@@ -20,7 +20,7 @@ public struct FalSubmitResponse: Sendable, Codable, Equatable {
 }
 
 /// A log line as fal reports it.
-public struct FalLogLine: Sendable, Codable, Equatable {
+public struct FalLogLine: Sendable, Equatable, JSONValueEncodable {
     public var message: String
     /// DEBUG, INFO, WARN, ERROR, STDOUT or STDERR.
     public var level: String
@@ -32,6 +32,10 @@ public struct FalLogLine: Sendable, Codable, Equatable {
         self.level = Self.level(level)
         self.source = source
         self.timestamp = RFC3339.string(from: timestamp)
+    }
+
+    public var jsonValue: JSONValue {
+        ["message": .string(message), "level": .string(level), "source": .string(source), "timestamp": .string(timestamp)]
     }
 
     /// Spool's log levels in fal's words.
@@ -50,8 +54,8 @@ public struct FalLogLine: Sendable, Codable, Equatable {
 /// `GET …/requests/{id}/status`: IN_QUEUE, IN_PROGRESS or COMPLETED.
 ///
 /// fal has no failed status: a failed or canceled job is COMPLETED with `error` and `error_type`.
-public struct FalStatusResponse: Sendable, Encodable, Equatable {
-    public enum Status: String, Sendable, Encodable {
+public struct FalStatusResponse: Sendable, Equatable, JSONValueEncodable {
+    public enum Status: String, Sendable {
         case inQueue = "IN_QUEUE"
         case inProgress = "IN_PROGRESS"
         case completed = "COMPLETED"
@@ -89,30 +93,24 @@ public struct FalStatusResponse: Sendable, Encodable, Equatable {
         self.error_type = error_type
     }
 
-    private enum CodingKeys: String, CodingKey {
-        case status, request_id, response_url, status_url, cancel_url, queue_position, estimated_wait_seconds, logs, metrics, error,
-            error_type
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(status, forKey: .status)
-        try container.encode(request_id, forKey: .request_id)
-        try container.encode(response_url, forKey: .response_url)
-        try container.encode(status_url, forKey: .status_url)
-        try container.encode(cancel_url, forKey: .cancel_url)
-        try container.encode(logs, forKey: .logs)
+    /// Every state's members (logs null unless asked for), then the state's own: fal's clients read them by state.
+    public var jsonValue: JSONValue {
+        var object: [String: JSONValue] = [
+            "status": .string(status.rawValue), "request_id": .string(request_id), "response_url": .string(response_url),
+            "status_url": .string(status_url), "cancel_url": .string(cancel_url), "logs": logs.map { .array($0.map(\.jsonValue)) } ?? .null,
+        ]
         switch status {
         case .inQueue:
-            try container.encode(queue_position ?? 0, forKey: .queue_position)
-            try container.encode(estimated_wait_seconds, forKey: .estimated_wait_seconds)
+            object["queue_position"] = .int(Int64(queue_position ?? 0))
+            object["estimated_wait_seconds"] = estimated_wait_seconds.map(JSONValue.double) ?? .null
         case .inProgress:
             break
         case .completed:
-            try container.encode(metrics ?? [:], forKey: .metrics)
-            try container.encodeIfPresent(error, forKey: .error)
-            try container.encodeIfPresent(error_type, forKey: .error_type)
+            object["metrics"] = .object(metrics ?? [:])
+            if let error { object["error"] = .string(error) }
+            if let error_type { object["error_type"] = .string(error_type) }
         }
+        return .object(object)
     }
 }
 

@@ -2,7 +2,7 @@
 // hand: Foundation's JSONEncoder and JSONDecoder cost more per job than the claim itself
 // (BENCHMARKS.md). The worker protocol's messages have only this encoding, read back by
 // RequestFields (the broker's reader of requests, and the worker's of answers); the queue API's
-// answers also keep Codable for the client SDK, and a test holds both to the same JSON.
+// answers are also Codable for the client SDK, whose encode(to:) writes this same jsonValue.
 
 /// A message that writes itself as JSON without Codable.
 public protocol JSONValueEncodable {
@@ -224,7 +224,7 @@ extension WebhookStatus: JSONValueEncodable {
 }
 
 extension JobStatusResponse: JSONValueEncodable {
-    // Optional members are null rather than left out, as the Codable encoding writes them; `logs` only when asked for.
+    // Optional members are null rather than left out, so every field is always present; `logs` only when asked for.
     public var jsonValue: JSONValue {
         var members: [String: JSONValue] = [
             "model": .string(model), "request_id": .string(request_id), "status": .string(status.rawValue),

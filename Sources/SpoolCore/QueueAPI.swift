@@ -221,29 +221,8 @@ public struct JobStatusResponse: Sendable, Codable, Equatable {
         self.logs = logs
     }
 
-    // Optional members are written as null, not left out, so every field is always present;
-    // `logs` only when asked for.
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(model, forKey: .model)
-        try container.encode(request_id, forKey: .request_id)
-        try container.encode(status, forKey: .status)
-        try container.encode(priority, forKey: .priority)
-        try container.encode(info, forKey: .info)
-        try container.encode(inputs, forKey: .inputs)
-        try container.encode(outputs, forKey: .outputs)
-        try container.encode(error, forKey: .error)
-        try container.encode(error_type, forKey: .error_type)
-        try container.encode(retries, forKey: .retries)
-        try container.encode(created_at, forKey: .created_at)
-        try container.encode(claimed_at, forKey: .claimed_at)
-        try container.encode(done_at, forKey: .done_at)
-        try container.encode(warnings, forKey: .warnings)
-        try container.encode(queue_position, forKey: .queue_position)
-        try container.encode(estimated_wait_seconds, forKey: .estimated_wait_seconds)
-        try container.encode(webhook, forKey: .webhook)
-        try container.encodeIfPresent(logs, forKey: .logs)
-    }
+    /// The one encoding is ``jsonValue`` (every field present, optional ones as null); Codable writes it too.
+    public func encode(to encoder: any Encoder) throws { try jsonValue.encode(to: encoder) }
 }
 
 /// Where a job's webhook delivery stands (an extension of the status answer).
@@ -273,17 +252,7 @@ public struct WebhookStatus: Sendable, Codable, Equatable {
         self.next_attempt_at = next_attempt_at.map(RFC3339.string(from:))
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(webhook_id, forKey: .webhook_id)
-        try container.encode(url, forKey: .url)
-        try container.encode(state, forKey: .state)
-        try container.encode(attempts, forKey: .attempts)
-        try container.encode(last_status_code, forKey: .last_status_code)
-        try container.encode(last_error, forKey: .last_error)
-        try container.encode(last_attempt_at, forKey: .last_attempt_at)
-        try container.encode(next_attempt_at, forKey: .next_attempt_at)
-    }
+    public func encode(to encoder: any Encoder) throws { try jsonValue.encode(to: encoder) }
 }
 
 /// The answer to a cancel: the job's status after the attempt.

@@ -11,11 +11,15 @@ import Synchronization
 /// cancelled) one that hung up mid-request. Its requests run on a client of their own with room
 /// for many connections, so they reach the broker instead of queueing in the client's pool.
 final class SlowRequest: Sendable {
-    static let http = HTTPClient(
-        eventLoopGroupProvider: .singleton,
-        configuration: .init(
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)))
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256))
+        // A fresh connection per request: a reused one can be closed by a broker with a short idle
+        // timeout just as the request goes out, and the test would fail on the race, not the broker.
+        configuration.maximumUsesPerConnection = 1
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     private let feed: AsyncStream<ByteBuffer>.Continuation
     private let task: Task<Answer, any Error>

@@ -23,6 +23,14 @@ let hummingbirdTesting: Target.Dependency = .product(name: "HummingbirdTesting",
 /// What a target that calls the broker over HTTP(S) takes.
 let httpClientStack: [Target.Dependency] = [httpClient, nioCore, nioHTTP1, nioSSL]
 
+/// Every package, by its GitHub repository, at the one version the build uses.
+let pinned = [
+    ("hummingbird-project/hummingbird", "2.28.1"), ("vapor/postgres-nio", "1.33.2"), ("swift-server/async-http-client", "1.37.0"),
+    ("apple/swift-argument-parser", "1.8.2"), ("apple/swift-log", "1.16.2"), ("apple/swift-crypto", "3.12.3"),
+    ("swift-server/swift-service-lifecycle", "2.13.0"), ("apple/swift-nio-ssl", "2.37.6"), ("apple/swift-nio", "2.101.3"),
+    ("apple/swift-http-types", "1.8.0"), ("swift-server/swift-prometheus", "2.4.1"), ("HdrHistogram/hdrhistogram-swift", "0.2.0"),
+]
+
 let package = Package(
     name: "spool",
     platforms: [.macOS(.v15)],
@@ -37,20 +45,7 @@ let package = Package(
         .library(name: "SpoolCore", targets: ["SpoolCore"]),
     ],
     // Exact versions: Package.resolved is not kept in git, so these are what every clean build resolves.
-    dependencies: [
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
-        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
-        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", exact: "3.12.3"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
-        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
-        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
-    ],
+    dependencies: pinned.map { repository, version in .package(url: "https://github.com/\(repository).git", exact: Version(stringLiteral: version)) },
     targets: [
         // Wire types, errors and the job state machine: no NIO, no Postgres.
         .target(name: "SpoolCore"),

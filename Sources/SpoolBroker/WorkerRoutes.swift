@@ -36,14 +36,13 @@ struct WorkerRoutes: Sendable {
         worker.post("jobs/:request_id/fail") { request, context in
             let body = try FailRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
-                request: request, context: context, token: body.lease_token, end: .fail(error: body.error, retryable: body.retryable),
-                report: attemptReport(body.info, body.logs))
+                request: request, context: context, token: body.report.lease_token, end: .fail(error: body.error, retryable: body.retryable),
+                report: attemptReport(body.report))
         }
         worker.post("jobs/:request_id/release") { request, context in
             let body = try ReleaseRequest(json: try await request.jsonBody(limit: configuration.maxBodyBytes))
             return try await finish(
-                request: request, context: context, token: body.lease_token, end: .release,
-                report: attemptReport(body.info, body.logs))
+                request: request, context: context, token: body.lease_token, end: .release, report: attemptReport(body))
         }
     }
 
@@ -162,8 +161,8 @@ struct WorkerRoutes: Sendable {
         let requestID = try Self.requestID(context)
         try await requireModel(of: requestID, context: context)
         let outcome = try await store.jobs.heartbeat(
-            requestID: requestID, leaseToken: try Self.leaseToken(body.lease_token), leaseSeconds: body.lease_seconds,
-            report: attemptReport(body.info, body.logs), on: store.client, logger: context.logger)
+            requestID: requestID, leaseToken: try Self.leaseToken(body.report.lease_token), leaseSeconds: body.lease_seconds,
+            report: attemptReport(body.report), on: store.client, logger: context.logger)
         switch outcome {
         case .success(let beat):
             try await keepWithinLogCap(beat.logs, logger: context.logger)
@@ -235,9 +234,9 @@ struct WorkerRoutes: Sendable {
     /// The completion a complete asks for, or why it is refused before any write; an outage throws.
     func completion(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> Result<Completion, SpoolError> {
         do {
-            let token = try Self.leaseToken(body.lease_token)
+            let token = try Self.leaseToken(body.report.lease_token)
             try await requireModel(of: requestID, context: context)
-            return .success(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: attemptReport(body.info, body.logs)))
+            return .success(Completion(requestID: requestID, leaseToken: token, outputs: body.outputs, report: attemptReport(body.report)))
         } catch let error as SpoolError {
             return .failure(error)
         }
@@ -306,8 +305,8 @@ struct WorkerRoutes: Sendable {
     }
 
     /// A write's emits and log lines; a write with more lines than a job keeps brings only its newest.
-    func attemptReport(_ info: [String: JSONValue]?, _ logs: [JobLogLine]?) -> AttemptReport {
-        AttemptReport(infoPatch: info ?? [:], logs: configuration.logLimits.newest(logs ?? []))
+    func attemptReport(_ report: LeaseReport) -> AttemptReport {
+        AttemptReport(infoPatch: report.info ?? [:], logs: configuration.logLimits.newest(report.logs ?? []))
     }
 
     /// Drops a job's oldest log lines once it is over its cap, down to 90% of it so trims are rare.

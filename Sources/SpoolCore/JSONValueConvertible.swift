@@ -88,11 +88,21 @@ extension JobLogLine: JSONValueEncodable {
     }
 }
 
-extension HeartbeatRequest: JSONValueEncodable {
-    public var jsonValue: JSONValue {
+extension LeaseReport: JSONValueEncodable {
+    public var jsonValue: JSONValue { .object(members) }
+
+    /// Its members, to which the request that carries it adds its own.
+    var members: [String: JSONValue] {
         var members: [String: JSONValue] = ["lease_token": .string(lease_token)]
         members.set("info", info)
         members.set("logs", logs)
+        return members
+    }
+}
+
+extension HeartbeatRequest: JSONValueEncodable {
+    public var jsonValue: JSONValue {
+        var members = report.members
         if let lease_seconds { members["lease_seconds"] = .double(lease_seconds) }
         return .object(members)
     }
@@ -112,29 +122,12 @@ extension HeartbeatResponse: JSONValueEncodable, JSONValueDecodable {
 }
 
 extension CompleteRequest: JSONValueEncodable {
-    public var jsonValue: JSONValue {
-        var members: [String: JSONValue] = ["lease_token": .string(lease_token), "outputs": .object(outputs)]
-        members.set("info", info)
-        members.set("logs", logs)
-        return .object(members)
-    }
+    public var jsonValue: JSONValue { .object(report.members.merging(["outputs": .object(outputs)]) { $1 }) }
 }
 
 extension FailRequest: JSONValueEncodable {
     public var jsonValue: JSONValue {
-        var members: [String: JSONValue] = ["lease_token": .string(lease_token), "error": .string(error), "retryable": .bool(retryable)]
-        members.set("info", info)
-        members.set("logs", logs)
-        return .object(members)
-    }
-}
-
-extension ReleaseRequest: JSONValueEncodable {
-    public var jsonValue: JSONValue {
-        var members: [String: JSONValue] = ["lease_token": .string(lease_token)]
-        members.set("info", info)
-        members.set("logs", logs)
-        return .object(members)
+        .object(report.members.merging(["error": .string(error), "retryable": .bool(retryable)]) { $1 })
     }
 }
 

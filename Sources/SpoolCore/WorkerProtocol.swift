@@ -173,27 +173,46 @@ public struct JobLogLine: Sendable, Codable, Equatable {
     }
 }
 
-/// `POST /v1/worker/jobs/{request_id}/heartbeat`: keeps the lease, emits progress into `info`, adds log lines.
-public struct HeartbeatRequest: Sendable, Equatable {
+/// What every fenced write of a worker carries: the lease token that fences it, an emit merged
+/// into the job's `info` (top-level keys replace), and log lines. Heartbeat, complete and fail add
+/// fields of their own; a release carries nothing more.
+public struct LeaseReport: Sendable, Equatable {
     public var lease_token: String
-    /// Merged into the job's `info` (top-level keys replace): this is `emit`.
     public var info: [String: JSONValue]?
     public var logs: [JobLogLine]?
-    /// The lease to keep from now; defaults to the length the lease was taken with.
-    public var lease_seconds: Double?
 
-    public init(lease_token: String, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil, lease_seconds: Double? = nil) {
+    public init(lease_token: String, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
         self.lease_token = lease_token
         self.info = info
         self.logs = logs
+    }
+
+    public init(json: JSONValue) throws(SpoolError) { try self.init(RequestFields(json)) }
+
+    init(_ body: RequestFields) throws(SpoolError) {
+        lease_token = try body.requiredString("lease_token")
+        info = try body.optionalObject("info")
+        logs = try JobLogLine.lines(body)
+    }
+}
+
+/// `POST /v1/worker/jobs/{request_id}/release`: a draining worker hands an unfinished job back.
+public typealias ReleaseRequest = LeaseReport
+
+/// `POST /v1/worker/jobs/{request_id}/heartbeat`: keeps the lease, emits progress into `info`, adds log lines.
+public struct HeartbeatRequest: Sendable, Equatable {
+    public var report: LeaseReport
+    /// The lease to keep from now; defaults to the length the lease was taken with.
+    public var lease_seconds: Double?
+
+    public init(_ report: LeaseReport, lease_seconds: Double? = nil) {
+        self.report = report
         self.lease_seconds = lease_seconds
     }
 
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)
-        lease_token = try body.requiredString("lease_token")
-        info = try body.optionalObject("info")
-        logs = try JobLogLine.lines(body)
+        report = try LeaseReport(body)
         lease_seconds = try body.optionalSeconds("lease_seconds", in: WorkerProtocolLimits.leaseSeconds)
     }
 }
@@ -212,74 +231,41 @@ public struct HeartbeatResponse: Sendable, Equatable {
     }
 }
 
-/// `POST /v1/worker/jobs/{request_id}/complete`: the job's outputs.
+/// `POST /v1/worker/jobs/{request_id}/complete`: the job's outputs (its report's emit is merged into `info` with them).
 public struct CompleteRequest: Sendable, Equatable {
-    public var lease_token: String
+    public var report: LeaseReport
     public var outputs: [String: JSONValue]
-    /// A last emit, merged into `info` with the completion.
-    public var info: [String: JSONValue]?
-    public var logs: [JobLogLine]?
 
-    public init(lease_token: String, outputs: [String: JSONValue], info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
-        self.lease_token = lease_token
+    public init(_ report: LeaseReport, outputs: [String: JSONValue]) {
+        self.report = report
         self.outputs = outputs
-        self.info = info
-        self.logs = logs
     }
 
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)
-        lease_token = try body.requiredString("lease_token")
+        report = try LeaseReport(body)
         outputs = try body.optionalObject("outputs") ?? [:]
-        info = try body.optionalObject("info")
-        logs = try JobLogLine.lines(body)
     }
 }
 
 /// `POST /v1/worker/jobs/{request_id}/fail`: why the job failed, and whether it may run again.
 public struct FailRequest: Sendable, Equatable {
-    public var lease_token: String
+    public var report: LeaseReport
     public var error: String
     /// Defaults to false: a job a worker fails is not retried unless the worker says it may be.
     public var retryable: Bool
-    public var info: [String: JSONValue]?
-    public var logs: [JobLogLine]?
 
-    public init(lease_token: String, error: String, retryable: Bool = false, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
-        self.lease_token = lease_token
+    public init(_ report: LeaseReport, error: String, retryable: Bool = false) {
+        self.report = report
         self.error = error
         self.retryable = retryable
-        self.info = info
-        self.logs = logs
     }
 
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)
-        lease_token = try body.requiredString("lease_token")
+        report = try LeaseReport(body)
         error = JobLogLine.truncated(try body.requiredString("error"))
         retryable = try body.optionalBool("retryable") ?? false
-        info = try body.optionalObject("info")
-        logs = try JobLogLine.lines(body)
-    }
-}
-
-/// `POST /v1/worker/jobs/{request_id}/release`: a draining worker hands an unfinished job back.
-public struct ReleaseRequest: Sendable, Equatable {
-    public var lease_token: String
-    public var info: [String: JSONValue]?
-    public var logs: [JobLogLine]?
-
-    public init(lease_token: String, info: [String: JSONValue]? = nil, logs: [JobLogLine]? = nil) {
-        self.lease_token = lease_token
-        self.info = info
-        self.logs = logs
-    }
-
-    public init(json: JSONValue) throws(SpoolError) {
-        let body = try RequestFields(json)
-        lease_token = try body.requiredString("lease_token")
-        info = try body.optionalObject("info")
-        logs = try JobLogLine.lines(body)
     }
 }
 
@@ -343,20 +329,12 @@ extension CompleteManyRequest {
 /// One completion of a batch: the job it is for, and what a single complete would carry.
 public struct CompleteManyItem: Sendable, Equatable {
     public var request_id: String
-    public var lease_token: String
-    public var outputs: [String: JSONValue]
-    public var info: [String: JSONValue]?
-    public var logs: [JobLogLine]?
+    public var complete: CompleteRequest
 
     public init(request_id: String, complete: CompleteRequest) {
         self.request_id = request_id
-        self.lease_token = complete.lease_token
-        self.outputs = complete.outputs
-        self.info = complete.info
-        self.logs = complete.logs
+        self.complete = complete
     }
-
-    public var complete: CompleteRequest { CompleteRequest(lease_token: lease_token, outputs: outputs, info: info, logs: logs) }
 }
 
 /// The answer to a batch: one result per completion, in order.

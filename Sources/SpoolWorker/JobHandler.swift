@@ -131,3 +131,10 @@ public final class JobContext: Sendable {
 
     var hasReport: Bool { pending.withLock { !$0.patch.isEmpty || !$0.logs.isEmpty } }
 }
+
+extension LeaseReport {
+    /// A write's report of what a job emitted and logged since the last one; empty parts are left out of the request.
+    init(lease_token: String, pending: (patch: [String: JSONValue], logs: [JobLogLine])) {
+        self.init(lease_token: lease_token, info: pending.patch.isEmpty ? nil : pending.patch, logs: pending.logs.isEmpty ? nil : pending.logs)
+    }
+}

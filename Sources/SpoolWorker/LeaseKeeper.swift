@@ -45,9 +45,7 @@ struct LeaseKeeper: Sendable {
                 let answer = try await Task {
                     try await broker.heartbeat(
                         requestID: job.request_id,
-                        HeartbeatRequest(
-                            lease_token: job.lease_token, info: report.patch.isEmpty ? nil : report.patch,
-                            logs: report.logs.isEmpty ? nil : report.logs, lease_seconds: leaseSeconds))
+                        HeartbeatRequest(LeaseReport(lease_token: job.lease_token, pending: report), lease_seconds: leaseSeconds))
                 }.value
                 backoff.reset()
                 nextBeat = .now + configuration.heartbeatInterval

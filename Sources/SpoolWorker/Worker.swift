@@ -122,9 +122,7 @@ public struct Worker: Service {
         running.markReporting(leased.request_id)
         if await keeperTask.value == .leaseLost { return }
 
-        let report = context.takeReport()
-        let info = report.patch.isEmpty ? nil : report.patch
-        let logs = report.logs.isEmpty ? nil : report.logs
+        let report = LeaseReport(lease_token: leased.lease_token, pending: context.takeReport())
         // Keep trying through a broker outage for as long as the lease could have lasted, and then some.
         let deadline = ContinuousClock.now + .seconds(max(configuration.leaseSeconds * 2, 60))
         do {
@@ -135,7 +133,7 @@ public struct Worker: Service {
                 let result = try await completions.complete(
                     CompleteManyItem(
                         request_id: leased.request_id,
-                        complete: CompleteRequest(lease_token: leased.lease_token, outputs: outputs, info: info, logs: logs)))
+                        complete: CompleteRequest(report, outputs: outputs)))
                 if let error = result.error {
                     throw error.code == "lease_lost"
                         ? BrokerCallError.leaseLost(error.message) : BrokerCallError.refused(status: error.http_status, message: error.message)
@@ -144,12 +142,12 @@ public struct Worker: Service {
             case .failure where running.isDrained(leased.request_id):
                 answer = try await broker.finish(
                     requestID: leased.request_id, action: "release",
-                    body: ReleaseRequest(lease_token: leased.lease_token, info: info, logs: logs), until: .now + .seconds(10))
+                    body: report, until: .now + .seconds(10))
             case .failure(let error):
                 let failure = Self.failure(from: error, stopReason: context.stopReason)
                 answer = try await broker.finish(
                     requestID: leased.request_id, action: "fail",
-                    body: FailRequest(lease_token: leased.lease_token, error: failure.message, retryable: failure.retryable, info: info, logs: logs),
+                    body: FailRequest(report, error: failure.message, retryable: failure.retryable),
                     until: deadline)
             }
             logger.debug("job reported", metadata: metadata.merging(["status": "\(answer.status.rawValue)"]) { $1 })

@@ -52,12 +52,13 @@ import Testing
         ]
         for lease in leases { #expect(try LeaseRequest(json: JSONValue.parse(lease.jsonValue.jsonBytes)) == lease) }
         let beats = [
-            HeartbeatRequest(lease_token: "t", info: ["progress": 0.5], logs: [line], lease_seconds: 60), HeartbeatRequest(lease_token: "t"),
+            HeartbeatRequest(LeaseReport(lease_token: "t", info: ["progress": 0.5], logs: [line]), lease_seconds: 60),
+            HeartbeatRequest(LeaseReport(lease_token: "t")),
         ]
         for beat in beats { #expect(try HeartbeatRequest(json: JSONValue.parse(beat.jsonValue.jsonBytes)) == beat) }
-        let complete = CompleteRequest(lease_token: "t", outputs: ["x": nil], info: ["done": true], logs: [JobLogLine(message: "m")])
+        let complete = CompleteRequest(LeaseReport(lease_token: "t", info: ["done": true], logs: [JobLogLine(message: "m")]), outputs: ["x": nil])
         #expect(try CompleteRequest(json: JSONValue.parse(complete.jsonValue.jsonBytes)) == complete)
-        let fail = FailRequest(lease_token: "t", error: "boom", retryable: true)
+        let fail = FailRequest(LeaseReport(lease_token: "t"), error: "boom", retryable: true)
         #expect(try FailRequest(json: JSONValue.parse(fail.jsonValue.jsonBytes)) == fail)
         let release = ReleaseRequest(lease_token: "t", info: ["a": 1])
         #expect(try ReleaseRequest(json: JSONValue.parse(release.jsonValue.jsonBytes)) == release)

@@ -33,11 +33,11 @@ import Testing
             json: JSONValue.parse(
                 #"{"lease_token":"t","info":{"progress":0.5},"logs":["plain",{"message":"warned","level":"WARNING","source":"model","timestamp":"2026-01-02T03:04:05.678Z"}]}"#
             ))
-        #expect(beat.info == ["progress": 0.5])
-        #expect(beat.logs?.map(\.message) == ["plain", "warned"])
-        #expect(beat.logs?.map(\.level) == ["info", "warning"])
-        #expect(beat.logs?[1].source == "model")
-        #expect(beat.logs?[1].timestamp == "2026-01-02T03:04:05.678Z")
+        #expect(beat.report.info == ["progress": 0.5])
+        #expect(beat.report.logs?.map(\.message) == ["plain", "warned"])
+        #expect(beat.report.logs?.map(\.level) == ["info", "warning"])
+        #expect(beat.report.logs?[1].source == "model")
+        #expect(beat.report.logs?[1].timestamp == "2026-01-02T03:04:05.678Z")
     }
 
     @Test(arguments: [

@@ -315,7 +315,7 @@ struct Scenarios: Sendable {
         let starts = StartSignals()
         var configuration = WorkerConfiguration(brokerURLs: [broker.baseURL], models: ["bench/pickup"])
         configuration.waitSeconds = 20
-        let worker = try Worker(configuration: configuration, handler: Recording(starts: starts), logger: logger)
+        let worker = try Worker(configuration: configuration, handler: Working(starts: starts), logger: logger)
         let running = Task { try await worker.run() }
         defer { running.cancel() }
         var latencies = Latencies()
@@ -733,21 +733,13 @@ final class StartSignals: Sendable {
     }
 }
 
-/// Records each start, then works for a fixed time: a GPU job in miniature.
+/// Records each start, then works for a fixed time (none: it only records): a GPU job in miniature.
 struct Working: JobHandler {
     let starts: StartSignals
-    let milliseconds: Int
+    var milliseconds = 0
     func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
         starts.record(job.requestID)
-        try await Task.sleep(for: .milliseconds(milliseconds))
-        return [:]
-    }
-}
-
-struct Recording: JobHandler {
-    let starts: StartSignals
-    func run(_ job: Job, context: JobContext) async throws -> [String: JSONValue] {
-        starts.record(job.requestID)
+        if milliseconds > 0 { try await Task.sleep(for: .milliseconds(milliseconds)) }
         return [:]
     }
 }

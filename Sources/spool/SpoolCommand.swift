@@ -23,6 +23,12 @@ struct SpoolCommand: AsyncParsableCommand {
         ])
 }
 
+/// The job a command is about: its request id, and its model (the broker's routes are per model).
+struct JobOptions: ParsableArguments {
+    @Argument(help: "The job's request id.") var requestID: String
+    @Option(help: "The job's model.") var model: String
+}
+
 /// Where the broker is and how to talk to it; every subcommand takes these.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Broker URL. Env: SPOOL_BROKER_URL. Default: http://127.0.0.1:8080.")
@@ -209,14 +215,13 @@ final class Progress: @unchecked Sendable {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a job's status.")
-    @Argument(help: "The job's request id.") var requestID: String
-    @Option(help: "The job's model.") var model: String
+    @OptionGroup var job: JobOptions
     @Flag(help: "Include its log lines.") var logs = false
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
         try await withClient(connection) { client in
-            let status = try await client.status(model: model, requestID: requestID, logs: logs)
+            let status = try await client.status(model: job.model, requestID: job.requestID, logs: logs)
             if connection.json { try printJSON(status) } else { print(describe(status)) }
         }
     }
@@ -240,8 +245,7 @@ struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow a job live: status, progress and log lines until it ends.",
         discussion: "Exits 0 when the job is done, 1 when it failed or was canceled.")
-    @Argument(help: "The job's request id.") var requestID: String
-    @Option(help: "The job's model.") var model: String
+    @OptionGroup var job: JobOptions
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
@@ -249,7 +253,7 @@ struct Watch: AsyncParsableCommand {
         try await withClient(connection) { client in
             var printedLogs = 0
             var lastLine = ""
-            for try await status in client.watch(model: model, requestID: requestID, logs: true) {
+            for try await status in client.watch(model: job.model, requestID: job.requestID, logs: true) {
                 final = status
                 if connection.json {
                     let encoder = JSONEncoder()
@@ -279,14 +283,13 @@ struct Watch: AsyncParsableCommand {
 
 struct Cancel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Cancel a pending job (with --running, ask a running one to stop).")
-    @Argument(help: "The job's request id.") var requestID: String
-    @Option(help: "The job's model.") var model: String
+    @OptionGroup var job: JobOptions
     @Flag(help: "Ask a running job's worker to stop; it ends canceled.") var running = false
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
         try await withClient(connection) { client in
-            let answer = try await client.cancel(model: model, requestID: requestID, running: running)
+            let answer = try await client.cancel(model: job.model, requestID: job.requestID, running: running)
             if connection.json {
                 try printJSON(answer)
             } else {
@@ -299,13 +302,12 @@ struct Cancel: AsyncParsableCommand {
 struct Requeue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a failed job back to the queue for a new attempt (an admin key); its retry history is kept.")
-    @Argument(help: "The job's request id.") var requestID: String
-    @Option(help: "The job's model.") var model: String
+    @OptionGroup var job: JobOptions
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
         try await withClient(connection) { client in
-            let answer = try await client.requeue(model: model, requestID: requestID)
+            let answer = try await client.requeue(model: job.model, requestID: job.requestID)
             if connection.json { try printJSON(answer) } else { print(answer.objectValue?["status"]?.stringValue ?? "pending") }
         }
     }
@@ -385,16 +387,12 @@ struct Metrics: AsyncParsableCommand {
                 }
                 return
             }
-            let models = try await client.models()
-            if connection.json { return try printJSON(models) }
-            var rows = [["MODEL", "WAITING", "RUNNING", "OLDEST WAIT", "LIVE WORKERS"]]
-            for model in models {
-                rows.append([
-                    model.model, String(model.messages_waiting), String(model.messages_running),
-                    String(format: "%.0f s", model.oldest_waiting_seconds), String(model.live_workers),
-                ])
+            try printList(try await client.models(), json: connection.json, header: ["MODEL", "WAITING", "RUNNING", "OLDEST WAIT", "LIVE WORKERS"]) {
+                [
+                    $0.model, String($0.messages_waiting), String($0.messages_running), String(format: "%.0f s", $0.oldest_waiting_seconds),
+                    String($0.live_workers),
+                ]
             }
-            printTable(rows)
         }
     }
 }
@@ -405,16 +403,13 @@ struct Workers: AsyncParsableCommand {
 
     func run() async throws {
         try await withClient(connection) { client in
-            let workers = try await client.workers()
-            if connection.json { return try printJSON(workers) }
-            var rows = [["WORKER", "HOST", "MODELS", "LAST SEEN", "STATE", "JOBS"]]
-            for worker in workers {
+            try printList(try await client.workers(), json: connection.json, header: ["WORKER", "HOST", "MODELS", "LAST SEEN", "STATE", "JOBS"]) {
+                worker in
                 let state = worker.live ? (worker.waiting ? "waiting" : "live") : "gone"
-                rows.append([
+                return [
                     worker.id, worker.host ?? "-", worker.models.joined(separator: ","), worker.last_seen_at, state, String(worker.jobs_in_hand),
-                ])
+                ]
             }
-            printTable(rows)
         }
     }
 }
@@ -455,18 +450,15 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             try await withClient(connection) { client in
-                let keys = try await client.keys()
-                if connection.json { return try printJSON(keys) }
-                var rows = [["ID", "NAME", "SCOPES", "TENANT", "MODELS", "EXPIRES"]]
-                for key in keys {
+                try printList(try await client.keys(), json: connection.json, header: ["ID", "NAME", "SCOPES", "TENANT", "MODELS", "EXPIRES"]) {
+                    key in
                     let fields = key.objectValue ?? [:]
                     let list = { (name: String) in fields[name]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") }
-                    rows.append([
+                    return [
                         fields["id"]?.stringValue ?? "", fields["name"]?.stringValue ?? "", list("scopes") ?? "",
                         fields["tenant"]?.stringValue ?? "-", list("models") ?? "*", fields["expires_at"]?.stringValue ?? "never",
-                    ])
+                    ]
                 }
-                printTable(rows)
             }
         }
     }
@@ -492,19 +484,21 @@ struct Audit: AsyncParsableCommand {
 
     func run() async throws {
         try await withClient(connection) { client in
-            let events = try await client.audit(limit: limit)
-            if connection.json { return try printJSON(events) }
-            var rows = [["AT", "ACTOR", "ACTION", "TARGET"]]
-            for event in events {
+            try printList(try await client.audit(limit: limit), json: connection.json, header: ["AT", "ACTOR", "ACTION", "TARGET"]) { event in
                 let fields = event.objectValue ?? [:]
-                rows.append([
+                return [
                     fields["at"]?.stringValue ?? "", fields["actor"]?.stringValue ?? "", fields["action"]?.stringValue ?? "",
                     fields["target"]?.stringValue ?? "-",
-                ])
+                ]
             }
-            printTable(rows)
         }
     }
+}
+
+/// A list: as JSON with --json, else a table under `header`, a row an item.
+func printList<Item: Encodable>(_ items: [Item], json: Bool, header: [String], row: (Item) -> [String]) throws {
+    if json { return try printJSON(items) }
+    printTable([header] + items.map(row))
 }
 
 func printTable(_ rows: [[String]]) {

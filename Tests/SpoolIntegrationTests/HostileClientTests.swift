@@ -15,6 +15,17 @@ import Testing
     static let key = "hostile-key-\(UUID().uuidString)"
     static var auth: [(String, String)] { [("Authorization", "Bearer \(key)")] }
 
+    /// An in-process broker that takes this suite's key, configured further by `configure`.
+    static func withKeyedBroker<Result: Sendable>(
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, _ body: @Sendable (BrokerClient) async throws -> Result
+    ) async throws -> Result {
+        try await withTestBroker(
+            {
+                $0.apiKeys = [key]
+                configure(&$0)
+            }, body)
+    }
+
     /// Files this test's uploads made, by the name prefix it gave them.
     static func uploads(named prefix: String) async throws -> (held: Int, rows: Int, chunks: Int) {
         try await TestDatabase.withStore { store in
@@ -120,10 +131,7 @@ import Testing
     /// A connection that sends nothing for the idle timeout is closed mid-upload, and one that hangs
     /// up mid-body (its Content-Length not reached) stores nothing: the file still waits for a good upload.
     @Test func aStalledOrCutOffUploadKeepsNothingAndFreesTheFile() async throws {
-        try await withTestBroker({
-            $0.apiKeys = [Self.key]
-            $0.idleTimeoutSeconds = 1
-        }) { broker in
+        try await Self.withKeyedBroker({ $0.idleTimeoutSeconds = 1 }) { broker in
             let prefix = "idle-\(UUID().uuidString.prefix(8))"
             let content = String(repeating: "{\"custom_id\": \"a\", \"body\": {}}\n", count: 32)
 
@@ -156,10 +164,7 @@ import Testing
 
     /// One key cannot hold more uploads at once than its cap: the next is a 429 with Retry-After.
     @Test func uploadsInProgressPerKeyAreCapped() async throws {
-        try await withTestBroker({
-            $0.apiKeys = [Self.key]
-            $0.maxUploadsPerKey = 2
-        }) { broker in
+        try await Self.withKeyedBroker({ $0.maxUploadsPerKey = 2 }) { broker in
             let prefix = "cap-\(UUID().uuidString.prefix(8))"
             let boundary = "b-\(UUID().uuidString)"
             let headers = Self.auth + [("Content-Type", "multipart/form-data; boundary=\(boundary)")]
@@ -193,7 +198,7 @@ extension HostileClientTests {
     /// Foundation reads `+17:00` as a UTC offset and PostgreSQL refuses it: one worker's log line
     /// with it used to fail every complete of its group with a 500, so honest jobs ran again.
     @Test func aLogTimestampPostgreSQLRefusesFailsOnlyItsSender() async throws {
-        try await withTestBroker({ $0.apiKeys = [Self.key] }) { client in
+        try await Self.withKeyedBroker { client in
             let broker = client.withKey(Self.key)
             let model = uniqueModel("poison")
             for _ in 0..<24 { _ = try await broker.submit(model: model) }
@@ -241,7 +246,7 @@ extension HostileClientTests {
     /// What the database would store differently than sent is refused with a 400, and nothing is stored:
     /// integers beyond 64 bits (they became doubles), invalid UTF-8 (it became U+FFFD), NUL in form fields and names.
     @Test func textAndNumbersTheDatabaseWouldChangeAreRefused() async throws {
-        try await withTestBroker({ $0.apiKeys = [Self.key] }) { client in
+        try await Self.withKeyedBroker { client in
             let broker = client.withKey(Self.key)
             let model = uniqueModel("strict")
             let bigInteger = try await broker.call(
@@ -284,7 +289,7 @@ extension HostileClientTests {
     /// A long-poll whose client hung up used to stay registered until its wait ran out and could
     /// claim a job in its name, which then sat running for its whole lease and used a retry.
     @Test func aWorkerThatHangsUpWhileWaitingIsHandedNothing() async throws {
-        try await withTestBroker({ $0.apiKeys = [Self.key] }) { client in
+        try await Self.withKeyedBroker { client in
             let broker = client.withKey(Self.key)
             let model = uniqueModel("hang-up")
             let body = ["worker_id": "gone", "models": [.string(model)], "wait_seconds": 25] as JSONValue
@@ -306,7 +311,7 @@ extension HostileClientTests {
     /// Jobs claimed for an answer that never reaches its worker go back to the queue at once, as
     /// if never claimed (no attempt, no retry), instead of sitting out their lease.
     @Test func anUndeliveredLeaseAnswerHandsItsJobsBack() async throws {
-        try await withTestBroker({ $0.apiKeys = [Self.key] }) { client in
+        try await Self.withKeyedBroker { client in
             let broker = client.withKey(Self.key)
             let model = uniqueModel("undelivered")
             let ids = [try await broker.submit(model: model), try await broker.submit(model: model)]

@@ -26,7 +26,13 @@ struct RunPodPath: Equatable {
     var action: Action
 
     static func parse(method: HTTPRequest.Method, segments: [Substring]) -> RunPodPath? {
-        let parts = segments.map(String.init)
+        // Segments arrive percent-encoded: an endpoint id is judged (and becomes a model) as the client meant it.
+        var parts: [String] = []
+        for segment in segments {
+            // A broken escape, or an escaped slash: a segment is one part, as the document says.
+            guard let part = String(segment).removingPercentEncoding, !part.contains("/") else { return nil }
+            parts.append(part)
+        }
         func path(_ trailing: Int, _ action: Action) -> RunPodPath? {
             let endpoint = parts.dropLast(trailing).joined(separator: "/")
             return isValidEndpoint(endpoint) ? RunPodPath(endpoint: endpoint, action: action) : nil
@@ -69,10 +75,13 @@ struct RunPodPath: Equatable {
         [.get, .post].filter { parse(method: $0, segments: segments) != nil }
     }
 
-    /// A model name usable as an endpoint id: non-empty parts, printable, no spaces, at most 256 characters.
+    /// A model name usable as an endpoint id: non-empty parts, printable, no white space (Unicode's
+    /// too), no `?` or `#`, at most 256 characters: the document's pattern.
     static func isValidEndpoint(_ endpoint: String) -> Bool {
         !endpoint.isEmpty && endpoint.unicodeScalars.count <= 256
             && endpoint.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty }
-            && endpoint.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "?" && $0 != "#" }
+            && endpoint.unicodeScalars.allSatisfy {
+                $0.value > 0x20 && $0.value != 0x7F && !$0.properties.isWhitespace && $0 != "?" && $0 != "#"
+            }
     }
 }

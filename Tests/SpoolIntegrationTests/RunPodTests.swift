@@ -54,6 +54,12 @@ import Testing
         #expect(parse(.post, "run") == nil)
         #expect(parse(.post, "acme//run") == nil)
         #expect(parse(.delete, "acme/sd/cancel/x") == nil)
+        // Parts are read percent-decoded: a control character is refused however it is written, as is a broken escape.
+        #expect(parse(.get, "%12%C2%AC/ping/w") == nil)
+        #expect(parse(.post, "a%ZZ/run") == nil)
+        #expect(parse(.post, "acme%2Fsd/run") == nil, "one segment is one part of the endpoint id")
+        #expect(parse(.post, "a%C2%A0b/run") == nil, "a no-break space is white space")
+        #expect(parse(.post, "caf%C3%A9/run") == RunPodPath(endpoint: "café", action: .run))
     }
 
     @Test func runpodEnvPrintsWhatAWorkerNeeds() async throws {

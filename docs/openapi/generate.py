@@ -2107,7 +2107,8 @@ _rp_endpoint = {
     "name": "endpoint_id",
     "in": "path",
     "required": True,
-    "description": "The endpoint id: the model the jobs are for. A model with slashes is sent as that many segments.",
+    "description": "The endpoint id: the model the jobs are for, read percent-decoded. A model with slashes is sent as that many "
+    "segments (an escaped slash, %2F, is refused).",
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s/?#\\u0000-\\u001f\\u007f]+$"},
 }
 _rp_id = {"name": "id", "in": "path", "required": True, "description": "The request id.", "schema": {"type": "string", "minLength": 1}}
@@ -2116,7 +2117,7 @@ _rp_worker = {
     "in": "path",
     "required": True,
     "description": "The worker's RUNPOD_POD_ID: 1 to 200 printable characters.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"},
 }
 _rp_attempt = {
     "name": "job_id",

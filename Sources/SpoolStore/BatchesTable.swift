@@ -177,7 +177,7 @@ package struct BatchesTable: TenantRecordsTable {
             """
             WITH old AS (
                 SELECT id FROM batches
-                WHERE completed_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(retentionSeconds))
+                WHERE completed_at < \(secondsAgo: retentionSeconds, clock: now)
                   AND status IN (\(BatchStatus.allCases.filter(\.isTerminal)))
                 ORDER BY completed_at LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
@@ -279,7 +279,7 @@ package struct BatchesTable: TenantRecordsTable {
         let rows = try await database.run(
             """
             UPDATE batches SET ending = \(BatchEnding.expire.rawValue)
-            WHERE status IN (\(BatchStateMachine.sources(of: .expire))) AND ending IS NULL AND job_deadline <= coalesce(\(now)::timestamptz, now())
+            WHERE status IN (\(BatchStateMachine.sources(of: .expire))) AND ending IS NULL AND job_deadline <= \(clock: now)
             RETURNING id
             """, logger: logger)
         var ids: [UUID] = []

@@ -209,8 +209,8 @@ package struct FilesTable: TenantRecordsTable {
             """
             WITH abandoned AS (
                 SELECT id FROM files
-                WHERE status = 'uploading' AND created_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(olderThanSeconds))
-                  AND (upload_holder IS NULL OR upload_active_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(idleSeconds)))
+                WHERE status = 'uploading' AND created_at < \(secondsAgo: olderThanSeconds, clock: now)
+                  AND (upload_holder IS NULL OR upload_active_at < \(secondsAgo: idleSeconds, clock: now))
                 ORDER BY created_at LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
             ), pruned AS (

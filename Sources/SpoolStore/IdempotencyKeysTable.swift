@@ -74,7 +74,7 @@ package struct IdempotencyKeysTable: Sendable {
         let rows = try await database.run(
             """
             WITH pruned AS (
-                DELETE FROM idempotency_keys WHERE created_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(windowSeconds)) RETURNING 1
+                DELETE FROM idempotency_keys WHERE created_at < \(secondsAgo: Double(windowSeconds), clock: now) RETURNING 1
             )
             SELECT count(*) FROM pruned
             """, logger: logger)

@@ -66,7 +66,7 @@ extension JobsTable {
             """
             WITH old AS (
                 SELECT id FROM jobs
-                WHERE done_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(retentionSeconds))
+                WHERE done_at < \(secondsAgo: retentionSeconds, clock: now)
                   AND status IN (\(JobStatus.allCases.filter(\.isTerminal)))
                   -- A batch still running needs its finished lines for its output file.
                   AND (batch_id IS NULL OR NOT EXISTS (

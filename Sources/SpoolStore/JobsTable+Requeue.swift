@@ -43,7 +43,7 @@ extension JobsTable {
                 """
                 SELECT id, request_id, model, retries, stop_reason, lease_token
                 FROM jobs
-                WHERE status = \(JobStatus.running) AND lease_expires_at <= coalesce(\(now)::timestamptz, now())
+                WHERE status = \(JobStatus.running) AND lease_expires_at <= \(clock: now)
                 ORDER BY lease_expires_at
                 LIMIT \(batchSize)
                 FOR UPDATE SKIP LOCKED
@@ -106,7 +106,7 @@ extension JobsTable {
                 UPDATE jobs
                 SET stop_reason = \(StopReason.maxRunTime.rawValue),
                     lease_expires_at = least(lease_expires_at, now() + make_interval(secs => \(graceSeconds)))
-                WHERE status = \(JobStateMachine.edge(.askToStop).from) AND stop_reason IS NULL AND run_deadline_at <= coalesce(\(now)::timestamptz, now())
+                WHERE status = \(JobStateMachine.edge(.askToStop).from) AND stop_reason IS NULL AND run_deadline_at <= \(clock: now)
                 RETURNING 1
             )
             SELECT count(*) FROM stopped
@@ -123,7 +123,7 @@ extension JobsTable {
             """
             WITH late AS (
                 SELECT id FROM jobs
-                WHERE status = \(timeout.from) AND start_deadline_at <= coalesce(\(now)::timestamptz, now())
+                WHERE status = \(timeout.from) AND start_deadline_at <= \(clock: now)
                 LIMIT 1000
                 FOR UPDATE SKIP LOCKED
             ), failed AS (

@@ -54,7 +54,7 @@ package struct WebhookDeliveriesTable: Sendable {
             """
             WITH due AS (
                 SELECT id FROM webhook_deliveries
-                WHERE state = 'pending' AND next_attempt_at <= coalesce(\(now)::timestamptz, now())
+                WHERE state = 'pending' AND next_attempt_at <= \(clock: now)
                 ORDER BY next_attempt_at
                 LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED

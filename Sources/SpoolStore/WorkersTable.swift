@@ -80,7 +80,7 @@ package struct WorkersTable: Sendable {
         let rows = try await database.run(
             """
             WITH gone AS (
-                DELETE FROM workers WHERE last_seen_at < coalesce(\(now)::timestamptz, now()) - make_interval(secs => \(olderThanSeconds))
+                DELETE FROM workers WHERE last_seen_at < \(secondsAgo: olderThanSeconds, clock: now)
                   AND NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND worker_id = workers.id)
                 RETURNING 1
             )

@@ -111,9 +111,7 @@ func buildApplication(
     router.add(middleware: MethodNotAllowedMiddleware(allowed: routes.allowedMethods()))
 
     let listener = JobNotificationListener(
-        store: store, listenClient: listenClient ?? client, waiters: connections.waiters, watchers: connections.watchers,
-        webhooks: connections.webhooks, keys: connections.keys,
-        schema: schema,
+        store: store, listenClient: listenClient ?? client, connections: connections, schema: schema,
         pollInterval: .seconds(configuration.pendingPollSeconds), logger: logger)
     let reaper = LeaseReaper(store: store, configuration: configuration, schema: schema, metrics: metrics, logger: logger)
     let retention = RetentionService(store: store, configuration: configuration, schema: schema, logger: logger)

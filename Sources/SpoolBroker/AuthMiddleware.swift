@@ -121,26 +121,21 @@ struct AuthMiddleware: RouterMiddleware {
 /// Keeps every replica's view of the keys current: a NOTIFY on `spool_keys` (sent by the
 /// `api_keys` trigger) applies a change at once; while the broker is open, a poll every few
 /// seconds covers a NOTIFY that was missed.
-struct KeyWatcher: Service, CustomStringConvertible {
+struct KeyWatcher: MaintenanceService {
     let authenticator: Authenticator
     let changes: Signal
     let schema: SchemaReadiness
     let logger: Logger
     static let openPollInterval: Duration = .seconds(2)
 
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "KeyWatcher" }
+    static let passName = "key watch"
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            guard (try? await schema.wait()) != nil else { return }
-            await MaintenanceLoop(name: "key watch", logger: logger).run(
-                pass: { try await authenticator.keysChanged(logger: logger) },
-                wait: {
-                    await changes.wait(timeout: authenticator.isOpen ? Self.openPollInterval : .seconds(3600))
-                    try Task.checkCancellation()
-                })
-        }
+    func pass() async throws { try await authenticator.keysChanged(logger: logger) }
+
+    /// A change's NOTIFY; an open broker also looks every few seconds, to close as soon as a key appears.
+    func waitForNextPass() async throws {
+        await changes.wait(timeout: authenticator.isOpen ? Self.openPollInterval : .seconds(3600))
+        try Task.checkCancellation()
     }
 }
 

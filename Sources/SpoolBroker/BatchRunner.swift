@@ -11,7 +11,7 @@ import SpoolStore
 /// Every replica runs it. Validation and finalisation each run in one transaction that holds the
 /// batch's row (others skip it), so a broker that dies midway leaves nothing half done: the next
 /// pass, on any replica, starts that step again.
-struct BatchRunner: Service, CustomStringConvertible {
+struct BatchRunner: MaintenanceService {
     let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
@@ -28,15 +28,12 @@ struct BatchRunner: Service, CustomStringConvertible {
     /// Wait after a failed attempt, doubled with each.
     static let stepBackoffSeconds: Double = 10
 
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "BatchRunner" }
+    static let passName = "batch maintenance"
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            guard (try? await schema.wait()) != nil else { return }
-            await MaintenanceLoop(name: "batch maintenance", logger: logger).run(
-                pass: pass, wait: { await wakeups.wait(timeout: .seconds(configuration.maintenanceIntervalSeconds)) })
-        }
+    /// The interval, or sooner when a batch is created or canceled.
+    func waitForNextPass() async throws {
+        await wakeups.wait(timeout: .seconds(configuration.maintenanceIntervalSeconds))
+        try Task.checkCancellation()
     }
 
     /// One pass over every batch with work to do. A batch whose step fails is logged, backs off

@@ -12,21 +12,16 @@ import SpoolStore
 /// connection reconnects and does not pass PgBouncer's transaction pooling, so a poll on an
 /// interval also asks the database which waited-for models have pending jobs, and streams re-read
 /// their job on an interval of their own.
-struct JobNotificationListener: Service, CustomStringConvertible {
+struct JobNotificationListener: BrokerService {
     let store: Store
     /// Where the LISTEN connection comes from: the store's pool, or one that bypasses a transaction pooler.
     let listenClient: PostgresClient
-    let waiters: LeaseWaiters
-    let watchers: JobWatchers
-    let webhooks: Signal
-    /// Raised when the API keys change (a NOTIFY on `spool_keys`), and whenever listening starts again.
-    let keys: Signal
+    /// What it wakes: waiting leases, status streams, the webhook sender and the key watcher (whose
+    /// signal is also raised whenever listening starts again).
+    let connections: BrokerConnections
     let schema: SchemaReadiness
     let pollInterval: Duration
     let logger: Logger
-
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "JobNotificationListener" }
 
     func run() async throws {
         // Both loops end when the service is cancelled or shuts down.
@@ -38,8 +33,8 @@ struct JobNotificationListener: Service, CustomStringConvertible {
             }
         }
         // Long-polls and streams in flight end now instead of holding the shutdown.
-        waiters.close()
-        watchers.close()
+        connections.waiters.close()
+        connections.watchers.close()
     }
 
     private func listen() async {
@@ -56,23 +51,23 @@ struct JobNotificationListener: Service, CustomStringConvertible {
                                     failing = false
                                     backoff.reset()
                                     // Anything that happened while we were not listening: look again.
-                                    waiters.wakeAll()
-                                    webhooks.raise()
-                                    keys.raise()
+                                    connections.waiters.wakeAll()
+                                    connections.webhooks.raise()
+                                    connections.keys.raise()
                                     try await withThrowingTaskGroup(of: Void.self) { group in
                                         group.addTask {
-                                            for try await _ in keyChanges { keys.raise() }
+                                            for try await _ in keyChanges { connections.keys.raise() }
                                         }
                                         group.addTask {
-                                            for try await notification in pending { waiters.notify(model: notification.payload) }
+                                            for try await notification in pending { connections.waiters.notify(model: notification.payload) }
                                         }
                                         group.addTask {
                                             for try await notification in watched {
-                                                if let id = UUID(uuidString: notification.payload) { watchers.notify(id) }
+                                                if let id = UUID(uuidString: notification.payload) { connections.watchers.notify(id) }
                                             }
                                         }
                                         group.addTask {
-                                            for try await _ in deliveries { webhooks.raise() }
+                                            for try await _ in deliveries { connections.webhooks.raise() }
                                         }
                                         group.addTask { try await checkHealth(of: connection) }
                                         // Any sequence ending means the connection is gone: reconnect.
@@ -124,11 +119,11 @@ struct JobNotificationListener: Service, CustomStringConvertible {
     private func poll() async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: pollInterval)
-            let models = waiters.waitedForModels
+            let models = connections.waiters.waitedForModels
             guard !models.isEmpty else { continue }
             do {
                 for model in try await store.jobs.modelsWithPendingJobs(models, on: store.client, logger: logger) {
-                    waiters.notify(model: model)
+                    connections.waiters.notify(model: model)
                 }
             } catch {
                 logger.debug("pending-job poll failed", metadata: ["error": "\(error)"])

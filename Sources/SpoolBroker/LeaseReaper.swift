@@ -8,27 +8,20 @@ import SpoolStore
 ///
 /// Every replica runs it; the statements lock what they change and skip what another replica
 /// holds, so no job is requeued twice.
-struct LeaseReaper: Service, CustomStringConvertible {
+struct LeaseReaper: MaintenanceService {
     let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
     let metrics: BrokerMetrics
     let logger: Logger
 
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "LeaseReaper" }
+    static let passName = "lease maintenance"
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            guard (try? await schema.wait()) != nil else { return }
-            let interval = Duration.seconds(configuration.maintenanceIntervalSeconds)
-            await MaintenanceLoop(name: "lease maintenance", logger: logger).run(pass: sweep, wait: { try await Task.sleep(for: interval) })
-        }
-    }
+    func waitForNextPass() async throws { try await Task.sleep(for: .seconds(configuration.maintenanceIntervalSeconds)) }
 
     /// One pass: fail jobs that missed their start deadline, stop jobs past their run deadline,
     /// then settle every expired lease.
-    func sweep() async throws {
+    func pass() async throws {
         for (model, count) in try await store.jobs.failJobsPastStartDeadline(on: store.client, logger: logger) {
             logger.notice("failed jobs that did not start before their start timeout", metadata: ["model": "\(model)", "count": "\(count)"])
             metrics.count("failed", model: model, by: count)

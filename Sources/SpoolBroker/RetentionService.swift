@@ -9,7 +9,7 @@ import SpoolStore
 ///
 /// Jobs go in small batches through the `done_at` index, skipping locked rows, so pruning never
 /// blocks the queue; every replica may run it at once.
-struct RetentionService: Service, CustomStringConvertible {
+struct RetentionService: MaintenanceService {
     let store: Store
     let configuration: BrokerConfiguration
     let schema: SchemaReadiness
@@ -19,16 +19,11 @@ struct RetentionService: Service, CustomStringConvertible {
     /// Batches per pass: a backlog drains over several passes instead of in one long burst.
     static let batchesPerPass = 100
 
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "RetentionService" }
+    static let passName = "pruning"
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            guard (try? await schema.wait()) != nil else { return }
-            await MaintenanceLoop(name: "pruning", logger: logger).run(
-                pass: { try await prune() }, wait: { try await Task.sleep(for: .seconds(configuration.retentionIntervalSeconds)) })
-        }
-    }
+    func pass() async throws { try await prune() }
+
+    func waitForNextPass() async throws { try await Task.sleep(for: .seconds(configuration.retentionIntervalSeconds)) }
 
     /// One pass; returns the jobs it pruned.
     @discardableResult

@@ -11,7 +11,7 @@ import SpoolStore
 /// Delivers webhooks from the outbox: signed, retried on the Standard Webhooks schedule for the
 /// retry period, stopped by a 410. Runs on every replica; each attempt leases its delivery, so two
 /// replicas never make the same attempt, and a delivery whose sender died is retried by another.
-struct WebhookSender: Service, CustomStringConvertible {
+struct WebhookSender: BrokerService {
     let store: Store
     let configuration: BrokerConfiguration
     let signer: WebhookSigner
@@ -27,9 +27,6 @@ struct WebhookSender: Service, CustomStringConvertible {
     static let maxInFlight = 64
     /// Deliveries taken from the outbox per read.
     static let batchSize = 16
-
-    /// How the service lifecycle names it in logs (not its fields: the configuration holds keys).
-    var description: String { "WebhookSender" }
 
     func run() async throws {
         var httpConfiguration = HTTPClient.Configuration()

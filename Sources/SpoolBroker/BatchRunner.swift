@@ -173,7 +173,7 @@ struct BatchRunner: MaintenanceService {
                 total += 1
                 customIDs.append((parsed.customID, lineNumber))
                 if problemCount == 0 {
-                    jobs.append(BatchLineJob(line: Int32(lineNumber), customID: parsed.customID, request: parsed.request))
+                    jobs.append((Int32(lineNumber), parsed.customID, parsed.request))
                 }
             }
         }

@@ -46,9 +46,8 @@ struct FalRoutes: Sendable {
         let position =
             try await views.load(model: model, requestID: submitted.requestID, withLogs: false, caller: context.caller, logger: context.logger)?
             .position?.position ?? 0
-        return try JSONResponse.make(
-            encoding:
-                FalSubmitResponse(request_id: id, baseURL: baseURL(request, model: model, requestID: id), queue_position: position),
+        return JSONResponse.make(
+            FalSubmitResponse(request_id: id, response_url: baseURL(request, model: model, requestID: id), queue_position: position),
             headers: Self.requestHeaders(id))
     }
 

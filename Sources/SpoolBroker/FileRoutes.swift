@@ -113,9 +113,10 @@ struct FileRoutes: Sendable {
                 let (bytes, sha256) = try await Self.refusingUploadErrors(limit: configuration.maxFileBytes) {
                     try await upload.end(expectedBytes: nil, expectedSHA256: checksum)
                 }
-                let description = FileDescription(
+                let description: FileDescription = (
                     filename: fields["file_name"] ?? stored.filename, purpose: purpose,
-                    fileType: Self.fileType(filename: stored.filename, declared: declaredType))
+                    fileType: Self.fileType(filename: stored.filename, declared: declaredType)
+                )
                 guard
                     case .finished(let record) = try await store.files.finishUpload(
                         fileID: id, holder: upload.holder, bytes: bytes, sha256: sha256, description: description, lease: nil,

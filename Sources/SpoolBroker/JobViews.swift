@@ -87,10 +87,10 @@ struct JobViews: Sendable {
         switch job.status {
         case .pending:
             return FalStatusResponse(
-                status: .inQueue, request_id: id, baseURL: baseURL, queue_position: view.position?.position ?? 0,
+                status: .inQueue, request_id: id, response_url: baseURL, queue_position: view.position?.position ?? 0,
                 estimated_wait_seconds: view.position?.estimatedWaitSeconds, logs: logs)
         case .running:
-            return FalStatusResponse(status: .inProgress, request_id: id, baseURL: baseURL, logs: logs)
+            return FalStatusResponse(status: .inProgress, request_id: id, response_url: baseURL, logs: logs)
         case .done, .failed, .canceled:
             var metrics: [String: JSONValue] = [:]
             if let claimed = job.claimedAt, let done = job.doneAt {
@@ -98,7 +98,7 @@ struct JobViews: Sendable {
             }
             let (error, errorType) = falError(job)
             return FalStatusResponse(
-                status: .completed, request_id: id, baseURL: baseURL, logs: logs, metrics: metrics, error: error, error_type: errorType)
+                status: .completed, request_id: id, response_url: baseURL, logs: logs, metrics: metrics, error: error, error_type: errorType)
         }
     }
 

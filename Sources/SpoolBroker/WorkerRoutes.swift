@@ -117,14 +117,7 @@ struct WorkerRoutes: Sendable {
     /// The lease's answer. With jobs in it, it is written by hand so a failed write is noticed:
     /// the jobs then go back to the queue.
     func leaseAnswer(_ jobs: [ClaimedJob], logger: Logger) -> Response {
-        let answer = LeaseResponse(
-            jobs: jobs.map { job in
-                LeasedJob(
-                    request_id: job.requestID.uuidString.lowercased(), model: job.model,
-                    lease_token: job.leaseToken.uuidString.lowercased(), attempt: job.attempt, priority: job.priority,
-                    payload: job.payload, info: job.info, lease_expires_at: job.leaseExpiresAt, run_deadline_at: job.runDeadlineAt,
-                    path: job.path)
-            })
+        let answer = LeaseResponse(jobs: jobs.map(\.leased))
         guard !jobs.isEmpty else { return JSONResponse.make(answer) }
         return handOver(jobs, answer: answer.jsonValue, logger: logger)
     }
@@ -209,7 +202,7 @@ struct WorkerRoutes: Sendable {
                 results: results.compactMap { $0 }.map { result in
                     CompleteManyResult(
                         request_id: result.request_id, status: result.status, retries: result.retries,
-                        error: result.refusal.map { CompleteManyItemError(code: $0.code, message: $0.message, http_status: $0.httpStatus) })
+                        refusal: result.refusal)
                 }))
     }
 
@@ -222,7 +215,7 @@ struct WorkerRoutes: Sendable {
         var replayed = false
     }
 
-    /// One completion: through the shared statement, and through `finish` when the batch left it
+    /// One completion: through the shared statement, and through `finish` when the group left it
     /// (to tell a retried complete from a lost lease).
     func complete(_ requestID: UUID, _ body: CompleteRequest, context: BrokerRequestContext) async throws -> CompleteResult {
         switch try await completion(requestID, body, context: context) {

@@ -131,11 +131,6 @@ public struct JobReference: Sendable, Equatable {
     public var model: String
     public var requestID: String
 
-    public init(model: String, requestID: String) {
-        self.model = model
-        self.requestID = requestID
-    }
-
     /// Validates a parsed body (cancel) or query (status).
     public init(json: JSONValue) throws(SpoolError) {
         let body = try RequestFields(json)

@@ -85,32 +85,6 @@ public struct RunPodRunRequest: Sendable, Equatable {
     }
 }
 
-/// What a RunPod worker sees as a job's id: the request id and the lease token of one attempt.
-///
-/// RunPod's protocol carries no lease token, so the attempt's id carries it: a done, stream or
-/// progress from an attempt that is no longer current names a token the job no longer has, and is
-/// refused. Clients only ever see the request id.
-public struct RunPodAttemptID: Sendable, Equatable, CustomStringConvertible {
-    public var requestID: UUID
-    public var leaseToken: UUID
-
-    public init(requestID: UUID, leaseToken: UUID) {
-        self.requestID = requestID
-        self.leaseToken = leaseToken
-    }
-
-    /// `<request id>.<lease token>`, both lowercase.
-    public var description: String { "\(requestID.uuidString.lowercased()).\(leaseToken.uuidString.lowercased())" }
-
-    public init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let requestID = UUID(uuidString: String(parts[0])), let token = UUID(uuidString: String(parts[1])) else {
-            return nil
-        }
-        self.init(requestID: requestID, leaseToken: token)
-    }
-}
-
 /// What a RunPod worker POSTs to its job-done URL.
 public enum RunPodDone: Sendable, Equatable {
     /// `{"status": "IN_PROGRESS", "output": …}` from `progress_update`: an emit.

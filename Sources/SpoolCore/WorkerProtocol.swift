@@ -306,7 +306,7 @@ public struct CompleteManyRequest: Sendable, Equatable {
 }
 
 extension CompleteManyRequest {
-    /// The broker's reading of a batch: the envelope must be right (else the whole request is a
+    /// The broker's reading of a grouped complete: the envelope must be right (else the whole request is a
     /// 400), but each completion is judged on its own, so a bad one is refused alone.
     public static func items(json: JSONValue) throws(SpoolError) -> [(requestID: String, complete: Result<CompleteRequest, SpoolError>)] {
         let body = try RequestFields(json)
@@ -326,7 +326,7 @@ extension CompleteManyRequest {
     }
 }
 
-/// One completion of a batch: the job it is for, and what a single complete would carry.
+/// One completion of a grouped complete: the job it is for, and what a single complete would carry.
 public struct CompleteManyItem: Sendable, Equatable {
     public var request_id: String
     public var complete: CompleteRequest
@@ -337,7 +337,7 @@ public struct CompleteManyItem: Sendable, Equatable {
     }
 }
 
-/// The answer to a batch: one result per completion, in order.
+/// The answer to a grouped complete: one result per completion, in order.
 public struct CompleteManyResponse: Sendable, Equatable {
     public var results: [CompleteManyResult]
     public init(results: [CompleteManyResult]) { self.results = results }
@@ -349,24 +349,25 @@ public struct CompleteManyResult: Sendable, Equatable {
     public var status: JobStatus?
     public var retries: Int32?
     public var error: CompleteManyItemError?
+}
 
-    public init(request_id: String, status: JobStatus? = nil, retries: Int32? = nil, error: CompleteManyItemError? = nil) {
-        self.request_id = request_id
-        self.status = status
-        self.retries = retries
-        self.error = error
+extension CompleteManyResult {
+    /// Where the completion left its job, or the refusal a single complete would have answered.
+    public init(request_id: String, status: JobStatus? = nil, retries: Int32? = nil, refusal: SpoolError? = nil) {
+        self.init(request_id: request_id, status: status, retries: retries, error: refusal.map(CompleteManyItemError.init))
     }
 }
 
-/// Why one item of a batch was refused: the code and message a single request would have answered.
+/// Why one item of a grouped complete was refused: the code and message a single request would have answered.
 public struct CompleteManyItemError: Sendable, Equatable {
     public var code: String
     public var message: String
     public var http_status: Int
+}
 
-    public init(code: String, message: String, http_status: Int) {
-        self.code = code
-        self.message = message
-        self.http_status = http_status
+extension CompleteManyItemError {
+    /// The refusal as a single request would have answered it.
+    init(_ refusal: SpoolError) {
+        self.init(code: refusal.code, message: refusal.message, http_status: refusal.httpStatus)
     }
 }

@@ -39,17 +39,7 @@ package enum UploadFinish: Sendable, Equatable {
 }
 
 /// What a multipart upload's form fields say about its file.
-package struct FileDescription: Sendable, Equatable {
-    package var filename: String
-    package var purpose: String
-    package var fileType: String
-
-    package init(filename: String, purpose: String, fileType: String) {
-        self.filename = filename
-        self.purpose = purpose
-        self.fileType = fileType
-    }
-}
+package typealias FileDescription = (filename: String, purpose: String, fileType: String)
 
 /// What a streamed upload ended with.
 package enum FileUploadError: Error, Sendable, Equatable {

@@ -3,19 +3,9 @@ import Logging
 import PostgresNIO
 import SpoolCore
 
-/// One line of a batch, validated, to enqueue as a job.
-package struct BatchLineJob: Sendable {
-    /// 1-based line number in the input file: the line's place in the output, and what makes it unique.
-    package var line: Int32
-    package var customID: String
-    package var request: SubmitRequest
-
-    package init(line: Int32, customID: String, request: SubmitRequest) {
-        self.line = line
-        self.customID = customID
-        self.request = request
-    }
-}
+/// One line of a batch, validated, to enqueue as a job: its 1-based number in the input file (its
+/// place in the output, and what makes it unique), its custom id and its job.
+package typealias BatchLineJob = (line: Int32, customID: String, request: SubmitRequest)
 
 /// A finished line of a batch, for its output files.
 package struct BatchLineResult: Sendable {

@@ -3,21 +3,35 @@ import Logging
 import PostgresNIO
 import SpoolCore
 
-/// A job handed to a worker by a claim: what it needs to run it and to fence its writes.
+/// A job handed to a worker by a claim: the lease answer's entry for it, and what the broker keeps
+/// to fence, hand back and count it.
 package struct ClaimedJob: Sendable, Equatable {
     package var id: Int64
     package var requestID: UUID
-    package var model: String
-    package var priority: Int32
     package var leaseToken: UUID
-    package var attempt: Int32
-    package var payload: [String: JSONValue]
-    package var info: [String: JSONValue]
-    package var leaseExpiresAt: Date
-    package var runDeadlineAt: Date
-    package var path: String?
+    /// What the worker is handed, as it reads it.
+    package var leased: LeasedJob
     /// How long it waited in the queue before this claim, by the database's clock.
     package var queueWaitSeconds: Double
+
+    package var model: String { leased.model }
+    package var priority: Int32 { leased.priority }
+    package var attempt: Int32 { leased.attempt }
+    package var payload: [String: JSONValue] { leased.payload }
+
+    /// A claimed job from its columns.
+    package init(
+        id: Int64, requestID: UUID, model: String, priority: Int32, leaseToken: UUID, attempt: Int32, payload: [String: JSONValue],
+        info: [String: JSONValue], leaseExpiresAt: Date, runDeadlineAt: Date, path: String?, queueWaitSeconds: Double
+    ) {
+        self.id = id
+        self.requestID = requestID
+        self.leaseToken = leaseToken
+        self.leased = LeasedJob(
+            request_id: requestID.uuidString.lowercased(), model: model, lease_token: leaseToken.uuidString.lowercased(), attempt: attempt,
+            priority: priority, payload: payload, info: info, lease_expires_at: leaseExpiresAt, run_deadline_at: runDeadlineAt, path: path)
+        self.queueWaitSeconds = queueWaitSeconds
+    }
 }
 
 /// Per tenant, how many jobs of one model may run at once; the claim starts no more.

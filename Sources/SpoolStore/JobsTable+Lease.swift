@@ -267,33 +267,7 @@ extension JobsTable {
     }
 }
 
-/// How many log lines, and how many bytes of them, a job keeps: past either, the oldest are dropped.
-package struct JobLogLimits: Sendable, Equatable {
-    package var maxLines: Int
-    package var maxBytes: Int64
-
-    package init(maxLines: Int, maxBytes: Int64) {
-        self.maxLines = maxLines
-        self.maxBytes = maxBytes
-    }
-
-    /// The newest of `lines` that fit the limits on their own (a write larger than the cap keeps its end).
-    package func newest(_ lines: [JobLogLine]) -> [JobLogLine] {
-        var bytes: Int64 = 0
-        var kept = 0
-        for line in lines.reversed() {
-            bytes += Int64(line.message.utf8.count)
-            guard kept < maxLines, bytes <= maxBytes else { break }
-            kept += 1
-        }
-        return kept == lines.count ? lines : Array(lines.suffix(kept))
-    }
-
-    /// Whether a job with these stored logs is over the cap.
-    package func exceeded(by logs: StoredLogs) -> Bool { logs.lines > Int64(maxLines) || logs.bytes > maxBytes }
-}
-
-/// One completion in a batch.
+/// One completion of a grouped complete.
 package struct Completion: Sendable, Equatable {
     package var requestID: UUID
     package var leaseToken: UUID

@@ -104,8 +104,8 @@ import Testing
         let beat = HeartbeatResponse(lease_expires_at: Date(), stop_reason: .canceled)
         #expect(try HeartbeatResponse(jsonValue: JSONValue.parse(beat.jsonValue.jsonBytes)) == beat)
         let batch = CompleteManyResponse(results: [
-            CompleteManyResult(request_id: "a", status: .failed, retries: 3),
-            CompleteManyResult(request_id: "b", error: CompleteManyItemError(code: "job_not_found", message: "no", http_status: 404)),
+            CompleteManyResult(request_id: "a", status: .failed, retries: 3, refusal: nil),
+            CompleteManyResult(request_id: "b", refusal: SpoolError.notFound("no", code: "job_not_found")),
         ])
         #expect(try CompleteManyResponse(jsonValue: JSONValue.parse(batch.jsonValue.jsonBytes)) == batch)
         #expect(throws: SpoolError.self) { try LeaseResponse(jsonValue: ["jobs": [["request_id": 1]]]) }

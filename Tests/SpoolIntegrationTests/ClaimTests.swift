@@ -60,7 +60,7 @@ import Testing
             #expect(jobs.count == 3)
             #expect(Set(jobs.map(\.leaseToken)).count == 3)
             #expect(jobs.allSatisfy { $0.attempt == 1 })
-            let remaining = jobs[0].leaseExpiresAt.timeIntervalSinceNow
+            let remaining = try #require(RFC3339.date(from: jobs[0].leased.lease_expires_at)).timeIntervalSinceNow
             #expect(remaining > 20 && remaining <= 31)
             let depth = try await store.jobs.depth(model: model, on: store.client, logger: TestDatabase.logger)
             #expect(depth.waiting == 0 && depth.running == 3)

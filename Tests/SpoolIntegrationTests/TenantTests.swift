@@ -160,7 +160,7 @@ import Testing
                 // Batch lines take tags like submits: a batch's lines wait their turn with another tenant's jobs.
                 let batched = "fair/\(UUID().uuidString.prefix(6))"
                 _ = try await submit("e", 50, model: batched)
-                let lines = (1...50).map { BatchLineJob(line: Int32($0), customID: "l\($0)", request: SubmitRequest(model: batched, payload: [:])) }
+                let lines = (1...50).map { (line: Int32($0), customID: "l\($0)", request: SubmitRequest(model: batched, payload: [:])) }
                 try await store.jobs.insertBatchLines(
                     lines, batchID: UUID(), priority: 0, submittedBy: "f", tenant: "f", weight: 1, on: client, logger: logger)
                 let firstTen = try await claim(10, model: batched)

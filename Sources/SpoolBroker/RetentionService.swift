@@ -28,30 +28,20 @@ struct RetentionService: MaintenanceService {
     /// One pass; returns the jobs it pruned.
     @discardableResult
     func prune() async throws -> Int {
-        var jobs = 0
-        for _ in 0..<Self.batchesPerPass {
-            let pruned = try await store.jobs.pruneFinished(
-                retentionSeconds: configuration.retentionSeconds, batchSize: Self.batchSize, on: store.client, logger: logger)
-            jobs += pruned
-            if pruned < Self.batchSize || Task.isCancelled { break }
+        let jobs = try await Self.inBatches(of: Self.batchSize) { size in
+            try await store.jobs.pruneFinished(
+                retentionSeconds: configuration.retentionSeconds, batchSize: size, on: store.client, logger: logger)
         }
         let keys = try await store.idempotencyKeys.prune(windowSeconds: configuration.idempotencyWindowSeconds, on: store.client, logger: logger)
         let workers = try await store.workers.prune(olderThanSeconds: 24 * 3600, on: store.client, logger: logger)
-        var batches = 0
-        for _ in 0..<Self.batchesPerPass {
-            let pruned = try await store.batches.pruneEnded(
-                retentionSeconds: configuration.retentionSeconds, batchSize: 100, on: store.client, logger: logger)
-            batches += pruned
-            if pruned < 100 || Task.isCancelled { break }
+        let batches = try await Self.inBatches(of: 100) { size in
+            try await store.batches.pruneEnded(retentionSeconds: configuration.retentionSeconds, batchSize: size, on: store.client, logger: logger)
         }
         // Small batches: an upload's pieces can add up to gigabytes.
-        var uploads = 0
-        for _ in 0..<Self.batchesPerPass {
-            let pruned = try await store.files.pruneAbandonedUploads(
-                olderThanSeconds: Self.abandonedUploadSeconds, idleSeconds: 2 * configuration.idleTimeoutSeconds, batchSize: 10,
+        let uploads = try await Self.inBatches(of: 10) { size in
+            try await store.files.pruneAbandonedUploads(
+                olderThanSeconds: Self.abandonedUploadSeconds, idleSeconds: 2 * configuration.idleTimeoutSeconds, batchSize: size,
                 on: store.client, logger: logger)
-            uploads += pruned
-            if pruned < 10 || Task.isCancelled { break }
         }
         if jobs + keys + workers + batches + uploads > 0 {
             logger.info(
@@ -62,6 +52,18 @@ struct RetentionService: MaintenanceService {
                 ])
         }
         return jobs
+    }
+
+    /// Prunes batch after batch of up to `size` until one comes back short, the pass's batches are
+    /// used up or the broker stops; returns how many it pruned in all.
+    static func inBatches(of size: Int, _ pruneBatch: (Int) async throws -> Int) async throws -> Int {
+        var total = 0
+        for _ in 0..<batchesPerPass {
+            let pruned = try await pruneBatch(size)
+            total += pruned
+            if pruned < size || Task.isCancelled { break }
+        }
+        return total
     }
 
     /// How long an upload may stay unfinished before it is pruned (a file created for Together's
